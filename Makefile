@@ -1,0 +1,37 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   run the simulated sorting line and print its KPIs
+#   make test   run the test suite (lint included)
+# Each creates the virtual environment (.venv) when it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.msseg-installed
+DURATION ?= 60
+# Keep DDS discovery on this host unless told otherwise.
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+
+.PHONY: venv demo test lint docs clean
+
+$(STAMP): setup.py package.xml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 needed"'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --progress-bar off -e '.[wheels,dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/msseg run sorting_line --mode sim --duration $(DURATION)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+docs: $(STAMP)
+	$(VENV)/bin/msseg params --markdown > docs/parameters.md
+
+clean:
+	rm -rf $(VENV) build install log .pytest_cache

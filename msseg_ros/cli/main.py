@@ -1,0 +1,167 @@
+"""``msseg``: the command-line entry point.
+
+Exit codes: 0 ok, 2 bad usage or input (one line on stderr, no traceback), 1 failure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Sequence
+
+from msseg_ros import __version__
+from msseg_ros.core.errors import MssegError
+from msseg_ros.graph import CELLS, MODES, ROBOTS, SEGMENTERS, GraphError, describe
+
+
+class UsageError(Exception):
+    """A user mistake: reported as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too, but keep it one line
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="msseg",
+        description="msseg_ros: multi-sensor instance segmentation to robot picks.",
+    )
+    parser.add_argument("--version", action="version", version=f"msseg_ros {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    run = sub.add_parser("run", help="start a cell's node graph (sim, replay or live)")
+    _graph_args(run)
+    run.add_argument("--duration", type=float, default=None, metavar="S",
+                     help="stop after S seconds (default: run until Ctrl-C)")
+    run.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                     help="override a node parameter (VALUE is YAML); repeatable")
+    run.add_argument("--quiet", action="store_true", help="do not forward the nodes' logs")
+
+    graph = sub.add_parser("graph", help="print the node graph that `run` would start")
+    _graph_args(graph)
+    graph.add_argument("--json", action="store_true", help="machine-readable output")
+
+    params = sub.add_parser("params", help="list node parameters: type, default, bounds")
+    params.add_argument("node", nargs="?", help="node executable (default: all)")
+    params.add_argument("--markdown", action="store_true",
+                        help="print the docs/parameters.md reference")
+    return parser
+
+
+def _graph_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cell", choices=CELLS)
+    p.add_argument("--mode", choices=MODES, default="sim")
+    p.add_argument("--segmenter", choices=SEGMENTERS, default=None,
+                   help="model type (default: maskrcnn on the line, bicameral for bins)")
+    p.add_argument("--robot", choices=ROBOTS, default=None,
+                   help="robot backend (default: delta on the line, fanuc for bins)")
+    p.add_argument("--bag", default=None, help="rosbag2 to replay (replay mode)")
+    p.add_argument("--params-file", default=None, help="cell parameter file (default: shipped)")
+    p.add_argument("--namespace", default="", help="ROS namespace for every node")
+
+
+def _describe(args: argparse.Namespace):
+    return describe(
+        args.cell,
+        mode=args.mode,
+        segmenter=args.segmenter,
+        robot=args.robot,
+        params_file=args.params_file,
+        bag=args.bag,
+        namespace=args.namespace,
+    )
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    spec = _describe(args)
+    if args.json:
+        out = {
+            "cell": spec.cell, "mode": spec.mode, "segmenter": spec.segmenter,
+            "robot": spec.robot, "namespace": spec.namespace,
+            "params_files": list(spec.params_files), "bag": spec.bag,
+            "nodes": [
+                {"name": n.name, "executable": n.executable, "parameters": n.parameters,
+                 "remappings": [list(r) for r in n.remappings], "installed": n.installed}
+                for n in spec.nodes
+            ],
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{spec.cell} / {spec.mode}: segmenter={spec.segmenter} robot={spec.robot} "
+          f"namespace={spec.namespace or '/'}")
+    print(f"params: {', '.join(spec.params_files)}")
+    for n in spec.nodes:
+        state = "" if n.installed else "   (not in this version yet)"
+        overrides = " ".join(f"{k}:={v}" for k, v in n.parameters.items())
+        print(f"  {n.name:<15} exe={n.executable:<15} {overrides}{state}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from msseg_ros.cli.runner import GraphRunner, NodeDiedError, parse_sets
+
+    spec = _describe(args)
+    sets = parse_sets(args.sets, spec)
+    if args.duration is not None and args.duration <= 0:
+        raise UsageError(f"--duration must be > 0 s, got {args.duration}")
+    if spec.missing:
+        names = ", ".join(n.name for n in spec.missing)
+        print(f"msseg run: not in this version yet, not started: {names}", file=sys.stderr)
+    if not spec.runnable:
+        raise UsageError("no node of this graph is installed")
+    log = (lambda name, line: None) if args.quiet else None
+    runner = GraphRunner(spec, sets, log=log)
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, runner.request_stop)
+    runner.start()
+    started = ", ".join(rn.spec.name for rn in runner.nodes)
+    print(f"msseg run: {spec.cell} ({spec.mode}) started: {started}", file=sys.stderr)
+    try:
+        runner.wait(args.duration)
+    except NodeDiedError as exc:
+        print(f"msseg run: {exc}; stopped the graph", file=sys.stderr)
+        return 1
+    codes = runner.stop()
+    bad = {n: c for n, c in codes.items() if c != 0}
+    if bad:
+        detail = ", ".join(f"{n} (exit {c})" for n, c in bad.items())
+        print(f"msseg run: nodes did not stop cleanly: {detail}", file=sys.stderr)
+        return 1
+    print(f"msseg run: stopped {len(codes)} node(s) cleanly", file=sys.stderr)
+    return 0
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    from msseg_ros.core.params.docs import markdown, table
+    from msseg_ros.core.params.nodes import NODE_SCHEMAS
+
+    if args.node and args.node not in NODE_SCHEMAS:
+        raise UsageError(
+            f"msseg params: unknown node {args.node!r}; nodes: {', '.join(sorted(NODE_SCHEMAS))}"
+        )
+    names = [args.node] if args.node else sorted(NODE_SCHEMAS)
+    print(markdown(names) if args.markdown else table(names))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "graph": cmd_graph, "params": cmd_params}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return COMMANDS[args.command](args)
+    except (UsageError, GraphError, MssegError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

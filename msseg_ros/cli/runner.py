@@ -1,0 +1,235 @@
+"""Run a cell's graph as processes: the engine of ``msseg run``.
+
+Each node of :func:`msseg_ros.graph.describe` is started from its console_script with
+``--ros-args``: the node name, the namespace, the cell's parameter file, then a
+generated file with the graph's and the user's overrides (so values keep their exact
+ROS types). Their output is forwarded line by line, prefixed with the node name.
+
+The runner stops every node with SIGINT on Ctrl-C, SIGTERM or ``duration``, waits for
+them (SIGKILL after a grace period), and reports a node that died on its own.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+from msseg_ros.core.errors import ConfigError
+from msseg_ros.core.params.nodes import NODE_SCHEMAS
+from msseg_ros.graph import GraphSpec, NodeSpec, dds_environment
+
+
+class NodeDiedError(RuntimeError):
+    """A node exited while the graph was meant to be running."""
+
+    def __init__(self, node: str, code: int) -> None:
+        super().__init__(f"node {node!r} died with exit code {code}")
+        self.node, self.code = node, code
+
+
+def parse_sets(items: list[str], spec: GraphSpec) -> dict[str, dict[str, Any]]:
+    """Parse ``NODE.PARAM=VALUE`` overrides (VALUE in YAML) and validate them.
+
+    Returns:
+        ``{node: {param: value}}`` with values typed per the node's schema.
+
+    Raises:
+        ConfigError: bad syntax, an unknown node or parameter, or an invalid value.
+    """
+    nodes = {n.name: n for n in spec.nodes}
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        node, dot, param = key.partition(".")
+        if not sep or not dot or not param:
+            raise ConfigError(f"--set {item!r}: expected NODE.PARAM=VALUE")
+        if node not in nodes:
+            raise ConfigError(
+                f"--set {item!r}: no node {node!r} in this graph; nodes: {', '.join(nodes)}"
+            )
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from None
+        schema = NODE_SCHEMAS.get(nodes[node].executable)
+        if schema is None:
+            raise ConfigError(f"--set {item!r}: node {node!r} is not installed yet")
+        if param not in schema:
+            raise ConfigError(
+                f"--set {item!r}: node {node!r} has no parameter {param!r} "
+                f"(see `msseg params {nodes[node].executable}`)"
+            )
+        if schema[param].type.value == "str" and not isinstance(value, str):
+            value = raw  # `--set n.p=123` for a string parameter means the string "123"
+        try:
+            out.setdefault(node, {})[param] = schema[param].validate(value, strict=False)
+        except ConfigError as exc:
+            raise ConfigError(f"--set {item!r}: {exc}") from None
+    return out
+
+
+def overrides_yaml(spec: GraphSpec, sets: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The overrides parameter file: the graph's parameters, then the user's ``--set``."""
+    doc: dict[str, Any] = {}
+    for node in spec.nodes:
+        params = {**node.parameters, **sets.get(node.name, {})}
+        if params:
+            doc[f"/**/{node.name}"] = {"ros__parameters": dict(params)}
+    return doc
+
+
+def find_executable(name: str) -> list[str]:
+    """The command that runs console_script ``name``: this environment's script when it
+    exists (pip/venv or colcon's lib/msseg_ros), else ``python -m`` of the node module."""
+    candidates = [Path(sys.executable).parent / name]
+    prefix = os.environ.get("COLCON_PREFIX_PATH", "").split(os.pathsep)[0]
+    if prefix:
+        candidates.append(Path(prefix) / "msseg_ros" / "lib" / "msseg_ros" / name)
+    for c in candidates:
+        if c.is_file() and os.access(c, os.X_OK):
+            return [str(c)]
+    found = shutil.which(name)
+    if found:
+        return [found]
+    return [sys.executable, "-m", f"msseg_ros.ros.nodes.{name}"]
+
+
+def node_command(node: NodeSpec, spec: GraphSpec, overrides_file: str | None) -> list[str]:
+    cmd = [*find_executable(node.executable), "--ros-args", "-r", f"__node:={node.name}"]
+    if spec.namespace:
+        cmd += ["-r", f"__ns:={spec.namespace}"]
+    for f in spec.params_files:
+        cmd += ["--params-file", f]
+    if overrides_file:
+        cmd += ["--params-file", overrides_file]
+    for src, dst in node.remappings:
+        cmd += ["-r", f"{src}:={dst}"]
+    return cmd
+
+
+@dataclass
+class RunningNode:
+    spec: NodeSpec
+    process: subprocess.Popen
+    threads: list[threading.Thread] = field(default_factory=list)
+
+
+class GraphRunner:
+    """Starts, watches and stops the processes of one graph.
+
+    Args:
+        spec: the graph.
+        sets: validated ``--set`` overrides, ``{node: {param: value}}``.
+        log: where forwarded lines go (called with ``(node_name, line)``).
+        env: extra environment variables for the nodes.
+    """
+
+    def __init__(
+        self,
+        spec: GraphSpec,
+        sets: Mapping[str, Mapping[str, Any]] | None = None,
+        log: Callable[[str, str], None] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.sets = dict(sets or {})
+        self.log = log or _print_line
+        self.env = {**os.environ, **dds_environment(), "PYTHONUNBUFFERED": "1",
+                    "RCUTILS_COLORIZED_OUTPUT": "0", **(env or {})}
+        self.nodes: list[RunningNode] = []
+        self._stop = threading.Event()
+        self._tmp = tempfile.TemporaryDirectory(prefix="msseg_run_")
+
+    def start(self) -> None:
+        for f in self.spec.params_files:
+            if not Path(f).is_file():
+                raise ConfigError(f"parameter file {f!r} does not exist")
+        doc = overrides_yaml(self.spec, self.sets)
+        overrides = None
+        if doc:
+            overrides = str(Path(self._tmp.name) / "overrides.yaml")
+            Path(overrides).write_text(yaml.safe_dump(doc, sort_keys=False))
+        for node in self.spec.runnable:
+            cmd = node_command(node, self.spec, overrides)
+            proc = subprocess.Popen(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                text=True,
+                bufsize=1,
+                start_new_session=True,  # Ctrl-C reaches the runner only; it stops the nodes
+            )
+            running = RunningNode(node, proc)
+            for stream in (proc.stdout, proc.stderr):
+                t = threading.Thread(target=self._forward, args=(node.name, stream), daemon=True)
+                t.start()
+                running.threads.append(t)
+            self.nodes.append(running)
+
+    def _forward(self, name: str, stream: IO[str]) -> None:
+        for line in stream:
+            self.log(name, line.rstrip("\n"))
+
+    def request_stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def wait(self, duration: float | None = None, poll: float = 0.1) -> None:
+        """Block until ``duration`` elapses or a stop is requested.
+
+        Raises:
+            NodeDiedError: a node exited on its own first (the others are then stopped).
+        """
+        deadline = None if duration is None else time.monotonic() + duration
+        while not self._stop.is_set():
+            for rn in self.nodes:
+                code = rn.process.poll()
+                if code is not None:
+                    self.stop()
+                    raise NodeDiedError(rn.spec.name, code)
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            self._stop.wait(poll)
+
+    def stop(self, grace: float = 10.0) -> dict[str, int]:
+        """SIGINT every node, SIGKILL what is left after ``grace`` s. Returns exit codes."""
+        for rn in self.nodes:
+            if rn.process.poll() is None:
+                rn.process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + grace
+        codes: dict[str, int] = {}
+        for rn in self.nodes:
+            try:
+                codes[rn.spec.name] = rn.process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                rn.process.kill()
+                codes[rn.spec.name] = rn.process.wait()
+                self.log(rn.spec.name, f"did not stop within {grace:g} s; killed")
+            for t in rn.threads:
+                t.join(timeout=1.0)
+        self._tmp.cleanup()
+        return codes
+
+    def __enter__(self) -> GraphRunner:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if any(rn.process.poll() is None for rn in self.nodes):
+            self.stop()
+
+
+def _print_line(name: str, line: str) -> None:
+    print(f"[{name}] {line}", flush=True)

@@ -1,0 +1,1 @@
+"""Core algorithms: plain Python, numpy and torch. Nothing here imports ROS."""

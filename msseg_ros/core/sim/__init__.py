@@ -1,0 +1,1 @@
+"""Deterministic simulated cells: the belt, the sorting-line world, the bin pile."""

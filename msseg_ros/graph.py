@@ -1,0 +1,225 @@
+"""The node graph of each cell: one description shared by the launch files and ``msseg run``.
+
+``describe(cell, mode=..., segmenter=..., robot=...)`` returns a :class:`GraphSpec`: which
+nodes run, from which executables, with which parameter files, parameter overrides and
+remappings. ``launch/*.launch.py`` turn it into ``launch_ros`` Nodes; ``msseg run`` spawns
+the same console_scripts as processes. Neither adds nodes of its own, so they cannot
+drift apart.
+
+Only the standard library is imported here: setup.py and launch files import this.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CELLS = ("sorting_line", "bin_picking")
+MODES = ("sim", "replay", "live")
+SEGMENTERS = ("maskrcnn", "bicameral", "classic")
+ROBOTS = ("delta", "fanuc", "dry_run")
+
+#: Every node executable of the package (console_scripts of the same name).
+NODE_EXECUTABLES = (
+    "cell_sim",
+    "line_scanner",
+    "camera",
+    "replay",
+    "segmenter",
+    "grasp_selector",
+    "robot_bridge",
+)
+
+#: Per cell: its sensor node, and the default segmenter and robot.
+CELL_DEFAULTS = {
+    "sorting_line": {"sensor": "line_scanner", "segmenter": "maskrcnn", "robot": "delta"},
+    "bin_picking": {"sensor": "camera", "segmenter": "bicameral", "robot": "fanuc"},
+}
+
+#: Sensor topics a replay publishes into the pipeline, per cell.
+REPLAY_TOPICS = {
+    "sorting_line": ("conveyor/joint_states", "line_scanner/frames"),
+    "bin_picking": ("camera/image_raw", "camera/camera_info"),
+}
+
+
+class GraphError(ValueError):
+    """An invalid choice for the graph; the message names it and the valid ones."""
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the graph.
+
+    Attributes:
+        name: the node name (also its key in parameter files).
+        executable: the console_script that runs it.
+        parameters: overrides applied after the parameter files, flat dotted names.
+        remappings: (from, to) topic remappings.
+    """
+
+    name: str
+    executable: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    remappings: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def installed(self) -> bool:
+        """Whether this package provides the node yet."""
+        return executable_available(self.executable)
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """A whole graph: what ``msseg run`` starts and what the launch file launches."""
+
+    cell: str
+    mode: str
+    segmenter: str
+    robot: str
+    namespace: str
+    params_files: tuple[str, ...]
+    nodes: tuple[NodeSpec, ...]
+    bag: str | None = None
+    rviz: bool = False
+
+    def node(self, name: str) -> NodeSpec:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    @property
+    def runnable(self) -> tuple[NodeSpec, ...]:
+        """The nodes whose executables exist in this installation."""
+        return tuple(n for n in self.nodes if n.installed)
+
+    @property
+    def missing(self) -> tuple[NodeSpec, ...]:
+        return tuple(n for n in self.nodes if not n.installed)
+
+
+def executable_available(executable: str) -> bool:
+    return importlib.util.find_spec(f"msseg_ros.ros.nodes.{executable}") is not None
+
+
+def share_dir() -> Path:
+    """The package's share folder: the source tree (editable or colcon --symlink-install
+    from source), the ament index (colcon), or ``<prefix>/share/msseg_ros`` (pip)."""
+    source = Path(__file__).resolve().parent.parent
+    if (source / "package.xml").is_file() and (source / "config").is_dir():
+        return source
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("msseg_ros"))
+    except Exception:  # noqa: BLE001 - ament index absent or package not indexed
+        pass
+    import sys
+
+    return Path(sys.prefix) / "share" / "msseg_ros"
+
+
+def default_params_file(cell: str) -> str:
+    return str(share_dir() / "config" / f"{cell}.yaml")
+
+
+def dds_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for the nodes' DDS: the shipped Fast DDS profile for large frames
+    (config/dds/fastdds_large_frames.xml), unless the user already chose a profile."""
+    environ = dict(os.environ if environ is None else environ)
+    if "FASTDDS_DEFAULT_PROFILES_FILE" in environ or "FASTRTPS_DEFAULT_PROFILES_FILE" in environ:
+        return {}
+    profile = share_dir() / "config" / "dds" / "fastdds_large_frames.xml"
+    return {"FASTDDS_DEFAULT_PROFILES_FILE": str(profile)} if profile.is_file() else {}
+
+
+def _choice(kind: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise GraphError(f"unknown {kind} {value!r}; choose one of {', '.join(choices)}")
+    return value
+
+
+def _namespace(ns: str) -> str:
+    ns = (ns or "").strip().strip("/")
+    for part in ns.split("/") if ns else ():
+        if not part or not (part[0].isalpha() or part[0] == "_") or not all(
+            c.isalnum() or c == "_" for c in part
+        ):
+            raise GraphError(f"invalid namespace {ns!r}: use letters, digits, '_' and '/'")
+    return "/" + ns if ns else ""
+
+
+def describe(
+    cell: str,
+    *,
+    mode: str = "sim",
+    segmenter: str | None = None,
+    robot: str | None = None,
+    params_file: str | os.PathLike | None = None,
+    bag: str | os.PathLike | None = None,
+    rviz: bool = False,
+    namespace: str = "",
+) -> GraphSpec:
+    """The graph of ``cell`` in ``mode``.
+
+    Args:
+        cell: ``sorting_line`` or ``bin_picking``.
+        mode: ``sim`` (cell_sim owns the physics and emulated controllers), ``replay``
+            (sensor topics from ``bag``) or ``live`` (hardware sources and controllers).
+        segmenter: model type for the segmenter (default per cell).
+        robot: robot backend for the bridge (default per cell; ``dry_run`` in replay).
+        params_file: the cell's parameter file (default ``config/<cell>.yaml``).
+        bag: a rosbag2 folder or file; required in replay mode.
+        rviz: also start RViz (launch file only).
+        namespace: a ROS namespace for every node.
+
+    Raises:
+        GraphError: an unknown choice, a missing bag in replay mode, a missing parameter
+            file, a bad namespace.
+    """
+    _choice("cell", cell, CELLS)
+    _choice("mode", mode, MODES)
+    defaults = CELL_DEFAULTS[cell]
+    segmenter = _choice("segmenter", segmenter or defaults["segmenter"], SEGMENTERS)
+    robot = _choice("robot", robot or ("dry_run" if mode == "replay" else defaults["robot"]), ROBOTS)
+    if mode == "replay":
+        if not bag:
+            raise GraphError("replay mode needs a bag (--bag PATH / bag:=PATH)")
+        bag = str(bag)
+    elif bag:
+        raise GraphError(f"a bag is only used in replay mode, not in {mode!r}")
+    params = str(params_file) if params_file else default_params_file(cell)
+    if not Path(params).is_file():
+        raise GraphError(f"parameter file {params!r} does not exist")
+
+    nodes: list[NodeSpec] = []
+    if mode == "sim":
+        nodes.append(NodeSpec("cell_sim", "cell_sim", {"cell": cell}))
+    if mode == "replay":
+        nodes.append(
+            NodeSpec(
+                "replay",
+                "replay",
+                {"bag": bag, "topics": list(REPLAY_TOPICS[cell]), "loop": False},
+            )
+        )
+    else:
+        sensor = defaults["sensor"]
+        nodes.append(NodeSpec(sensor, sensor, {"source": "sim" if mode == "sim" else "live"}))
+    nodes.append(NodeSpec("segmenter", "segmenter", {"model.type": segmenter}))
+    nodes.append(NodeSpec("grasp_selector", "grasp_selector", {"cell": cell}))
+    nodes.append(NodeSpec("robot_bridge", "robot_bridge", {"robot.type": robot}))
+    return GraphSpec(
+        cell=cell,
+        mode=mode,
+        segmenter=segmenter,
+        robot=robot,
+        namespace=_namespace(namespace),
+        params_files=(params,),
+        nodes=tuple(nodes),
+        bag=bag if mode == "replay" else None,
+        rviz=bool(rviz),
+    )

@@ -1,0 +1,145 @@
+"""The base of every msseg_ros node.
+
+Why a plain ``rclpy.node.Node`` and not a lifecycle node: the graph must start the same
+way under ``ros2 launch``, ``ros2 run`` and ``msseg run`` without a lifecycle manager,
+and every state a lifecycle would expose (model loaded, controller connected, source
+open) changes at run time anyway: a model swap or a dropped controller happens while the
+node is active. So each node starts active, never crashes on bad configuration or input,
+refuses bad parameter changes with their reason, and reports its state (OK / WARN /
+ERROR, with the reason) in /diagnostics at about 1 Hz. A node that cannot do its job
+(an unloadable model, say) stays up in ERROR until a valid parameter is set.
+
+The base provides:
+    * the schema-declared parameters (``self.params`` -> typed view);
+    * /diagnostics at ``diagnostics_period`` s, from ``counters``, ``rate``, ``latency``
+      and the subclass's :meth:`diagnostics_status`;
+    * :func:`run_node`, a ``main`` that shuts down cleanly on SIGINT and SIGTERM.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
+
+from msseg_ros.core.errors import MssegError
+from msseg_ros.core.params import ParamView, Schema
+from msseg_ros.core.params.nodes import BASE as BASE_SCHEMA
+from msseg_ros.core.telemetry import Counters, LatencyStats, RateMeter
+from msseg_ros.ros.parameters import SchemaParameters
+from msseg_ros.ros.qos import DIAGNOSTICS_QOS
+
+OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
+
+class MssegNode(Node):
+    """A node with schema parameters, diagnostics and counters.
+
+    Subclasses pass their schema (the base parameters are added if missing) and override
+    :meth:`diagnostics_status` and, to react to or veto run-time parameter changes,
+    :meth:`on_parameters_change`.
+    """
+
+    def __init__(self, node_name: str, schema: Schema, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self.schema = schema if "diagnostics_period" in schema else schema.extend(BASE_SCHEMA)
+        self.counters = Counters()
+        self.rate = RateMeter()
+        self.latency = LatencyStats()
+        self.started = time.monotonic()
+        self._schema_params = SchemaParameters(self, self.schema, self._on_change)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
+        self._diag_timer = self.create_timer(self.params.diagnostics_period, self.publish_diagnostics)
+
+    @property
+    def params(self) -> ParamView:
+        """Typed, read-only view of the current parameters."""
+        return self._schema_params.view
+
+    def _on_change(self, proposed: Mapping[str, Any], changed: Mapping[str, Any]) -> str | None:
+        reason = self.on_parameters_change(proposed, changed)
+        if reason is None and "diagnostics_period" in changed:
+            self._diag_timer.cancel()
+            self._diag_timer = self.create_timer(changed["diagnostics_period"], self.publish_diagnostics)
+        return reason
+
+    def on_parameters_change(
+        self, proposed: Mapping[str, Any], changed: Mapping[str, Any]
+    ) -> str | None:
+        """Apply a validated change, or return why it is refused (the old values stay)."""
+        return None
+
+    def diagnostics_status(self) -> tuple[int, str, dict[str, Any]]:
+        """(level, message, extra key-values) for this node's status. Override."""
+        return OK, "running", {}
+
+    def publish_diagnostics(self) -> None:
+        level, message, extra = self.diagnostics_status()
+        values: dict[str, Any] = {
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "rate_hz": round(self.rate.hz, 2),
+            "parameter_sets_refused": self._schema_params.rejected,
+        }
+        if len(self.latency):
+            values.update({k: round(v, 2) for k, v in self.latency.summary().items()})
+        values.update(self.counters)
+        values.update(extra)
+        status = DiagnosticStatus(
+            level=level,
+            name=f"msseg_ros: {self.get_fully_qualified_name()}",
+            message=message,
+            hardware_id=self.get_fully_qualified_name(),
+            values=[KeyValue(key=str(k), value=str(v)) for k, v in values.items()],
+        )
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(msg)
+
+
+def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
+    """Create the node and spin it until SIGINT/SIGTERM; the body of every node's ``main``.
+
+    Returns the process exit code: 0 after a signal, 2 when the node refuses its
+    configuration (the reason is logged as one line), 1 on an unexpected error.
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    node = None
+    code = 0
+    try:
+        node = factory()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+        node.get_logger().info("shutting down")
+    except (MssegError, InvalidParameterTypeException, InvalidParameterValueException) as exc:
+        print(f"[{_node_label(node)}] configuration refused: {exc}", file=sys.stderr)
+        code = 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        code = 0
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return code
+
+
+def _node_label(node: Node | None) -> str:
+    return node.get_name() if node is not None else "node"

@@ -1,0 +1,1 @@
+"""One module per node executable; each exposes ``main()``."""

@@ -1,0 +1,89 @@
+"""msseg_ros: an ament_python package (colcon build) that also installs with pip.
+
+On a ROS machine, ``colcon build`` uses this file and the ROS dependencies come
+from apt (see package.xml). Without ROS, ``pip install -e .[wheels]`` brings the
+real ROS 2 Python wheels from PyPI plus torch/torchvision and the rest.
+"""
+import os
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "msseg_ros"
+
+
+def tree(src: str, dst_root: str) -> list[tuple[str, list[str]]]:
+    """data_files entries for every file under ``src``, keeping sub-folders."""
+    entries: dict[str, list[str]] = {}
+    for path in sorted(glob(os.path.join(src, "**", "*"), recursive=True)):
+        if os.path.isfile(path):
+            rel_dir = os.path.relpath(os.path.dirname(path), src)
+            dst = os.path.normpath(os.path.join(dst_root, rel_dir))
+            entries.setdefault(dst, []).append(path)
+    return sorted(entries.items())
+
+
+share = os.path.join("share", package_name)
+
+# Every node module in msseg_ros/ros/nodes/ is a console_script of the same name.
+NODES = sorted(
+    os.path.splitext(os.path.basename(f))[0]
+    for f in glob("msseg_ros/ros/nodes/*.py")
+    if not os.path.basename(f).startswith("_")
+)
+
+ROS_WHEELS = [
+    "ros-rclpy[fastrtps]",
+    "ros-sensor-msgs",
+    "ros-std-msgs",
+    "ros-geometry-msgs",
+    "ros-visualization-msgs",
+    "ros-diagnostic-msgs",
+    "ros-builtin-interfaces",
+]
+
+PYTHON_DEPS = [
+    "numpy>=1.24",
+    "opencv-python-headless>=4.8",
+    "PyYAML>=6.0",
+    "rich>=13.0",
+    "tqdm>=4.66",
+    "matplotlib>=3.7",
+    "scikit-image>=0.22",
+    "rosbags>=0.10",
+    "pymodbus>=3.6",
+    "pycocotools>=2.0.7",
+    "safetensors>=0.4",
+    "torch>=2.4",
+    "torchvision>=0.19",
+]
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        (share, ["package.xml"]),
+        (os.path.join(share, "launch"), sorted(glob("launch/*.py"))),
+        *tree("config", os.path.join(share, "config")),
+    ],
+    install_requires=["setuptools"],
+    extras_require={
+        "wheels": ROS_WHEELS + PYTHON_DEPS,
+        "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff>=0.5"],
+    },
+    python_requires=">=3.10",
+    zip_safe=True,
+    maintainer="msseg_ros maintainers",
+    maintainer_email="msseg@example.org",
+    description="Multi-sensor instance segmentation to robot picks: sorting line and bin picking.",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "msseg = msseg_ros.cli.main:main",
+            *[f"{n} = msseg_ros.ros.nodes.{n}:main" for n in NODES],
+        ],
+    },
+)

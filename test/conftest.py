@@ -1,0 +1,49 @@
+"""Shared fixtures. Every ROS test runs on real rclpy + Fast DDS, kept on this host and
+on a domain ID of its own so that parallel runs do not hear each other."""
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(10, 100)))
+os.environ.setdefault("RCUTILS_COLORIZED_OUTPUT", "0")
+# the same Fast DDS profile `msseg run` uses, so large frames cross processes whole
+from msseg_ros.graph import dds_environment  # noqa: E402
+
+os.environ.update(dds_environment())
+
+
+@pytest.fixture
+def ros_context():
+    """An initialised rclpy context, shut down after the test."""
+    import rclpy
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    if ctx.ok():
+        rclpy.shutdown(context=ctx)
+
+
+def spin_until(executor, predicate, timeout: float = 10.0, step: float = 0.05) -> bool:
+    """Spin ``executor`` until ``predicate()`` is true or ``timeout`` s pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        executor.spin_once(timeout_sec=step)
+    return bool(predicate())
+
+
+@pytest.fixture
+def python_exe() -> str:
+    return sys.executable

@@ -1,0 +1,47 @@
+import pytest
+
+from msseg_ros.graph import GraphError, describe
+
+
+def test_sorting_line_sim_defaults():
+    g = describe("sorting_line")
+    assert (g.segmenter, g.robot, g.namespace) == ("maskrcnn", "delta", "")
+    assert [n.name for n in g.nodes] == [
+        "cell_sim", "line_scanner", "segmenter", "grasp_selector", "robot_bridge"
+    ]
+    assert g.node("line_scanner").parameters == {"source": "sim"}
+    assert g.node("segmenter").parameters == {"model.type": "maskrcnn"}
+    assert g.params_files[0].endswith("config/sorting_line.yaml")
+
+
+def test_bin_picking_live_and_choices():
+    g = describe("bin_picking", mode="live", segmenter="classic", robot="dry_run", namespace="cell1")
+    assert [n.name for n in g.nodes] == ["camera", "segmenter", "grasp_selector", "robot_bridge"]
+    assert g.node("camera").parameters == {"source": "live"}
+    assert g.node("robot_bridge").parameters == {"robot.type": "dry_run"}
+    assert g.namespace == "/cell1"
+
+
+def test_replay_replaces_sensor_and_sim():
+    g = describe("sorting_line", mode="replay", bag="/data/run1")
+    names = [n.name for n in g.nodes]
+    assert "cell_sim" not in names and "line_scanner" not in names and names[0] == "replay"
+    assert g.node("replay").parameters["topics"] == ["conveyor/joint_states", "line_scanner/frames"]
+    assert g.robot == "dry_run"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"cell": "kitchen"}, "unknown cell 'kitchen'; choose one of sorting_line, bin_picking"),
+        ({"cell": "sorting_line", "mode": "fast"}, "unknown mode 'fast'"),
+        ({"cell": "sorting_line", "segmenter": "yolo"}, "unknown segmenter 'yolo'"),
+        ({"cell": "sorting_line", "mode": "replay"}, "replay mode needs a bag"),
+        ({"cell": "sorting_line", "bag": "x"}, "a bag is only used in replay mode"),
+        ({"cell": "sorting_line", "namespace": "a b"}, "invalid namespace 'a b'"),
+    ],
+)
+def test_bad_choices(kwargs, message):
+    cell = kwargs.pop("cell")
+    with pytest.raises(GraphError, match=message):
+        describe(cell, **kwargs)

@@ -1,0 +1,73 @@
+"""config/*.yaml and the node schemas must agree; so must docs/parameters.md."""
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from msseg_ros.core.params import ParamError, flatten
+from msseg_ros.core.params.docs import markdown
+from msseg_ros.core.params.nodes import NODE_SCHEMAS
+from msseg_ros.graph import CELLS
+
+CONFIGS = sorted((ROOT / "config").glob("*.yaml"))
+
+
+def check_param_file(path: Path) -> list[str]:
+    """Every problem of a ROS parameter file against the schemas, one line each."""
+    doc = yaml.safe_load(path.read_text()) or {}
+    problems: list[str] = []
+    for key, section in doc.items():
+        if not isinstance(section, dict) or set(section) != {"ros__parameters"}:
+            problems.append(f"{key}: expected a single 'ros__parameters' mapping")
+            continue
+        values = flatten(section["ros__parameters"] or {})
+        if key == "/**":
+            targets = list(NODE_SCHEMAS)
+        else:
+            node = key.removeprefix("/**/").lstrip("/")
+            if node not in NODE_SCHEMAS:
+                problems.append(f"{key}: no node {node!r}; nodes: {', '.join(sorted(NODE_SCHEMAS))}")
+                continue
+            targets = [node]
+        for name, value in values.items():
+            declared = [NODE_SCHEMAS[t] for t in targets if name in NODE_SCHEMAS[t]]
+            if not declared:
+                problems.append(f"{key}: {name!r} is declared by no node schema")
+            for schema in declared:
+                try:
+                    schema[name].validate(value, strict=True)
+                except ParamError as exc:
+                    problems.append(f"{key}: {exc}")
+        if key != "/**" and not problems:
+            try:
+                NODE_SCHEMAS[targets[0]].validate(values, strict=True)
+            except ParamError as exc:
+                problems.append(f"{key}: {exc}")
+    return problems
+
+
+def test_every_cell_has_a_config():
+    assert sorted(p.stem for p in CONFIGS) == sorted(CELLS)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_matches_schemas(path):
+    assert check_param_file(path) == []
+
+
+def test_drift_is_caught(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "/**/cell_sim:\n  ros__parameters:\n    belt:\n      speed: 1\n      sped: 0.5\n"
+        "/**/nobody:\n  ros__parameters: {a: 1}\n"
+    )
+    problems = check_param_file(bad)
+    assert any("'belt.speed': value 1 refused: expected float, got int" in p for p in problems)
+    assert any("'belt.sped' is declared by no node schema" in p for p in problems)
+    assert any("no node 'nobody'" in p for p in problems)
+
+
+def test_docs_parameters_md_is_generated_from_schemas():
+    text = (ROOT / "docs" / "parameters.md").read_text()
+    assert text.strip() == markdown().strip(), "run `make docs` to regenerate docs/parameters.md"

@@ -1,0 +1,171 @@
+"""`msseg run` starts the graph's console_scripts as processes and stops them cleanly."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, spin_until
+
+from msseg_ros.cli.runner import GraphRunner, NodeDiedError, node_command, parse_sets
+from msseg_ros.core.errors import ConfigError
+from msseg_ros.graph import dds_environment, describe
+
+MSSEG = [sys.executable, "-m", "msseg_ros.cli.main"]
+
+
+def test_node_command_has_name_namespace_params_and_remaps():
+    spec = describe("sorting_line", namespace="line2")
+    cmd = node_command(spec.node("cell_sim"), spec, "/tmp/o.yaml")
+    i = cmd.index("--ros-args")
+    assert cmd[i:] == [
+        "--ros-args", "-r", "__node:=cell_sim", "-r", "__ns:=/line2",
+        "--params-file", spec.params_files[0], "--params-file", "/tmp/o.yaml",
+    ]
+    assert Path(cmd[0]).name in ("cell_sim", "python", "python3") or cmd[0] == sys.executable
+
+
+def test_parse_sets_types_and_errors():
+    spec = describe("sorting_line")
+    assert parse_sets(["cell_sim.belt.speed=1", "cell_sim.diagnostics_period=0.5"], spec) == {
+        "cell_sim": {"belt.speed": 1.0, "diagnostics_period": 0.5}}
+    for item, msg in [
+        ("cell_sim.belt.speed", "expected NODE.PARAM=VALUE"),
+        ("nobody.x=1", "no node 'nobody' in this graph"),
+        ("cell_sim.colour=1", "node 'cell_sim' has no parameter 'colour'"),
+        ("cell_sim.belt.speed=fast", "'belt.speed': value 'fast' refused: expected float"),
+        ("cell_sim.belt.speed=[1", "value is not valid YAML"),
+    ]:
+        with pytest.raises(ConfigError, match=msg):
+            parse_sets([item], spec)
+
+
+def test_dds_profile_respects_the_users_choice():
+    assert dds_environment({"FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"}) == {}
+    env = dds_environment({})
+    assert env["FASTDDS_DEFAULT_PROFILES_FILE"].endswith("config/dds/fastdds_large_frames.xml")
+
+
+def test_graph_runs_publishes_and_stops(ros_context):
+    """The runner's cell_sim is reached over DDS; --set reaches the node; logs carry names."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import JointState
+
+    from msseg_ros.ros.qos import sensor_qos
+
+    lines = []
+    spec = describe("sorting_line")
+    sets = parse_sets(["cell_sim.belt.speed=2.0"], spec)
+    runner = GraphRunner(spec, sets, log=lambda n, line: lines.append((n, line)))
+    node = rclpy.create_node("runner_probe", context=ros_context)
+    got = []
+    node.create_subscription(JointState, "conveyor/joint_states", got.append, sensor_qos(10))
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    with runner:
+        assert [rn.spec.name for rn in runner.nodes] == ["cell_sim"]
+        assert spin_until(ex, lambda: len(got) > 20, timeout=30), "no joint states from the graph"
+        assert got[-1].name == ["belt"] and got[-1].velocity[0] == 2.0
+        codes = runner.stop()
+    assert codes == {"cell_sim": 0}
+    assert ("cell_sim", next(line for n, line in lines if "shutting down" in line)) in lines
+    ex.shutdown()
+    node.destroy_node()
+
+
+def test_overrides_file_keeps_exact_types(tmp_path):
+    spec = describe("sorting_line")
+    runner = GraphRunner(spec, {"cell_sim": {"belt.speed": 1.0}})
+    from msseg_ros.cli.runner import overrides_yaml
+
+    doc = yaml.safe_load(yaml.safe_dump(overrides_yaml(spec, runner.sets)))
+    assert doc["/**/cell_sim"]["ros__parameters"] == {"cell": "sorting_line", "belt.speed": 1.0}
+    assert isinstance(doc["/**/cell_sim"]["ros__parameters"]["belt.speed"], float)
+
+
+def test_node_death_is_reported_by_name():
+    runner = GraphRunner(describe("sorting_line"), log=lambda n, line: None)
+    runner.start()
+    try:
+        time.sleep(2.0)
+        runner.nodes[0].process.kill()
+        with pytest.raises(NodeDiedError, match=r"node 'cell_sim' died with exit code -9"):
+            runner.wait(duration=30)
+    finally:
+        runner.stop()
+
+
+def _run_cli(args, **kw):
+    return subprocess.run([*MSSEG, *args], capture_output=True, text=True, cwd=ROOT, **kw)
+
+
+def test_cli_run_duration_exits_0():
+    out = _run_cli(["run", "sorting_line", "--mode", "sim", "--duration", "4"], timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "started: cell_sim" in out.stderr and "stopped 1 node(s) cleanly" in out.stderr
+    assert "not in this version yet, not started: line_scanner" in out.stderr
+    assert "[cell_sim]" in out.stdout
+
+
+def test_cli_run_sigterm_stops_cleanly():
+    proc = subprocess.Popen([*MSSEG, "run", "sorting_line"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    started = threading.Event()
+    err = []
+
+    def read():
+        for line in proc.stderr:
+            err.append(line)
+            if "started:" in line:
+                started.set()
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    assert started.wait(60)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    t.join(5)
+    assert any("stopped 1 node(s) cleanly" in line for line in err)
+
+
+def test_cli_run_node_dies_exit_1_naming_it(tmp_path):
+    # a parameter file the node refuses: cell_sim exits 2 at start, the runner exits 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("/**/cell_sim:\n  ros__parameters:\n    belt:\n      speed: 99.0\n")
+    out = _run_cli(["run", "sorting_line", "--params-file", str(bad), "--duration", "30"],
+                   timeout=120)
+    assert out.returncode == 1
+    assert "node 'cell_sim' died with exit code 2" in out.stderr
+    assert "configuration refused" in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "kitchen"], "argument cell: invalid choice: 'kitchen'"),
+    (["run", "sorting_line", "--mode", "replay"], "replay mode needs a bag"),
+    (["run", "sorting_line", "--set", "cell_sim.belt.speed=-1"], "must be >= 0.0"),
+    (["run", "sorting_line", "--duration", "0"], "--duration must be > 0 s"),
+    (["run", "sorting_line", "--params-file", "/nope.yaml"], "parameter file '/nope.yaml' does not exist"),
+    (["params", "nobody"], "unknown node 'nobody'"),
+])
+def test_cli_usage_errors_are_one_line_exit_2(args, message):
+    out = _run_cli(args, timeout=60)
+    assert out.returncode == 2
+    assert message in out.stderr and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+
+
+def test_cli_help_and_graph():
+    out = _run_cli(["--help"], timeout=60)
+    assert out.returncode == 0 and "run" in out.stdout and "graph" in out.stdout
+    out = _run_cli(["graph", "bin_picking", "--mode", "live", "--json"], timeout=60)
+    import json
+
+    g = json.loads(out.stdout)
+    assert [n["name"] for n in g["nodes"]] == ["camera", "segmenter", "grasp_selector", "robot_bridge"]
+    assert g["robot"] == "fanuc" and g["segmenter"] == "bicameral"
+    assert os.path.basename(g["params_files"][0]) == "bin_picking.yaml"
