@@ -50,6 +50,7 @@ PYTHON_DEPS = [
     "tqdm>=4.66",
     "matplotlib>=3.7",
     "scikit-image>=0.22",
+    "scikit-learn>=1.3",
     "rosbags>=0.10",
     "pymodbus>=3.6",
     "pycocotools>=2.0.7",

@@ -1,0 +1,1 @@
+"""Segmenters: the interface, the registry and the models (maskrcnn, bicameral, classic)."""
