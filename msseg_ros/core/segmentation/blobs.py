@@ -30,7 +30,7 @@ def match_instances(gt: np.ndarray, pred: np.ndarray, iou_threshold: float = 0.5
     inter = np.bincount(g[both] * n_p + p[both], minlength=n_g * n_p).reshape(n_g, n_p)
     area_g, area_p = np.bincount(g, minlength=n_g), np.bincount(p, minlength=n_p)
     out = {}
-    for gi, pi in zip(*np.nonzero(inter)):
+    for gi, pi in zip(*np.nonzero(inter), strict=True):
         if gi and pi:
             iou = inter[gi, pi] / (area_g[gi] + area_p[pi] - inter[gi, pi])
             if iou >= iou_threshold:

@@ -55,7 +55,7 @@ class Shape:
 def _seg_distance(x, y, pts):
     """Distance from points to a polyline ``pts`` (k, 2)."""
     d = np.full(x.shape, np.inf)
-    for (ax, ay), (bx, by) in zip(pts[:-1], pts[1:]):
+    for (ax, ay), (bx, by) in zip(pts[:-1], pts[1:], strict=True):
         vx, vy = bx - ax, by - ay
         t = np.clip(((x - ax) * vx + (y - ay) * vy) / max(vx * vx + vy * vy, 1e-9), 0, 1)
         d = np.minimum(d, np.hypot(x - ax - t * vx, y - ay - t * vy))
@@ -117,8 +117,8 @@ def _diecast(s, x, y):
 
 
 def _board(s, x, y):
-    w, l, t = s.p["w"], s.p["l"], s.p["t"]
-    inside = (np.abs(x) < w / 2) & (np.abs(y) < l / 2)
+    w, length, t = s.p["w"], s.p["l"], s.p["t"]
+    inside = (np.abs(x) < w / 2) & (np.abs(y) < length / 2)
     feature = np.zeros(x.shape, np.uint8)
     trace = inside & ((np.mod(x * s.p["trace_freq"] + s.p["trace_phase"], 1.0) < 0.18)
                       | (np.mod(y * s.p["trace_freq"], 1.0) < 0.12))
