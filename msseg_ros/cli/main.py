@@ -45,6 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
     _graph_args(graph)
     graph.add_argument("--json", action="store_true", help="machine-readable output")
 
+    data = sub.add_parser("sim-data", help="write a synthetic dataset (COCO, RLE masks)")
+    data.add_argument("cell", choices=CELLS)
+    data.add_argument("--out", required=True, help="output folder (must be empty or new)")
+    data.add_argument("--count", type=int, required=True, help="number of images")
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                      help="world option (VALUE is YAML), e.g. pixel_size=0.001; repeatable")
+    data.add_argument("--single-class", action="store_true",
+                      help="one class per sorting-line image, as the seed's dataset")
+    data.add_argument("--split", default="0.5,0.25,0.25", metavar="LS,VS,TS",
+                      help="learning/validation/test fractions (default 0.5,0.25,0.25)")
+    data.add_argument("--lines", type=int, default=250, help="sorting_line: lines per image")
+    data.add_argument("--previews", type=int, default=4, help="PNG previews of the first images")
+    data.add_argument("--force", action="store_true", help="write into a non-empty folder")
+
     params = sub.add_parser("params", help="list node parameters: type, default, bounds")
     params.add_argument("node", nargs="?", help="node executable (default: all)")
     params.add_argument("--markdown", action="store_true",
@@ -148,7 +163,68 @@ def cmd_params(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "graph": cmd_graph, "params": cmd_params}
+def parse_key_values(items: list[str], what: str = "--set") -> dict:
+    """``KEY=VALUE`` items (VALUE in YAML) -> dict; raises UsageError on bad syntax."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{what} {item!r}: expected KEY=VALUE")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise UsageError(f"{what} {item!r}: value is not valid YAML") from None
+        out[key.strip()] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
+def cmd_sim_data(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+    from tqdm import tqdm
+
+    from msseg_ros.core.sim.dataset import base_config, generate, parse_split
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise UsageError(f"--out {str(out)!r} is not empty; use --force to write into it")
+    if args.count < 1:
+        raise UsageError(f"--count must be >= 1, got {args.count}")
+    if args.lines < 8:
+        raise UsageError(f"--lines must be >= 8, got {args.lines}")
+    split = parse_split(args.split)
+    overrides = parse_key_values(args.sets)
+    base_config(args.cell, overrides)  # refuse a bad option before writing anything
+    with tqdm(total=args.count, desc=f"sim-data {args.cell}", unit="img") as bar:
+        summary = generate(args.cell, out, args.count, args.seed, overrides,
+                           single_class=args.single_class, split=split, lines=args.lines,
+                           previews=args.previews, progress=bar.update)
+    console = Console()
+    counts = summary["instances_per_class"]
+    t = Table(title=f"{args.cell}: {args.count} images in {out}")
+    t.add_column("class")
+    for s in counts:
+        t.add_column(f"{s} ({summary['images_per_split'][s]} img)", justify="right")
+    for cls in next(iter(counts.values())):
+        t.add_row(cls, *(str(counts[s][cls]) for s in counts))
+    console.print(t)
+    c = Table(title="per-channel statistics (all images)")
+    c.add_column("channel")
+    c.add_column("mean", justify="right")
+    c.add_column("std", justify="right")
+    for name, m, sd in zip(summary["channels"], summary["channel_mean"], summary["channel_std"],
+                           strict=True):
+        c.add_row(name, f"{m:.4g}", f"{sd:.4g}")
+    console.print(c)
+    console.print(f"summary: {out / 'summary.json'}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "graph": cmd_graph, "params": cmd_params, "sim-data": cmd_sim_data}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

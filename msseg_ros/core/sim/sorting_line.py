@@ -299,15 +299,17 @@ class SortingLineWorld:
         if n_lines <= 0:
             raise ConfigError(f"n_lines must be > 0, got {n_lines}")
         W = cfg.columns
-        b = (first_line + np.arange(n_lines)) * cfg.line_pitch  # m
+        # one extra line each side: the shading gradient is then the same whatever the chunking
+        n_geo = n_lines + 2
+        b = (first_line - 1 + np.arange(n_geo)) * cfg.line_pitch  # m
         c = (np.arange(W) + 0.5) * cfg.pixel_size
         b_mm, c_mm = b * 1e3, c * 1e3
-        height = np.zeros((n_lines, W))
-        att_lo = np.zeros((n_lines, W))
-        att_hi = np.zeros((n_lines, W))
-        spec = np.broadcast_to(mat.BELT_SPECTRUM, (n_lines, W, 8)).copy()
-        labels = np.zeros((n_lines, W), np.int32)
-        is_object = np.zeros((n_lines, W), bool)
+        height = np.zeros((n_geo, W))
+        att_lo = np.zeros((n_geo, W))
+        att_hi = np.zeros((n_geo, W))
+        spec = np.broadcast_to(mat.BELT_SPECTRUM, (n_geo, W, 8)).copy()
+        labels = np.zeros((n_geo, W), np.int32)
+        is_object = np.zeros((n_geo, W), bool)
         objects = self.objects_between(b[0], b[-1] + cfg.line_pitch)
         # lower objects first so a resting object covers what it lies on
         order = sorted(objects, key=lambda o: (o.rests_on is not None, o.id))
@@ -315,7 +317,7 @@ class SortingLineWorld:
         for obj in order:
             r = obj.shape.radius
             i0 = max(0, int(np.searchsorted(b_mm, obj.b * 1e3 - r)))
-            i1 = min(n_lines, int(np.searchsorted(b_mm, obj.b * 1e3 + r, side="right")))
+            i1 = min(n_geo, int(np.searchsorted(b_mm, obj.b * 1e3 + r, side="right")))
             j0 = max(0, int((obj.c * 1e3 - r) / (cfg.pixel_size * 1e3)))
             j1 = min(W, int((obj.c * 1e3 + r) / (cfg.pixel_size * 1e3)) + 2)
             if i0 >= i1 or j0 >= j1:
@@ -338,16 +340,21 @@ class SortingLineWorld:
             shown.append(obj)
             labels[win] = np.where(m, len(shown), labels[win])
             is_object[win] |= m
+        gy, gx = np.gradient(height, cfg.line_pitch * 1e3, cfg.pixel_size * 1e3)
+        core = slice(1, n_lines + 1)
+        height, att_lo, att_hi, spec = height[core], att_lo[core], att_hi[core], spec[core]
+        labels, is_object, b_mm = labels[core], is_object[core], b_mm[core]
+        slope = np.hypot(gx[core], gy[core])
         # keep only objects that are still visible, relabel 1..n
         visible = np.unique(labels[labels > 0])
         remap = np.zeros(len(shown) + 1, np.int32)
         remap[visible] = np.arange(1, len(visible) + 1)
         labels = remap[labels]
         shown = [shown[v - 1] for v in visible]
-        image = self._sense(first_line, b_mm, c_mm, height, att_lo, att_hi, spec, is_object)
+        image = self._sense(first_line, b_mm, c_mm, height, slope, att_lo, att_hi, spec, is_object)
         return Frame(image, labels, shown, first_line)
 
-    def _sense(self, first_line, b_mm, c_mm, height, att_lo, att_hi, spec, is_object):
+    def _sense(self, first_line, b_mm, c_mm, height, slope, att_lo, att_hi, spec, is_object):
         cfg = self.config
         n, W = height.shape
         noise = np.empty((n, W, 11))
@@ -367,8 +374,7 @@ class SortingLineWorld:
                 t = cv2.GaussianBlur(t, (0, 0), sigmaX=sigma_px, sigmaY=1e-6)
             out[..., ch] = np.clip(t + cfg.xray_noise * noise[..., ch], 0, mat.FULL_SCALE)
         # VNIR: Lambertian shading from the surface normal, illumination drift, noise
-        gy, gx = np.gradient(height, cfg.line_pitch * 1e3, cfg.pixel_size * 1e3)
-        cos_n = 1.0 / np.sqrt(1 + gx * gx + gy * gy)
+        cos_n = 1.0 / np.sqrt(1 + slope * slope)
         shade = np.where(is_object, 0.55 + 0.45 * cos_n, 1.0)
         drift = 1 + cfg.illumination_drift * np.sin(2 * np.pi * b_mm / 3700.0 + cfg.seed)
         vnir = spec * (shade * drift[:, None])[..., None] * (1 + cfg.vnir_noise * noise[..., 3:])

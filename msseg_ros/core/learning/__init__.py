@@ -1,0 +1,1 @@
+"""Datasets (COCO), training, evaluation, export."""

@@ -1,0 +1,359 @@
+"""The bin-picking world: piles of one deformable product, seen from a top camera (2.5D).
+
+In the spirit of seed 001's "Mikado" data (§5.1): instances of one product (sachets,
+sticks or boxes) are dropped one after another into a bin; each rests on what is below
+it and is deformed at random; a z-buffer gives the visible instance masks and the depth.
+Textures, backgrounds and lighting are random per scene, so a model cannot just
+subtract the background.
+
+Geometry: a pinhole camera at ``camera_height`` above the bin bottom looks straight
+down; ``pixel_size`` is the footprint of one pixel on the bottom, so fx = fy =
+camera_height / pixel_size and the principal point is the image centre. The scene is
+described in image space (instances are placed in pixels); ``depth`` is the distance
+along the optical axis, m. A point of height z at pixel (u, v) is at
+``X = (u - cx) * (camera_height - z) / fx``, ``Y = (v - cy) * (camera_height - z) / fy``
+in the camera frame.
+
+Ground truth (seed 001 §4.1.2): instance boundaries Y (a pixel whose right or lower
+neighbour belongs to another instance or the background); occlusion map Z: for each
+boundary pixel, the P x P patch around it is split into its segments; with two segments
+the pixels of the higher one (mean height) are 1; patches with more than two segments are
+0; boundary pixels are 0. Y and Z are disjoint by construction.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import cv2
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from msseg_ros.core.errors import ConfigError
+
+PRODUCTS = ("sachet", "stick", "box")
+
+
+@dataclass(frozen=True)
+class BinPileConfig:
+    """Attributes:
+        seed: world seed; scene k uses (seed, k).
+        width, height: image size, px.
+        product: one of PRODUCTS, or "random" (one product per scene).
+        min_instances, max_instances: pile size range (seed 001: up to ~31.5 per image).
+        camera_height: m above the bin bottom.
+        pixel_size: m per pixel on the bin bottom.
+        occlusion_patch: P of the occlusion ground truth (odd).
+        noise: RGB noise, fraction of full scale.
+    """
+
+    seed: int = 0
+    width: int = 256
+    height: int = 256
+    product: str = "random"
+    min_instances: int = 8
+    max_instances: int = 30
+    camera_height: float = 1.0
+    pixel_size: float = 0.002
+    occlusion_patch: int = 5
+    noise: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.product not in (*PRODUCTS, "random"):
+            raise ConfigError(f"bin_picking.product must be one of {', '.join(PRODUCTS)}, random; "
+                              f"got {self.product!r}")
+        if not (16 <= self.width <= 4096 and 16 <= self.height <= 4096):
+            raise ConfigError(f"bin_picking image size must be 16..4096 px, got {self.width}x{self.height}")
+        if not 1 <= self.min_instances <= self.max_instances:
+            raise ConfigError(f"need 1 <= min_instances <= max_instances, got "
+                              f"{self.min_instances}, {self.max_instances}")
+        if self.occlusion_patch < 3 or self.occlusion_patch % 2 == 0:
+            raise ConfigError(f"occlusion_patch must be odd and >= 3, got {self.occlusion_patch}")
+        if not (self.camera_height > 0 and self.pixel_size > 0):
+            raise ConfigError("camera_height and pixel_size must be > 0 m")
+
+    def with_overrides(self, **kw) -> BinPileConfig:
+        names = set(self.__dataclass_fields__)
+        for k in kw:
+            if k not in names:
+                raise ConfigError(f"unknown bin_picking option {k!r}; options: {', '.join(sorted(names))}")
+        return replace(self, **kw)
+
+    @property
+    def intrinsics(self) -> tuple[float, float, float, float]:
+        """(fx, fy, cx, cy) in px."""
+        f = self.camera_height / self.pixel_size
+        return f, f, (self.width - 1) / 2, (self.height - 1) / 2
+
+
+@dataclass
+class Instance:
+    """One product instance: pose in px and its surface above its own base (m)."""
+
+    id: int
+    u: float
+    v: float
+    angle: float
+    footprint: np.ndarray = field(repr=False)  # (H, W) bool
+    relief: np.ndarray = field(repr=False)  # (H, W) m, surface above the base on the footprint
+    local: tuple[np.ndarray, np.ndarray] = field(repr=False)  # local coords (for textures)
+    base: float = 0.0
+    z: np.ndarray | None = field(default=None, repr=False)  # (H, W) surface height, -inf off
+
+
+@dataclass(frozen=True)
+class PickOutcome:
+    """What a suction cup descending at (u, v) does.
+
+    Attributes:
+        instance: the instance under the cup (its id), or None for the bin bottom.
+        contact: fraction of the cup's disk on that instance's visible surface.
+        centred: the cup is fully on the instance (contact >= 0.9).
+        unoccluded: nothing lies on any part of the instance.
+        success: the instance was lifted out (contact >= 0.7 and unoccluded).
+    """
+
+    instance: int | None
+    contact: float
+    centred: bool
+    unoccluded: bool
+    success: bool
+
+
+class Pile:
+    """A pile of instances; ``render()`` gives the camera view and ground truth."""
+
+    def __init__(self, config: BinPileConfig, rng: np.random.Generator, product: str) -> None:
+        self.config = config
+        self.product = product
+        self.rng = rng
+        H, W = config.height, config.width
+        self.vv, self.uu = np.mgrid[0:H, 0:W].astype(np.float64)
+        self.instances: list[Instance] = []
+        self.palette = _palette(rng)
+        self.background = _background(rng, H, W)
+        self.light = rng.normal(size=3) * np.array([0.5, 0.5, 0.0]) + np.array([0, 0, 1.0])
+        self.light /= np.linalg.norm(self.light)
+        self.gain = rng.uniform(0.75, 1.15)
+        n = int(rng.integers(config.min_instances, config.max_instances + 1))
+        for k in range(n):
+            self.instances.append(self._make_instance(k + 1))
+        self.settle()
+
+    # ---- construction --------------------------------------------------------------
+    def _make_instance(self, iid: int) -> Instance:
+        cfg, rng = self.config, self.rng
+        s = min(cfg.width, cfg.height) / 256.0  # sizes are given for a 256 px image
+        margin = 0.08 * min(cfg.width, cfg.height)
+        u = rng.uniform(margin, cfg.width - margin)
+        v = rng.uniform(margin, cfg.height - margin)
+        angle = rng.uniform(0, np.pi)
+        dx, dy = self.uu - u, self.vv - v
+        ca, sa = math.cos(angle), math.sin(angle)
+        x, y = ca * dx + sa * dy, -sa * dx + ca * dy
+        # low-frequency warp: a deformed instance
+        x = x + rng.normal(0, 2.0) * np.sin(y / (20 * s) + rng.uniform(0, 6))
+        y = y + rng.normal(0, 0.004) * x * x / s
+        if self.product == "sachet":
+            a, b = rng.uniform(22, 34) * s, rng.uniform(14, 22) * s
+            qx, qy = np.abs(x) / a, np.abs(y) / b
+            fp = (qx ** 4 + qy ** 4) < 1
+            relief = 0.018 * np.clip((1 - qx ** 4) * (1 - qy ** 4), 0, 1) ** 0.5
+        elif self.product == "stick":
+            a, b = rng.uniform(45, 70) * s, rng.uniform(6, 10) * s
+            qx, qy = np.abs(x) / a, np.abs(y) / b
+            fp = (qx ** 8 + qy ** 2) < 1
+            relief = 0.012 * np.sqrt(np.clip(1 - qy ** 2, 0, 1))
+        else:  # box
+            a, b = rng.uniform(18, 30) * s, rng.uniform(12, 20) * s
+            qx, qy = np.abs(x) / a, np.abs(y) / b
+            fp = (qx < 1) & (qy < 1)
+            relief = 0.03 * (1 - 0.15 * np.clip(np.maximum(qx, qy) - 0.85, 0, 1) / 0.15)
+        relief = np.where(fp, relief + 0.002, 0.0)
+        return Instance(iid, u, v, angle, fp, relief, (x / s, y / s))
+
+    def settle(self) -> None:
+        """Drop every instance, in order, onto what is below it (z-buffer)."""
+        H, W = self.config.height, self.config.width
+        surface = np.zeros((H, W))
+        for inst in self.instances:
+            under = surface[inst.footprint]
+            inst.base = float(np.percentile(under, 75)) if under.size else 0.0
+            z = np.full((H, W), -np.inf)
+            z[inst.footprint] = inst.base + inst.relief[inst.footprint]
+            inst.z = z
+            surface = np.maximum(surface, np.where(inst.footprint, z, 0.0))
+
+    # ---- ground truth ------------------------------------------------------------
+    def heights(self) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, z): the visible instance id per pixel (0 = bin) and its height, m."""
+        H, W = self.config.height, self.config.width
+        if not self.instances:
+            return np.zeros((H, W), np.int32), np.zeros((H, W))
+        stack = np.stack([i.z for i in self.instances])
+        top = np.argmax(stack, axis=0)
+        z = np.take_along_axis(stack, top[None], 0)[0]
+        ids = np.array([i.id for i in self.instances])
+        labels = np.where(np.isfinite(z) & (z > -np.inf), ids[top], 0).astype(np.int32)
+        return labels, np.where(labels > 0, z, 0.0)
+
+    def occluded_ids(self, labels: np.ndarray) -> set[int]:
+        """Instances part of whose footprint is covered by another instance."""
+        out = set()
+        for inst in self.instances:
+            area = inst.footprint.sum()
+            if area and (labels[inst.footprint] == inst.id).sum() < 0.98 * area:
+                out.add(inst.id)
+        return out
+
+    def render(self) -> dict[str, np.ndarray]:
+        """The camera view and its ground truth.
+
+        Returns:
+            rgb (H, W, 3) uint8; depth (H, W) float32 m; labels (H, W) int32 (instance ids,
+            0 = bin); boundaries (H, W) uint8 {0,1}; occlusions (H, W) uint8 {0,1}.
+        """
+        cfg = self.config
+        labels, z = self.heights()
+        depth = (cfg.camera_height - z).astype(np.float32)
+        rgb = self._shade(labels, z)
+        Y = boundaries(labels)
+        Z = occlusion_map(labels, z, Y, cfg.occlusion_patch)
+        return {"rgb": rgb, "depth": depth, "labels": labels, "boundaries": Y, "occlusions": Z}
+
+    def _shade(self, labels: np.ndarray, z: np.ndarray) -> np.ndarray:
+        rng = self.rng
+        albedo = self.background.copy()
+        for inst in self.instances:
+            m = labels == inst.id
+            if m.any():
+                albedo[m] = _texture(self.palette, inst.local[0][m], inst.local[1][m])
+        gy, gx = np.gradient(z / self.config.pixel_size)
+        n = np.stack([-gx, -gy, np.ones_like(z)], axis=-1)
+        n /= np.linalg.norm(n, axis=-1, keepdims=True)
+        lambert = np.clip(n @ self.light, 0, 1)
+        # contact shadows: darker where the surface drops steeply nearby
+        drop = cv2.GaussianBlur(z.astype(np.float32), (0, 0), 2.0) - z
+        ao = np.clip(1 - 25 * np.clip(drop, 0, None), 0.5, 1)
+        spec = np.where(labels > 0, lambert ** 40 * 0.35, 0) if self.product == "sachet" else 0
+        img = albedo * (0.35 + 0.65 * lambert[..., None]) * ao[..., None] * self.gain + spec[..., None] if np.ndim(spec) else \
+            albedo * (0.35 + 0.65 * lambert[..., None]) * ao[..., None] * self.gain
+        img = img + rng.normal(0, self.config.noise, img.shape)
+        return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+    # ---- physics -----------------------------------------------------------------
+    def pick(self, u: float, v: float, cup_radius_px: float = 5.0) -> PickOutcome:
+        """A suction cup descends at pixel (u, v). A successful pick removes the instance
+        and the rest of the pile settles."""
+        labels, _ = self.heights()
+        H, W = labels.shape
+        iu, iv = int(round(u)), int(round(v))
+        if not (0 <= iu < W and 0 <= iv < H) or labels[iv, iu] == 0:
+            return PickOutcome(None, 0.0, False, False, False)
+        iid = int(labels[iv, iu])
+        disk = (self.uu - u) ** 2 + (self.vv - v) ** 2 <= cup_radius_px ** 2
+        contact = float(np.mean(labels[disk] == iid))
+        unoccluded = iid not in self.occluded_ids(labels)
+        success = contact >= 0.7 and unoccluded
+        if success:
+            self.instances = [i for i in self.instances if i.id != iid]
+            self.settle()
+        return PickOutcome(iid, contact, contact >= 0.9, unoccluded, success)
+
+
+def boundaries(labels: np.ndarray) -> np.ndarray:
+    """Y: 1 where the right or lower neighbour has another label and one of the two is an
+    instance (bin-to-bin is no boundary)."""
+    Y = np.zeros(labels.shape, bool)
+    right = labels[:, :-1] != labels[:, 1:]
+    down = labels[:-1, :] != labels[1:, :]
+    Y[:, :-1] |= right & ((labels[:, :-1] > 0) | (labels[:, 1:] > 0))
+    Y[:-1, :] |= down & ((labels[:-1, :] > 0) | (labels[1:, :] > 0))
+    return Y.astype(np.uint8)
+
+
+def occlusion_map(labels: np.ndarray, z: np.ndarray, Y: np.ndarray, patch: int) -> np.ndarray:
+    """Z per seed 001 §4.1.2 (see the module docstring); vectorised over boundary pixels."""
+    r = patch // 2
+    H, W = labels.shape
+    lab = np.pad(labels, r, mode="edge")
+    zz = np.pad(z, r, mode="edge")
+    ys, xs = np.nonzero(Y)
+    if len(ys) == 0:
+        return np.zeros((H, W), np.uint8)
+    win_l = sliding_window_view(lab, (patch, patch))[ys, xs].reshape(len(ys), -1)
+    win_z = sliding_window_view(zz, (patch, patch))[ys, xs].reshape(len(ys), -1)
+    srt = np.sort(win_l, axis=1)
+    n_seg = 1 + np.count_nonzero(np.diff(srt, axis=1), axis=1)
+    a, b = srt[:, 0], srt[:, -1]
+    in_a = win_l == a[:, None]
+    in_b = win_l == b[:, None]
+    mean_a = np.where(in_a, win_z, 0).sum(1) / np.maximum(in_a.sum(1), 1)
+    mean_b = np.where(in_b, win_z, 0).sum(1) / np.maximum(in_b.sum(1), 1)
+    higher = np.where(mean_a > mean_b, a, b)
+    ones = (win_l == higher[:, None]) & (n_seg == 2)[:, None]
+    zeros = np.broadcast_to((n_seg > 2)[:, None], ones.shape)
+    dy, dx = np.divmod(np.arange(patch * patch), patch)
+    py, px = ys[:, None] + dy[None] - r, xs[:, None] + dx[None] - r
+    ok = (py >= 0) & (py < H) & (px >= 0) & (px < W)
+    Zp = np.zeros((H, W), bool)
+    Zn = np.zeros((H, W), bool)
+    Zp[py[ones & ok], px[ones & ok]] = True
+    Zn[py[zeros & ok], px[zeros & ok]] = True
+    return (Zp & ~Zn & (Y == 0)).astype(np.uint8)
+
+
+def _palette(rng: np.random.Generator) -> dict:
+    """One product texture per scene: base colour, stripes, spots, a label patch."""
+    return {
+        "base": rng.uniform(0.15, 0.95, 3),
+        "stripe": rng.uniform(0.05, 0.95, 3),
+        "spot": rng.uniform(0.05, 0.95, 3),
+        "freq": rng.uniform(0.08, 0.35),
+        "stripe_width": rng.uniform(0.1, 0.5),
+        "spot_freq": rng.uniform(0.1, 0.3),
+        "label": rng.uniform(0, 1, 3),
+        "label_size": rng.uniform(4, 10),
+    }
+
+
+def _texture(p: dict, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Colours at instance-local coordinates (so the print rotates with the instance)."""
+    out = np.broadcast_to(p["base"], x.shape + (3,)).copy()
+    stripes = np.mod(x * p["freq"], 1.0) < p["stripe_width"]
+    out[stripes] = p["stripe"]
+    spots = (np.sin(x * p["spot_freq"]) * np.sin(y * p["spot_freq"])) > 0.7
+    out[spots] = p["spot"]
+    lab = (np.abs(x) < p["label_size"]) & (np.abs(y) < p["label_size"] * 0.6)
+    out[lab] = p["label"]
+    return out
+
+
+def _background(rng: np.random.Generator, H: int, W: int) -> np.ndarray:
+    """A random bin-bottom texture: smooth noise, tiles or wood-like grain."""
+    kind = rng.integers(3)
+    c1, c2 = rng.uniform(0, 1, 3), rng.uniform(0, 1, 3)
+    vv, uu = np.mgrid[0:H, 0:W] / max(H, W)
+    if kind == 0:
+        noise = cv2.GaussianBlur(rng.random((H, W)).astype(np.float32), (0, 0), rng.uniform(3, 12))
+        t = (noise - noise.min()) / (np.ptp(noise) + 1e-9)
+    elif kind == 1:
+        f = rng.uniform(4, 16)
+        t = ((np.floor(uu * f) + np.floor(vv * f)) % 2).astype(float)
+    else:
+        t = 0.5 + 0.5 * np.sin(uu * rng.uniform(20, 60) + 3 * np.sin(vv * rng.uniform(3, 9)))
+    return c1 * t[..., None] + c2 * (1 - t[..., None])
+
+
+class BinPileWorld:
+    """Scenes of ``config``; ``scene(k)`` is a fresh, deterministic pile."""
+
+    def __init__(self, config: BinPileConfig | None = None) -> None:
+        self.config = config or BinPileConfig()
+
+    def scene(self, k: int) -> Pile:
+        rng = np.random.default_rng([self.config.seed, int(k), 0xB1A])
+        product = self.config.product
+        if product == "random":
+            product = PRODUCTS[int(rng.integers(len(PRODUCTS)))]
+        return Pile(self.config, rng, product)

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+
+from msseg_ros.core.errors import ConfigError
+from msseg_ros.core.sim.bin_pile import (
+    PRODUCTS,
+    BinPileConfig,
+    BinPileWorld,
+    boundaries,
+    occlusion_map,
+)
+
+CFG = BinPileConfig(seed=3, width=96, height=96, min_instances=6, max_instances=12)
+
+
+@pytest.mark.parametrize("product", PRODUCTS)
+def test_deterministic_render_and_gt_shapes(product):
+    cfg = CFG.with_overrides(product=product)
+    a = BinPileWorld(cfg).scene(2).render()
+    b = BinPileWorld(cfg).scene(2).render()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert a["rgb"].shape == (96, 96, 3) and a["rgb"].dtype == np.uint8
+    assert a["depth"].dtype == np.float32 and a["labels"].dtype == np.int32
+    assert not np.array_equal(a["rgb"], BinPileWorld(cfg).scene(3).render()["rgb"])
+
+
+def test_gt_consistency():
+    for k in range(4):
+        r = BinPileWorld(CFG).scene(k).render()
+        assert not np.any(r["boundaries"] & r["occlusions"]), "Y and Z must be disjoint"
+        assert r["occlusions"].sum() > 0 and r["boundaries"].sum() > 0
+        obj = r["labels"] > 0
+        assert np.all(r["depth"][obj] < CFG.camera_height)
+        assert np.all(r["depth"][~obj] == np.float32(CFG.camera_height))
+
+
+def test_occlusion_procedure_on_a_known_case():
+    labels = np.zeros((12, 12), np.int32)
+    z = np.zeros((12, 12))
+    labels[:, 6:] = 2
+    z[:, 6:] = 0.05  # instance 2 stands above the bin bottom
+    Y = boundaries(labels)
+    assert np.array_equal(np.nonzero(Y.any(0))[0], [5])  # column 5: right neighbour differs
+    Z = occlusion_map(labels, z, Y, patch=5)
+    assert Z[:, 6:8].all() and not Z[:, 8:].any()  # the higher side, within the 5x5 patch
+    assert not Z[:, :6].any()
+    # a third segment in the patch: that patch is set to 0
+    labels[5:7, 3:6] = 3
+    z[5:7, 3:6] = 0.02
+    Y = boundaries(labels)
+    Z = occlusion_map(labels, z, Y, patch=5)
+    assert not np.any(Y & Z)
+    assert not Z[5, 6] and Z[0, 6]
+
+
+def test_pick_physics():
+    pile = BinPileWorld(CFG.with_overrides(product="box")).scene(1)
+    labels, _ = pile.heights()
+    n = len(pile.instances)
+    free = [i for i in pile.instances if i.id not in pile.occluded_ids(labels)]
+    target = free[0]
+    vv, uu = np.nonzero(labels == target.id)
+    out = pile.pick(float(uu.mean()), float(vv.mean()), cup_radius_px=2)
+    assert out.instance == target.id and out.unoccluded and out.centred and out.success
+    assert len(pile.instances) == n - 1 and target.id not in pile.heights()[0]
+    # the bin bottom: nothing happens
+    bottom = np.argwhere(pile.heights()[0] == 0)[0]
+    miss = pile.pick(float(bottom[1]), float(bottom[0]))
+    assert miss.instance is None and not miss.success and len(pile.instances) == n - 1
+    # an occluded instance is pinned: not lifted, the pile is unchanged
+    labels, _ = pile.heights()
+    pinned = [i for i in pile.instances if i.id in pile.occluded_ids(labels) and (labels == i.id).sum() > 4]
+    vv, uu = np.nonzero(labels == pinned[0].id)
+    out = pile.pick(float(uu[0]), float(vv[0]), cup_radius_px=1)
+    assert out.instance == pinned[0].id and not out.unoccluded and not out.success
+    assert len(pile.instances) == n - 1
+
+
+def test_bad_config_named():
+    with pytest.raises(ConfigError, match="product must be one of sachet, stick, box, random"):
+        BinPileConfig(product="bottle")
+    with pytest.raises(ConfigError, match="occlusion_patch must be odd"):
+        BinPileConfig(occlusion_patch=4)
+    with pytest.raises(ConfigError, match="unknown bin_picking option 'colour'"):
+        CFG.with_overrides(colour=1)
