@@ -9,7 +9,8 @@ Layout of OUT (same seed -> byte-identical files)::
     depth/NNNNNN.npy             bin_picking: (H, W) float32, m along the optical axis
     boundaries/NNNNNN.png        bin_picking: instance boundaries Y, 0/255
     occlusions/NNNNNN.png        bin_picking: occlusion map Z, 0/255
-    previews/NNNNNN.png          the first few images: false colour / RGB with masks
+    previews/NNNNNN.png          the first few images: false colour / RGB with outlines
+    previews/000000_channels.png sorting_line: all 11 channels of the first image
     summary.json                 per-class counts per split, per-channel mean and std
 
 Splits follow seed 000 §5.1 (learning / validation / test, default 50/25/25 %). With
@@ -29,7 +30,7 @@ from msseg_ros.core.errors import ConfigError
 from msseg_ros.core.learning.coco import annotations_from_labels, write_coco
 from msseg_ros.core.sim import bin_pile, sorting_line
 from msseg_ros.core.sim.materials import CHANNELS, CLASSES
-from msseg_ros.core.sim.preview import false_colour
+from msseg_ros.core.sim.preview import false_colour, save_channel_sheet
 
 SPLITS = ("learning", "validation", "test")
 FORMAT_VERSION = 1
@@ -156,6 +157,9 @@ def generate(cell: str, out: Path, count: int, seed: int, overrides: dict | None
         if i < previews:
             cv2.imwrite(str(out / "previews" / f"{name}.png"),
                         cv2.cvtColor(_outline(preview, labels), cv2.COLOR_RGB2BGR))
+            if cell == "sorting_line" and i == 0:
+                save_channel_sheet(frame.image, out / "previews" / f"{name}_channels.png", labels,
+                                   title=f"{name}: the 11 channels")
         if progress:
             progress(1)
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(base).items()}
