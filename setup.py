@@ -72,7 +72,7 @@ setup(
     install_requires=["setuptools"],
     extras_require={
         "wheels": ROS_WHEELS + PYTHON_DEPS,
-        "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff>=0.5"],
+        "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff>=0.5", "faster-coco-eval>=1.6"],
     },
     python_requires=">=3.10",
     zip_safe=True,

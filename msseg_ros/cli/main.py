@@ -60,6 +60,32 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--previews", type=int, default=4, help="PNG previews of the first images")
     data.add_argument("--force", action="store_true", help="write into a non-empty folder")
 
+    tr = sub.add_parser("train", help="train a model (maskrcnn, bicameral or classic)")
+    tr.add_argument("config", nargs="?", help="training config YAML (model/data/train/out)")
+    tr.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override a config key, e.g. train.epochs=3; repeatable")
+    tr.add_argument("--resume", action="store_true", help="continue the run in `out`")
+
+    ev = sub.add_parser("eval", help="evaluate a model on a COCO dataset")
+    ev.add_argument("weights", help="checkpoint (.safetensors) or shipped model name")
+    ev.add_argument("--data", required=True, help="COCO annotation file")
+    ev.add_argument("--out", default=None, help="folder for metrics.json and plots")
+    ev.add_argument("--limit", type=int, default=0, help="evaluate the first N images only")
+    ev.add_argument("--score-threshold", type=float, default=0.75,
+                    help="contingency table threshold (seed 000: 0.75)")
+    ev.add_argument("--device", default="cpu", help="auto, cpu or cuda")
+    ev.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="model config override at load time (e.g. score_threshold=0.3)")
+
+    models = sub.add_parser("models", help="list models, show their config and size")
+    msub = models.add_subparsers(dest="models_command", metavar="list|info", parser_class=_Parser)
+    msub.required = True
+    msub.add_parser("list", help="registered model types and shipped checkpoints")
+    info = msub.add_parser("info", help="a model's config and parameter counts")
+    info.add_argument("name", help="a model type, a shipped model or a checkpoint path")
+    info.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    info.add_argument("--json", action="store_true")
+
     params = sub.add_parser("params", help="list node parameters: type, default, bounds")
     params.add_argument("node", nargs="?", help="node executable (default: all)")
     params.add_argument("--markdown", action="store_true",
@@ -224,7 +250,110 @@ def cmd_sim_data(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "graph": cmd_graph, "params": cmd_params, "sim-data": cmd_sim_data}
+def cmd_train(args: argparse.Namespace) -> int:
+    from msseg_ros.core.learning.train import load_train_config, train
+
+    cfg = load_train_config(args.config, parse_key_values(args.sets))
+    state = train(cfg, resume=args.resume, log=lambda m: print(m, flush=True))
+    print(f"model: {cfg['out']}/model.safetensors ({state['step']} steps)")
+    return 0
+
+
+def _print_metrics(metrics: dict, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    s = metrics["summary"]
+    t = Table(title=title)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k, v in s.items():
+        t.add_row(k, "n/a" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v)))
+    c = Table(title=f"per class (score >= {s['score_threshold']}, mask IoU >= 0.5)")
+    for col in ("class", "ground truth", "precision", "recall"):
+        c.add_column(col, justify="right" if col != "class" else "left")
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f} %"
+
+    for name, r in metrics["per_class"].items():
+        c.add_row(name, str(r["ground_truth"]), fmt(r["precision"]), fmt(r["recall"]))
+    con = Console()
+    con.print(t)
+    con.print(c)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from msseg_ros.core.learning.data import CocoFrames, DatasetError
+    from msseg_ros.core.learning.evaluate import evaluate, save_plots
+    from msseg_ros.core.segmentation.loading import load_segmenter
+
+    if not 0 <= args.score_threshold <= 1:
+        raise UsageError(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
+    try:
+        ds = CocoFrames(args.data)
+    except DatasetError as exc:
+        raise UsageError(str(exc)) from None
+    seg = load_segmenter(args.weights, device=args.device, overrides=parse_key_values(args.sets))
+    if len(seg.classes) != len(ds.class_names):
+        raise UsageError(f"the model has {len(seg.classes)} classes but the dataset {len(ds.class_names)}")
+    metrics = evaluate(seg, ds, limit=args.limit or None, score_threshold=args.score_threshold, progress=True)
+    metrics["model"] = {"weights": args.weights, "config": seg.config}
+    _print_metrics(metrics, f"{args.weights} on {args.data}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
+        for p in save_plots(metrics, out):
+            print(f"plot: {p}")
+        print(f"metrics: {out / 'metrics.json'}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    import json
+
+    from msseg_ros.core.segmentation.base import SEGMENTERS
+    from msseg_ros.core.segmentation.loading import (
+        DEFAULTS,
+        load_segmenter,
+        parameter_counts,
+        shipped_models,
+    )
+
+    if args.models_command == "list":
+        print("model types: " + ", ".join(SEGMENTERS.names()))
+        shipped = shipped_models()
+        print("shipped models: " + (", ".join(shipped) if shipped else "none"))
+        return 0
+    sets = parse_key_values(args.sets)
+    sets = {k: list(v) if isinstance(v, tuple) else v for k, v in sets.items()}
+    if args.name in SEGMENTERS:
+        if args.name == "classic":
+            cfg = SEGMENTERS.get("classic").validate_config({**DEFAULTS["classic"], **sets})
+            K, D, F = len(cfg["classes"]), cfg["rff_components"], len(cfg["feature_channels"])
+            total = 2 * F + F * D + D + K * D + K + 2 * (K + 1) + K * (K + 1) + K
+            counts = (total, total)
+        else:
+            seg = load_segmenter(config={**DEFAULTS[args.name], **sets})
+            cfg, counts = seg.config, parameter_counts(seg)
+    else:
+        seg = load_segmenter(args.name, overrides=sets)
+        cfg, counts = seg.config, parameter_counts(seg)
+    if args.json:
+        print(json.dumps({"name": args.name, "config": cfg, "parameters": {"total": counts[0], "trainable": counts[1]}},
+                         indent=1))
+        return 0
+    print(f"{args.name}: {cfg['type']}, {counts[0]:,} parameters ({counts[1]:,} trainable)")
+    for k, v in cfg.items():
+        print(f"  {k}: {v}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "graph": cmd_graph, "params": cmd_params, "sim-data": cmd_sim_data,
+            "train": cmd_train, "eval": cmd_eval, "models": cmd_models}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -237,6 +366,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `msseg models info X | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,82 @@
+"""Augmentations of seed 000 §5.2: flips, affine (rotation ±180°, shift up to 40 %) and
+patchwork (objects from several images pasted without overlap onto an empty belt).
+
+All work on (H, W, C) float32 frames and (N, H, W) bool masks; the fill value of pixels
+that come from outside the frame is the per-channel ``fill`` (the empty belt).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def flip(frame: np.ndarray, masks: np.ndarray, horizontal: bool) -> tuple[np.ndarray, np.ndarray]:
+    axis = 1 if horizontal else 0
+    return np.ascontiguousarray(np.flip(frame, axis)), np.ascontiguousarray(np.flip(masks, axis + 1))
+
+
+def affine(frame: np.ndarray, masks: np.ndarray, rng: np.random.Generator, fill: np.ndarray,
+           max_rotation_deg: float = 180.0, max_shift: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
+    """Random rotation about the centre and shift (fraction of W and H)."""
+    H, W = frame.shape[:2]
+    angle = rng.uniform(-max_rotation_deg, max_rotation_deg)
+    M = cv2.getRotationMatrix2D(((W - 1) / 2, (H - 1) / 2), angle, 1.0)
+    M[0, 2] += rng.uniform(-max_shift, max_shift) * W
+    M[1, 2] += rng.uniform(-max_shift, max_shift) * H
+    out = np.empty_like(frame)
+    for c0 in range(0, frame.shape[2], 4):  # OpenCV warps up to 4 channels at once
+        c1 = min(c0 + 4, frame.shape[2])
+        part = cv2.warpAffine(frame[..., c0:c1], M, (W, H), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(map(float, fill[c0:c1])) + (0,) * (4 - (c1 - c0)))
+        out[..., c0:c1] = part.reshape(H, W, c1 - c0)
+    warped = np.stack([cv2.warpAffine(m.astype(np.uint8), M, (W, H), flags=cv2.INTER_NEAREST) > 0
+                       for m in masks]) if len(masks) else masks
+    return out, warped
+
+
+def patchwork(samples: list[tuple[np.ndarray, dict]], shape: tuple[int, int], fill: np.ndarray,
+              rng: np.random.Generator, n_min: int = 2, n_max: int = 10, tries: int = 30
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paste ``n_min..n_max`` objects cut from ``samples`` onto an empty frame.
+
+    Returns (frame, masks (N, H, W), labels (N,)).
+    """
+    H, W = shape
+    C = samples[0][0].shape[2]
+    frame = np.broadcast_to(fill.astype(np.float32), (H, W, C)).copy()
+    occupied = np.zeros((H, W), bool)
+    masks, labels = [], []
+    want = int(rng.integers(n_min, n_max + 1))
+    for _ in range(tries):
+        if len(masks) >= want:
+            break
+        img, tgt = samples[int(rng.integers(len(samples)))]
+        if len(tgt["labels"]) == 0:
+            continue
+        k = int(rng.integers(len(tgt["labels"])))
+        m = tgt["masks"][k]
+        ys, xs = np.nonzero(m)
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        h, w = y1 - y0, x1 - x0
+        if h >= H or w >= W:
+            continue
+        oy, ox = int(rng.integers(0, H - h)), int(rng.integers(0, W - w))
+        local = m[y0:y1, x0:x1]
+        if np.any(occupied[oy:oy + h, ox:ox + w] & local):
+            continue
+        region = frame[oy:oy + h, ox:ox + w]
+        region[local] = img[y0:y1, x0:x1][local]
+        new = np.zeros((H, W), bool)
+        new[oy:oy + h, ox:ox + w] = local
+        occupied |= new
+        masks.append(new)
+        labels.append(int(tgt["labels"][k]))
+    return frame, np.array(masks, bool).reshape(-1, H, W), np.array(labels, np.int64)
+
+
+def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
+    out = np.zeros((len(masks), 4), np.float32)
+    for k, m in enumerate(masks):
+        ys, xs = np.nonzero(m)
+        out[k] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    return out

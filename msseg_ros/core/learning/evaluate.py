@@ -1,0 +1,244 @@
+"""``msseg eval``: metrics of a segmenter on a COCO dataset.
+
+* COCO box and mask AP, AP50, AP75 and AP by object size (pycocotools' COCOeval; a test
+  cross-checks it with faster-coco-eval);
+* the thesis's contingency table (seed 000 §7.1, §8.1): detections with score >=
+  ``score_threshold`` (0.75) matched one-to-one to ground truth at mask IoU >= 0.5,
+  greedily by score; rows are true classes, columns predicted classes plus "missed";
+  per-class precision (correct / detections of that class, unmatched ones included) and
+  recall (correct / ground truth); accuracy = correct / matched; missed % = unmatched
+  ground truth / all ground truth;
+* inference time per image (batch 1): median and p90, ms;
+* bicameral: ODS and AP of the boundary and occlusion maps against their ground truth,
+  0 px tolerance (synthetic data, as seed 001).
+"""
+from __future__ import annotations
+
+import copy
+import io
+import time
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import numpy as np
+
+from msseg_ros.core.learning.coco import encode_mask
+from msseg_ros.core.learning.data import CocoFrames
+
+AP_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")
+THRESHOLDS = np.linspace(0.01, 0.99, 99)
+
+
+def _iou_matrix(pred_labels: np.ndarray, n_pred: int, gt_masks: np.ndarray) -> np.ndarray:
+    """(n_gt, n_pred) mask IoU."""
+    n_gt = len(gt_masks)
+    if n_gt == 0 or n_pred == 0:
+        return np.zeros((n_gt, n_pred))
+    gt_lab = np.zeros(pred_labels.shape, np.int64)
+    for k, m in enumerate(gt_masks, start=1):
+        gt_lab[m] = k  # visible masks do not overlap in our data; last wins otherwise
+    pl = pred_labels.astype(np.int64).ravel()
+    gl = gt_lab.ravel()
+    inter = np.bincount(gl * (n_pred + 1) + pl, minlength=(n_gt + 1) * (n_pred + 1)).reshape(n_gt + 1, n_pred + 1)
+    area_g = inter.sum(1)
+    area_p = inter.sum(0)
+    i = inter[1:, 1:]
+    return i / np.maximum(area_g[1:, None] + area_p[None, 1:] - i, 1)
+
+
+def match(iou: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict[int, int]:
+    """Greedy one-to-one matching, best score first: {pred index: gt index}."""
+    out: dict[int, int] = {}
+    taken: set[int] = set()
+    for p in np.argsort(-scores, kind="stable"):
+        if iou.shape[0] == 0:
+            break
+        cand = [(iou[g, p], g) for g in range(iou.shape[0]) if g not in taken and iou[g, p] >= threshold]
+        if cand:
+            _, g = max(cand)
+            out[int(p)] = int(g)
+            taken.add(g)
+    return out
+
+
+def map_pr(acc: dict) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """(ODS, AP, precision, recall) from accumulated TP/FP/FN per threshold."""
+    tp, fp, fn = acc["tp"], acc["fp"], acc["fn"]
+    p = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 1.0)
+    r = tp / np.maximum(tp + fn, 1)
+    f = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0)
+    order = np.argsort(r)
+    rr, pp = np.concatenate([[0], r[order], [r.max() if len(r) else 0]]), np.concatenate([[p[order][0]], p[order], [0]])
+    # interpolated precision (non-increasing in recall), then the area
+    pp = np.maximum.accumulate(pp[::-1])[::-1]
+    ap = float(np.sum(np.diff(rr) * pp[1:]))
+    return float(f.max()), ap, p, r
+
+
+def coco_eval(gt_doc: dict, results: list[dict], iou_type: str, backend: str = "pycocotools"):
+    """Run COCOeval; returns (stats dict, the evaluator)."""
+    if backend == "faster_coco_eval":
+        from faster_coco_eval import COCO
+        from faster_coco_eval import COCOeval_faster as COCOeval
+    else:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+    with redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = copy.deepcopy(gt_doc)
+        gt.createIndex()
+        if not results:
+            return dict.fromkeys(AP_NAMES, 0.0), None
+        dt = gt.loadRes(copy.deepcopy(results))
+        ev = COCOeval(gt, dt, iou_type)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    # COCOeval reports -1 where there is no ground truth of that size: not applicable
+    stats = {n: (float(v) if v >= 0 else None) for n, v in zip(AP_NAMES, ev.stats[:6], strict=True)}
+    return stats, ev
+
+
+def evaluate(seg, ds: CocoFrames, limit: int | None = None, score_threshold: float = 0.75,
+             timing: bool = True, progress: bool = False) -> dict:
+    """Evaluate ``seg`` on ``ds`` (see the module docstring). Returns a JSON-able dict."""
+    from tqdm import tqdm
+
+    n = len(ds) if not limit else min(limit, len(ds))
+    K = len(ds.class_names)
+    conf = np.zeros((K, K + 1), np.int64)  # last column: missed
+    unmatched_pred = np.zeros(K, np.int64)
+    results: list[dict] = []
+    times: list[float] = []
+    is_bicameral = getattr(seg, "type_name", "") == "bicameral"
+    maps = {m: {"tp": np.zeros(len(THRESHOLDS)), "fp": np.zeros(len(THRESHOLDS)), "fn": np.zeros(len(THRESHOLDS))}
+            for m in ("boundary", "occlusion")}
+    ids = []
+    it = tqdm(range(n), desc="eval", unit="img", leave=False, disable=not progress)
+    for i in it:
+        frame, tgt = ds[i]
+        ids.append(tgt["image_id"])
+        t0 = time.perf_counter()
+        inst = seg(frame)
+        times.append(time.perf_counter() - t0)
+        masks = inst.masks()
+        for k in range(len(inst)):
+            x0, y0, x1, y1 = (float(v) for v in inst.boxes[k])
+            results.append({"image_id": tgt["image_id"], "category_id": int(inst.class_ids[k]),
+                            "segmentation": encode_mask(masks[k]), "bbox": [x0, y0, x1 - x0, y1 - y0],
+                            "score": float(inst.scores[k])})
+        confident = np.flatnonzero(inst.scores >= score_threshold)
+        iou = _iou_matrix(inst.labels, len(inst), tgt["masks"])[:, confident] if len(inst) else np.zeros((len(tgt["masks"]), 0))
+        matched = match(iou, inst.scores[confident])
+        hit_gt = set(matched.values())
+        for p_local, g in matched.items():
+            conf[tgt["labels"][g] - 1, inst.class_ids[confident[p_local]] - 1] += 1
+        for g in range(len(tgt["labels"])):
+            if g not in hit_gt:
+                conf[tgt["labels"][g] - 1, K] += 1
+        for p_local in range(len(confident)):
+            if p_local not in matched:
+                unmatched_pred[inst.class_ids[confident[p_local]] - 1] += 1
+        if is_bicameral:
+            from msseg_ros.core.learning.train import _maps_for
+
+            Y, Z = _maps_for(ds, i, tgt, frame.shape[:2])
+            y, z = seg.maps(seg.check_frame(frame)[0])
+            for name, pred, gt in (("boundary", y, Y > 0), ("occlusion", z, Z > 0)):
+                above = pred[None] > THRESHOLDS[:, None, None]
+                maps[name]["tp"] += (above & gt).sum((1, 2))
+                maps[name]["fp"] += (above & ~gt).sum((1, 2))
+                maps[name]["fn"] += (~above & gt).sum((1, 2))
+    gt_doc = dict(ds.doc)
+    keep = set(ids)
+    gt_doc["images"] = [im for im in ds.doc["images"] if im["id"] in keep]
+    gt_doc["annotations"] = [a for a in ds.doc["annotations"] if a["image_id"] in keep]
+    bbox, _ = coco_eval(gt_doc, results, "bbox")
+    segm, ev = coco_eval(gt_doc, results, "segm")
+    correct = int(np.trace(conf[:, :K]))
+    matched_n = int(conf[:, :K].sum())
+    gt_n = int(conf.sum())
+    per_class = {}
+    for c, name in enumerate(ds.class_names):
+        det_c = int(conf[:, c].sum() + unmatched_pred[c])
+        per_class[name] = {
+            "ground_truth": int(conf[c].sum()),
+            "precision": float(conf[c, c] / det_c) if det_c else None,
+            "recall": float(conf[c, c] / conf[c].sum()) if conf[c].sum() else None,
+        }
+    summary = {f"bbox_{k}": (None if v is None else round(v, 4)) for k, v in bbox.items()}
+    summary.update({f"segm_{k}": (None if v is None else round(v, 4)) for k, v in segm.items()})
+    summary.update({
+        "accuracy": round(correct / matched_n, 4) if matched_n else 0.0,
+        "missed_pct": round(100.0 * int(conf[:, K].sum()) / gt_n, 2) if gt_n else 0.0,
+        "images": n, "objects": gt_n, "score_threshold": score_threshold,
+    })
+    if timing and times:
+        summary["time_median_ms"] = round(1000 * float(np.median(times)), 1)
+        summary["time_p90_ms"] = round(1000 * float(np.percentile(times, 90)), 1)
+    pr = {}
+    if is_bicameral:
+        for name, acc in maps.items():
+            ods, ap, p, r = map_pr(acc)
+            summary[f"{name}_ODS"] = round(ods, 4)
+            summary[f"{name}_AP"] = round(ap, 4)
+            pr[name] = {"precision": p.tolist(), "recall": r.tolist()}
+    class_pr = {}
+    if ev is not None:
+        prec = ev.eval["precision"]  # (T, R, K, A, M)
+        rec = np.linspace(0, 1, prec.shape[1])
+        for k, cat in enumerate(ev.params.catIds):
+            curve = prec[0, :, k, 0, -1]
+            if np.all(curve < 0):
+                continue
+            class_pr[ds.class_names[cat - 1]] = {"recall": rec.tolist(), "precision": np.clip(curve, 0, 1).tolist()}
+    return {"summary": summary, "per_class": per_class, "classes": ds.class_names,
+            "contingency": conf.tolist(), "unmatched_detections": unmatched_pred.tolist(),
+            "pr_curves_iou50": class_pr, "map_pr": pr}
+
+
+def save_plots(metrics: dict, out: Path) -> list[Path]:
+    """Contingency heatmap and PR curves as PNGs in ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    conf = np.array(metrics["contingency"])
+    names = metrics["classes"]
+    fig, ax = plt.subplots(figsize=(1 + 0.7 * (len(names) + 1), 1 + 0.6 * len(names)))
+    rows = conf.sum(1, keepdims=True)
+    ax.imshow(conf / np.maximum(rows, 1), cmap="Blues", vmin=0, vmax=1)
+    for (r, c), v in np.ndenumerate(conf):
+        if v:
+            ax.text(c, r, str(v), ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(names) + 1), [*names, "missed"], rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel(f"predicted (score >= {metrics['summary']['score_threshold']})")
+    ax.set_ylabel("true class")
+    ax.set_title("contingency table")
+    fig.tight_layout()
+    paths.append(out / "contingency.png")
+    fig.savefig(paths[-1], dpi=90)
+    plt.close(fig)
+    curves = metrics["pr_curves_iou50"] or {}
+    extra = metrics.get("map_pr") or {}
+    if curves or extra:
+        fig, ax = plt.subplots(figsize=(5.5, 4.5))
+        for name, c in curves.items():
+            ax.plot(c["recall"], c["precision"], label=f"{name} (mask, IoU 0.5)")
+        for name, c in extra.items():
+            ax.plot(c["recall"], c["precision"], "--", label=f"{name} map")
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.legend(fontsize=7)
+        ax.set_title("precision-recall")
+        fig.tight_layout()
+        paths.append(out / "pr_curves.png")
+        fig.savefig(paths[-1], dpi=90)
+        plt.close(fig)
+    return paths

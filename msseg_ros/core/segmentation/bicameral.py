@@ -1,0 +1,251 @@
+"""The bicameral boundary/occlusion network of seed 001 (§4.1, Figs 4.2 and 4.13, §4.4).
+
+Architecture (widths x ``width``/100: F100, F75, F50, F25):
+
+* Encoder: VGG16's 13 3x3 convolutions in 5 blocks (64, 64 | 128, 128 | 256 x3 | 512 x3 |
+  512 x3), each followed by BatchNorm and ReLU; max-pooling after blocks 1-4 keeps its
+  indices. The seed initialises the encoder from ImageNet; no weights can be downloaded
+  here, so BatchNorm is what makes training from scratch work (a stated deviation).
+* Two cascaded decoders, each of four blocks from bottom to top: unpool with the
+  encoder's indices (pool4, pool3, pool2, pool1), concatenate the top of the encoder block
+  at that scale (skip connection), 5x5 conv (256, 128, 64, 32), BatchNorm, ReLU, dropout
+  0.5 in training. The channel counts match VGG's, so each unpool takes the previous
+  block's output. The occlusion decoder also concatenates the boundary decoder's block
+  output at each scale. Each decoder ends with a 5x5 conv to one channel; a sigmoid gives
+  Y (boundaries) and Z (unoccluded side). Decoders are Xavier-initialised.
+* Input: any channel count; H and W are padded to a multiple of 16.
+
+Losses (eqs 4.1, 4.2), with μ = 10, per pixel averaged over the batch:
+    L_b = -[ μ Y log Ŷ + (1 - Y) log(1 - Ŷ) ]
+    L_o = -[ μ Z log Ẑ + ((μ - 1) Y + 1)(1 - Z) log(1 - Ẑ) ]
+
+From maps to instances (§4.4): candidates are the connected components of NOT(Ŷ > α),
+without those smaller than ``min_area_px`` or larger than ``max_area_fraction`` of the
+image (the bin bottom). Each candidate's affordance is s1 + s2: s1 is the mean, over the
+boundary pixels around it (Ŷ > α in its 1-px ring), of the share of the P x P patch where
+the candidate mask and (Ẑ > β) agree (XNOR); s2 is its area, normalised by the largest
+candidate's so that both terms lie in [0, 1] (the seed adds them raw; a stated choice).
+Defaults α = β = 0.1, P = 9.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+from torch import nn
+
+from msseg_ros.core.segmentation.base import (
+    SEGMENTERS,
+    Instances,
+    ModelConfigError,
+    Segmenter,
+    require,
+    resolve_device,
+)
+from msseg_ros.core.segmentation.checkpoint import check_matches
+
+VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+DECODER = (256, 128, 64, 32)
+WIDTHS = (25, 50, 75, 100)
+
+DEFAULT_CONFIG = {
+    "type": "bicameral",
+    "in_channels": 3,
+    "classes": ["object"],
+    "width": 25,
+    "dropout": 0.5,
+    "mu": 10.0,
+    "alpha": 0.1,
+    "beta": 0.1,
+    "patch": 9,
+    "min_area_px": 30,
+    "max_area_fraction": 0.25,
+    "image_mean": [0.5, 0.5, 0.5],
+    "image_std": [0.25, 0.25, 0.25],
+}
+
+
+def _w(c: int, width: int) -> int:
+    return max(4, c * width // 100)
+
+
+class _ConvBNReLU(nn.Sequential):
+    def __init__(self, cin: int, cout: int, k: int) -> None:
+        super().__init__(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class BicameralNet(nn.Module):
+    """(B, C, H, W) -> (logits_Y, logits_Z), each (B, 1, H, W); H, W multiples of 16."""
+
+    def __init__(self, in_channels: int = 3, width: int = 100, dropout: float = 0.5) -> None:
+        super().__init__()
+        enc = []
+        cin = in_channels
+        self.enc_channels = []
+        for block in VGG16_BLOCKS:
+            layers = []
+            for c in block:
+                layers.append(_ConvBNReLU(cin, _w(c, width), 3))
+                cin = _w(c, width)
+            enc.append(nn.Sequential(*layers))
+            self.enc_channels.append(cin)
+        self.encoder = nn.ModuleList(enc)
+        self.pool = nn.MaxPool2d(2, 2, return_indices=True)
+        self.unpool = nn.MaxUnpool2d(2, 2)
+        dec_w = [_w(c, width) for c in DECODER]
+        skips = self.enc_channels[3::-1]  # enc4, enc3, enc2, enc1 tops
+        ins = [self.enc_channels[4], *dec_w[:-1]]  # what each unpool receives
+        self.boundary = nn.ModuleList(
+            _ConvBNReLU(i + s, o, 5) for i, s, o in zip(ins, skips, dec_w, strict=True))
+        self.occlusion = nn.ModuleList(
+            _ConvBNReLU(i + s + o, o, 5) for i, s, o in zip(ins, skips, dec_w, strict=True))
+        self.boundary_out = nn.Conv2d(dec_w[-1], 1, 5, padding=2)
+        self.occlusion_out = nn.Conv2d(dec_w[-1], 1, 5, padding=2)
+        self.drop = nn.Dropout2d(dropout)
+        for m in [*self.boundary.modules(), *self.occlusion.modules(), self.boundary_out, self.occlusion_out]:
+            if isinstance(m, nn.Conv2d):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tops, indices, sizes = [], [], []
+        for k, block in enumerate(self.encoder):
+            x = block(x)
+            tops.append(x)
+            if k < 4:
+                sizes.append(x.shape[-2:])
+                x, idx = self.pool(x)
+                indices.append(idx)
+        b = o = x
+        for level in range(4):
+            enc = 3 - level  # pool4 .. pool1
+            skip = tops[enc]
+            b_up = self.unpool(b, indices[enc], output_size=sizes[enc])
+            o_up = self.unpool(o, indices[enc], output_size=sizes[enc])
+            b = self.drop(self.boundary[level](torch.cat([b_up, skip], 1)))
+            o = self.drop(self.occlusion[level](torch.cat([o_up, skip, b], 1)))
+        return self.boundary_out(b), self.occlusion_out(o)
+
+
+def bicameral_loss(logit_y: torch.Tensor, logit_z: torch.Tensor, y: torch.Tensor, z: torch.Tensor,
+                   mu: float = 10.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L_boundaries, L_occlusions) of eqs 4.1 and 4.2 (means over all pixels)."""
+    log_p_y, log_q_y = F.logsigmoid(logit_y), F.logsigmoid(-logit_y)
+    log_p_z, log_q_z = F.logsigmoid(logit_z), F.logsigmoid(-logit_z)
+    lb = -(mu * y * log_p_y + (1 - y) * log_q_y).mean()
+    lo = -(mu * z * log_p_z + ((mu - 1) * y + 1) * (1 - z) * log_q_z).mean()
+    return lb, lo
+
+
+def candidates_and_affordance(Y: np.ndarray, Z: np.ndarray, alpha: float = 0.1, beta: float = 0.1,
+                              patch: int = 9, min_area_px: int = 30, max_area_fraction: float = 0.25
+                              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """§4.4: (labels, s1, s2) of the instance candidates of boundary/occlusion maps in [0, 1]."""
+    yb, zb = Y > alpha, Z > beta
+    labels, n = ndimage.label(~yb)
+    if n == 0:
+        return np.zeros(Y.shape, np.int32), np.zeros(0), np.zeros(0)
+    area = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = (area >= min_area_px) & (area <= max_area_fraction * Y.size)
+    keep[0] = False
+    remap = np.zeros(n + 1, np.int32)
+    remap[keep] = np.arange(1, int(keep.sum()) + 1)
+    labels = remap[labels]
+    m = int(keep.sum())
+    s1 = np.zeros(m)
+    r = patch // 2
+    objs = ndimage.find_objects(labels)
+    for k in range(1, m + 1):
+        sl = objs[k - 1]
+        y0, y1 = max(sl[0].start - r - 1, 0), min(sl[0].stop + r + 1, Y.shape[0])
+        x0, x1 = max(sl[1].start - r - 1, 0), min(sl[1].stop + r + 1, Y.shape[1])
+        ck = labels[y0:y1, x0:x1] == k
+        ring = ndimage.binary_dilation(ck) & ~ck & yb[y0:y1, x0:x1]
+        if not ring.any():
+            s1[k - 1] = 0.0
+            continue
+        agree = (ck == zb[y0:y1, x0:x1]).astype(np.float64)
+        local = ndimage.uniform_filter(agree, size=patch, mode="constant", cval=0.0)
+        s1[k - 1] = float(local[ring].mean())
+    s2 = area[keep] / max(area[keep].max(), 1)
+    return labels, s1, s2
+
+
+@SEGMENTERS.register("bicameral")
+class BicameralSegmenter(Segmenter):
+    type_name = "bicameral"
+
+    def __init__(self, config: dict, net: BicameralNet, device: str) -> None:
+        super().__init__(config, fill_values=np.asarray(config["image_mean"], np.float32))
+        self.net = net.to(device).eval()
+        self._device = device
+        c = config["in_channels"]
+        self.mean = torch.tensor(config["image_mean"], dtype=torch.float32, device=device).view(1, c, 1, 1)
+        self.std = torch.tensor(config["image_std"], dtype=torch.float32, device=device).view(1, c, 1, 1)
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+    @staticmethod
+    def validate_config(config: dict) -> dict:
+        cfg = {**DEFAULT_CONFIG, **config}
+        c = require(cfg, "in_channels", int, lambda v: 1 <= v <= 512)
+        require(cfg, "width", int, lambda v: v in WIDTHS)
+        require(cfg, "alpha", (int, float), lambda v: 0 <= v <= 1)
+        require(cfg, "beta", (int, float), lambda v: 0 <= v <= 1)
+        require(cfg, "patch", int, lambda v: v >= 1 and v % 2 == 1)
+        for key in ("image_mean", "image_std"):
+            v = require(cfg, key, list)
+            if len(v) != c:
+                raise ModelConfigError(f"model config {key!r} has {len(v)} values for {c} input channels")
+        if any(s <= 0 for s in cfg["image_std"]):
+            raise ModelConfigError("model config 'image_std' values must be > 0")
+        return cfg
+
+    @classmethod
+    def build_net(cls, cfg: dict) -> BicameralNet:
+        return BicameralNet(cfg["in_channels"], cfg["width"], cfg["dropout"])
+
+    @classmethod
+    def from_config(cls, config: dict, weights: dict | None = None, device: str = "cpu") -> BicameralSegmenter:
+        cfg = cls.validate_config(config)
+        net = cls.build_net(cfg)
+        if weights is not None:
+            expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+            check_matches(expected, weights, f"(bicameral F{cfg['width']})")
+            net.load_state_dict({k: torch.as_tensor(np.asarray(v, np.float32) if v.dtype == np.float16 else v)
+                                 for k, v in weights.items()})
+        return cls(cfg, net, resolve_device(device))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.net.state_dict()
+
+    def normalise(self, frames: torch.Tensor) -> torch.Tensor:
+        return (frames - self.mean) / self.std
+
+    @torch.inference_mode()
+    def maps(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(Ŷ, Ẑ) probability maps, (H, W) float32 each."""
+        H, W = frame.shape[:2]
+        x = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)))[None].to(self._device)
+        x = self.normalise(x)
+        ph, pw = (-H) % 16, (-W) % 16
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        ly, lz = self.net(x)
+        y = torch.sigmoid(ly)[0, 0, :H, :W].float().cpu().numpy()
+        z = torch.sigmoid(lz)[0, 0, :H, :W].float().cpu().numpy()
+        return y, z
+
+    def predict(self, frame: np.ndarray) -> Instances:
+        cfg = self.config
+        y, z = self.maps(frame)
+        labels, s1, s2 = candidates_and_affordance(y, z, cfg["alpha"], cfg["beta"], cfg["patch"],
+                                                   cfg["min_area_px"], cfg["max_area_fraction"])
+        n = len(s1)
+        return Instances.from_labels(labels, np.ones(n, np.int64), s1.astype(np.float32),
+                                     (s1 + s2).astype(np.float32))

@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+from msseg_ros.core import tables
+from msseg_ros.core.segmentation.base import (
+    Instances,
+    InvalidFrameError,
+    Segmenter,
+    masks_to_labels,
+)
+
+
+def test_from_labels_geometry_and_table():
+    labels = np.zeros((6, 8), np.uint16)
+    labels[1:3, 2:5] = 1  # 2 x 3 block
+    labels[4, 7] = 3  # label 2 has no pixel: dropped, 3 -> 2
+    inst = Instances.from_labels(labels, [5, 6, 7], [0.9, 0.8, 0.7], [0.1, np.nan, 0.3])
+    assert len(inst) == 2 and inst.class_ids.tolist() == [5, 7]
+    assert inst.areas.tolist() == [6, 1]
+    np.testing.assert_allclose(inst.boxes[0], [2, 1, 5, 3])
+    np.testing.assert_allclose(inst.centroids[0], [3.0, 1.5])
+    np.testing.assert_allclose(inst.centroids[1], [7.0, 4.0])
+    assert inst.labels.max() == 2 and inst.labels[4, 7] == 2
+    t = inst.to_table()
+    assert t.dtype == tables.DETECTIONS and t["instance"].tolist() == [1, 2]
+    assert t["affordance"][0] == np.float32(0.1) and t["area"].tolist() == [6, 1]
+    assert inst.masks().shape == (2, 6, 8)
+
+
+def test_masks_to_labels_best_on_top():
+    m = np.zeros((2, 4, 4), bool)
+    m[0, :2] = True
+    m[1, 1:3] = True
+    labels, order = masks_to_labels(m, np.array([0.2, 0.9]))
+    assert order.tolist() == [1, 0]
+    assert labels[1].tolist() == [1, 1, 1, 1]  # the overlap goes to the best score
+    assert labels[0].tolist() == [2, 2, 2, 2]
+
+
+class Thresholder(Segmenter):
+    """A minimal model: one instance where channel 0 > 0.5."""
+
+    type_name = "thresholder"
+
+    def predict(self, frame):
+        return Instances.from_labels((frame[..., 0] > 0.5).astype(np.uint16), [1], [1.0])
+
+    @classmethod
+    def from_config(cls, config, weights=None, device="cpu"):
+        return cls(config)
+
+
+def test_channel_and_shape_errors_are_named():
+    seg = Thresholder({"in_channels": 11, "classes": ["a"], "name": "demo"})
+    with pytest.raises(InvalidFrameError, match="frame has 3 channel\\(s\\) but model 'demo' takes 11"):
+        seg(np.zeros((16, 16, 3), np.float32))
+    with pytest.raises(InvalidFrameError, match="must be \\(H, W, C\\)"):
+        seg(np.zeros((2, 16, 16, 11)))
+    with pytest.raises(InvalidFrameError, match="too small"):
+        seg(np.zeros((4, 16, 11)))
+
+
+def test_nan_policy():
+    seg = Thresholder({"in_channels": 2, "classes": ["a"]}, fill_values=np.array([0.0, 0.0], np.float32))
+    f = np.zeros((10, 10, 2), np.float32)
+    f[2:6, 2:6, 0] = 1.0
+    f[2, 2, 0] = np.nan  # inside the object: removed from the mask, counted
+    f[8, 8, 1] = np.inf
+    inst = seg(f)
+    assert inst.invalid_pixels == 2 and inst.areas.tolist() == [15] and inst.labels[2, 2] == 0
+    f[:5] = np.nan  # 50 pixels, plus the inf at (8, 8)
+    with pytest.raises(InvalidFrameError, match="51 of 100 pixels are NaN or inf \\(more than 25%\\)"):
+        seg(f)

@@ -1,0 +1,86 @@
+"""`msseg train` -> `msseg eval` -> `msseg models info`, end to end, for the three models."""
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+from msseg_ros.core.sim.dataset import generate
+
+
+def _msseg(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "msseg_ros.cli.main", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    generate("sorting_line", root / "line", 6, 3, {"pixel_size": 0.004, "line_pitch": 0.004}, lines=64)
+    generate("bin_picking", root / "bins", 4, 3, {"width": 64, "height": 64, "max_instances": 10})
+    return root
+
+
+@pytest.mark.parametrize("model, cell, extra", [
+    ("classic", "line", ["--set", "model.min_area_px=4", "--set", "train.pixels_per_class=300",
+                         "--set", "model.rff_components=64"]),
+    ("maskrcnn", "line", ["--set", "model.backbone=resnet18", "--set", "model.fpn_channels=32",
+                          "--set", "model.box_representation=64", "--set", "model.mask_channels=16",
+                          "--set", "model.min_size=64", "--set", "model.max_size=128",
+                          "--set", "train.max_steps=2", "--set", "train.batch_size=2",
+                          "--set", "model.image_mean=auto", "--set", "model.image_std=auto"]),
+    ("bicameral", "bins", ["--set", "model.width=25", "--set", "train.max_steps=2",
+                           "--set", "train.batch_size=2", "--set", "train.crop=32",
+                           "--set", "model.image_mean=auto", "--set", "model.image_std=auto"]),
+])
+def test_train_eval_info(tmp_path, data, model, cell, extra):
+    ann = data / cell / "annotations"
+    run = tmp_path / "run"
+    out = _msseg("train", "--set", f"model.type={model}", "--set", f"data.train={ann / 'learning.json'}",
+                 "--set", f"data.val={ann / 'validation.json'}", "--set", f"out={run}",
+                 "--set", "train.epochs=1", "--set", "train.device=cpu", *extra)
+    assert out.returncode == 0, out.stderr[-2000:]
+    ckpt = run / "model.safetensors"
+    assert ckpt.is_file() and (run / "model.yaml").is_file() and (run / "state.json").is_file()
+    ev = _msseg("eval", str(ckpt), "--data", str(ann / "test.json"), "--out", str(tmp_path / "ev"))
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    for key in ("segm_AP", "bbox_AP50", "accuracy", "missed_pct", "time_median_ms", "time_p90_ms"):
+        assert key in metrics["summary"]
+    assert (tmp_path / "ev" / "contingency.png").is_file()
+    if model == "bicameral":
+        assert 0 <= metrics["summary"]["boundary_ODS"] <= 1 and "occlusion_AP" in metrics["summary"]
+    info = _msseg("models", "info", str(ckpt), "--json")
+    assert info.returncode == 0, info.stderr
+    doc = json.loads(info.stdout)
+    assert doc["config"]["type"] == model and doc["parameters"]["total"] > 0
+    if model == "classic":
+        assert metrics["summary"]["segm_AP"] > 0.2  # even a tiny classic model finds objects
+
+
+def test_resume_continues(tmp_path, data):
+    ann = data / "bins" / "annotations"
+    args = ["train", "--set", "model.type=bicameral", "--set", f"data.train={ann / 'learning.json'}",
+            "--set", f"out={tmp_path}", "--set", "train.batch_size=2", "--set", "train.crop=32",
+            "--set", "train.device=cpu", "--set", "model.image_mean=auto", "--set", "model.image_std=auto"]
+    assert _msseg(*args, "--set", "train.epochs=1").returncode == 0
+    r = _msseg(*args, "--set", "train.epochs=2", "--resume")
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert "resumed from epoch 1" in r.stdout
+    assert json.loads((tmp_path / "state.json").read_text())["epoch"] == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--set", "model.type=yolo", "--set", "data.train=x", "--set", "out=y"], "unknown model.type 'yolo'"),
+    (["train", "--set", "model.type=classic", "--set", "out=y"], "lacks the 'data' section"),
+    (["train", "--set", "model.type=classic", "--set", "data.train=/nope.json", "--set", "out=/tmp/x"],
+     "annotation file '/nope.json' does not exist"),
+    (["train", "--set", "model.type=classic", "--set", "data.train=x", "--set", "out=y",
+      "--set", "train.epoch=3"], "unknown train option 'epoch'"),
+    (["eval", "/nope.safetensors", "--data", "x.json"], "annotation file 'x.json' does not exist"),
+    (["models", "info", "nothing"], "no checkpoint 'nothing'"),
+])
+def test_errors_one_line(args, message):
+    r = _msseg(*args, timeout=120)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
