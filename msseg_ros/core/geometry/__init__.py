@@ -1,0 +1,1 @@
+"""Camera model, ray-plane intersection, poses and the belt-position buffer."""
