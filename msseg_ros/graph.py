@@ -209,7 +209,7 @@ def describe(
     else:
         sensor = defaults["sensor"]
         nodes.append(NodeSpec(sensor, sensor, {"source": "sim" if mode == "sim" else "live"}))
-    nodes.append(NodeSpec("segmenter", "segmenter", {"model.type": segmenter}))
+    nodes.append(NodeSpec("segmenter", "segmenter", {"cell": cell, "model.type": segmenter}))
     nodes.append(NodeSpec("grasp_selector", "grasp_selector", {"cell": cell}))
     nodes.append(NodeSpec("robot_bridge", "robot_bridge", {"robot.type": robot}))
     return GraphSpec(

@@ -10,7 +10,7 @@ def test_sorting_line_sim_defaults():
         "cell_sim", "line_scanner", "segmenter", "grasp_selector", "robot_bridge"
     ]
     assert g.node("line_scanner").parameters == {"source": "sim"}
-    assert g.node("segmenter").parameters == {"model.type": "maskrcnn"}
+    assert g.node("segmenter").parameters == {"cell": "sorting_line", "model.type": "maskrcnn"}
     assert g.params_files[0].endswith("config/sorting_line.yaml")
 
 

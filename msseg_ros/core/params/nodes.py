@@ -37,9 +37,37 @@ CELL_SIM = Schema(
     ],
 )
 
+SORTING_CLASSES = ["copper", "laminated_zinc", "paint", "brass", "aluminium", "pcb", "nickel", "rubber", "zamak"]
+
+SEGMENTER = Schema(
+    "segmenter",
+    [
+        Param("cell", T.STR, "sorting_line", "Cell; an empty model.weights means the shipped "
+              "model CELL_TYPE (e.g. sorting_line_maskrcnn).", choices=CELLS, read_only=True),
+        Param("input_topic", T.STR, "line_scanner/frames",
+              "Frames to segment (sensor_msgs/Image), relative name.", read_only=True),
+        Param("input_depth", T.INT, 1, "Queue depth of the frame subscription (1: newest only).",
+              min=1, max=100, read_only=True),
+        Param("model.type", T.STR, "classic", "Model type.", choices=("maskrcnn", "bicameral", "classic")),
+        Param("model.weights", T.STR, "",
+              "Checkpoint (.safetensors path) or shipped model name; empty: the cell's default."),
+        Param("model.device", T.STR, "auto", "Inference device.", choices=("auto", "cpu", "cuda")),
+        Param("model.score_threshold", T.FLOAT, 0.5, "Instances scoring lower are dropped.",
+              min=0.0, max=1.0),
+        Param("model.classes", T.STR_ARRAY, [], "Class names; empty: the checkpoint's."),
+        Param("bicameral.alpha", T.FLOAT, 0.1, "Boundary threshold α (seed 001 §4.4).", min=0.0, max=1.0),
+        Param("bicameral.beta", T.FLOAT, 0.1, "Occlusion threshold β.", min=0.0, max=1.0),
+        Param("bicameral.patch", T.INT, 9, "Affordance patch P, px (odd).", min=1, max=63,
+              check=lambda v: None if v % 2 else "must be odd"),
+        Param("maskrcnn.mask_threshold", T.FLOAT, 0.5, "Mask probability threshold.", min=0.0, max=1.0),
+        Param("classic.height_threshold_mm", T.FLOAT, 1.0, "Height threshold, mm.", min=0.0, max=100.0),
+        Param("classic.min_area_px", T.INT, 19, "Minimum blob area, px.", min=0, max=10**7),
+    ],
+)
+
 #: executable name -> full schema (node parameters plus BASE)
 NODE_SCHEMAS: dict[str, Schema] = {
-    s.node: s.extend(BASE) for s in (CELL_SIM,)
+    s.node: s.extend(BASE) for s in (CELL_SIM, SEGMENTER)
 }
 
 

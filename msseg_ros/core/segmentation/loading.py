@@ -76,3 +76,34 @@ def parameter_counts(seg: Segmenter) -> tuple[int, int]:
         return total, sum(p.numel() for p in net.parameters() if p.requires_grad)
     total = int(sum(np.asarray(v).size for v in seg.state_dict().values()))
     return total, total
+
+
+def config_from_params(p: dict) -> tuple[str, dict]:
+    """Node parameters (flat, e.g. ``model.type``) -> (weights, config overrides).
+
+    An empty ``model.weights`` means the shipped model ``{cell}_{model.type}``.
+    """
+    kind = p["model.type"]
+    weights = p["model.weights"] or f"{p['cell']}_{kind}"
+    cfg: dict = {"type": kind}
+    if p.get("model.classes"):
+        cfg["classes"] = list(p["model.classes"])
+    if kind == "bicameral":
+        cfg.update(alpha=p["bicameral.alpha"], beta=p["bicameral.beta"], patch=p["bicameral.patch"])
+    elif kind == "maskrcnn":
+        cfg.update(mask_threshold=p["maskrcnn.mask_threshold"],
+                   score_threshold=min(p["model.score_threshold"], 0.05))  # filter after, not in the net
+    elif kind == "classic":
+        cfg.update(height_threshold_mm=p["classic.height_threshold_mm"], min_area_px=p["classic.min_area_px"])
+    return weights, cfg
+
+
+def segmenter_from_params(p: dict) -> Segmenter:
+    """Load the model that node parameters describe (raises a specific MssegError)."""
+    from msseg_ros.core.segmentation.base import resolve_device
+
+    weights, cfg = config_from_params(p)
+    seg = load_segmenter(weights, config=cfg, device=resolve_device(p["model.device"]))
+    if p.get("model.classes") and len(p["model.classes"]) != len(seg.classes):
+        raise ModelConfigError(f"model.classes has {len(p['model.classes'])} names; the model has {len(seg.classes)}")
+    return seg

@@ -1,0 +1,168 @@
+"""segmenter: frames in, instances out, with the model swappable at run time.
+
+Subscribes:
+    ``input_topic`` (sensor_msgs/Image; 32FC11 on the line, rgb8/bgr8 from the camera),
+    sensor QoS of depth ``input_depth``. Frames are handled newest first: one waiting
+    frame at most; a frame replaced before it was processed is counted as skipped.
+Publishes:
+    segmentation/instances (mono16, same header), segmentation/detections (PointCloud2
+    table), segmentation/overlay (rgb8, only while someone subscribes), /diagnostics.
+
+Changing any ``model.*``, ``bicameral.*``, ``maskrcnn.*`` or ``classic.*`` parameter loads
+the new model next to the running one, then swaps the reference; an invalid value or an
+unloadable file is refused with its reason and the old model keeps running. A node that
+could not load its first model stays up in ERROR until a valid parameter is set.
+
+Bad input (wrong encoding or channel count, undecodable image, too many NaN) is logged,
+counted in /diagnostics and skipped; it never stops the node.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from sensor_msgs.msg import Image, PointCloud2
+
+from msseg_ros.core.errors import MssegError
+from msseg_ros.core.params.nodes import schema_for
+from msseg_ros.core.segmentation.overlay import filter_score, render_overlay
+from msseg_ros.ros.image_codec import ImageCodecError, array_to_image, image_to_array
+from msseg_ros.ros.node_base import ERROR, OK, WARN, MssegNode, run_node
+from msseg_ros.ros.pointcloud_table import table_to_cloud
+from msseg_ros.ros.qos import results_qos, sensor_qos
+
+MODEL_GROUPS = ("model.", "bicameral.", "maskrcnn.", "classic.")
+
+
+def frame_from_image(msg: Image, channels: int):
+    """Decode an Image into the model's (H, W, C) float32 layout, or raise MssegError."""
+    arr = image_to_array(msg)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    enc = msg.encoding
+    if enc.startswith("bgr"):
+        arr = arr[..., [2, 1, 0, 3][: arr.shape[2]]]
+    if enc in ("rgba8", "bgra8", "rgba16", "bgra16") and channels == 3:
+        arr = arr[..., :3]
+    if arr.shape[2] != channels:
+        raise ImageCodecError(f"encoding {enc!r} has {arr.shape[2]} channel(s); the model takes {channels}")
+    return arr.astype("float32", copy=False)
+
+
+class SegmenterNode(MssegNode):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("segmenter", schema_for("segmenter"), **kwargs)
+        self.model = None
+        self.model_error = ""
+        self.model_name = ""
+        self.last_error = ""
+        self.last_error_time = -1e9
+        self._load(self._parameters_flat())
+        p = self.params
+        self._inst_pub = self.create_publisher(Image, "segmentation/instances", results_qos())
+        self._det_pub = self.create_publisher(PointCloud2, "segmentation/detections", results_qos())
+        self._overlay_pub = self.create_publisher(Image, "segmentation/overlay", sensor_qos(1))
+        self._pending: Image | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="segmenter-worker", daemon=True)
+        self._worker.start()
+        self.create_subscription(Image, p.input_topic, self._on_frame, sensor_qos(p.input_depth))
+
+    def _parameters_flat(self) -> dict:
+        return dict(self._schema_params.values)
+
+    def _load(self, values: Mapping[str, Any]) -> str | None:
+        from msseg_ros.core.segmentation.loading import config_from_params, segmenter_from_params
+
+        try:
+            model = segmenter_from_params(dict(values))
+        except (MssegError, KeyError, ValueError, OSError) as exc:
+            reason = f"model not loaded: {exc}"
+            if self.model is None:
+                self.model_error = reason
+                self.get_logger().error(reason)
+            return reason
+        self.model = model  # the swap: one reference assignment
+        self.model_error = ""
+        self.model_name = config_from_params(dict(values))[0]
+        self.get_logger().info(f"model {self.model_name} ({model.type_name}, {model.in_channels} ch) on {model.device}")
+        return None
+
+    def on_parameters_change(self, proposed: Mapping[str, Any], changed: Mapping[str, Any]) -> str | None:
+        if any(k.startswith(MODEL_GROUPS) for k in changed):
+            return self._load(proposed)
+        return None
+
+    def _on_frame(self, msg: Image) -> None:
+        with self._lock:
+            if self._pending is not None:
+                self.counters["frames_skipped"] += 1
+            self._pending = msg
+        self._wake.set()
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            if not self._wake.wait(0.2):
+                continue
+            with self._lock:
+                msg, self._pending = self._pending, None
+                self._wake.clear()
+            if msg is not None:
+                self.process(msg)
+
+    def process(self, msg: Image) -> None:
+        model = self.model
+        if model is None:
+            self.counters["frames_without_model"] += 1
+            return
+        t0 = time.perf_counter()
+        try:
+            frame = frame_from_image(msg, model.in_channels)
+            inst = model(frame)
+        except MssegError as exc:
+            kind = "bad_encoding" if isinstance(exc, ImageCodecError) else "bad_frames"
+            self.counters[kind] += 1
+            self.last_error, self.last_error_time = str(exc), time.monotonic()
+            self.get_logger().warning(f"frame skipped: {exc}", throttle_duration_sec=5.0)
+            return
+        inst = filter_score(inst, self.params.model.score_threshold)
+        self._inst_pub.publish(array_to_image(inst.labels, "mono16", header=msg.header))
+        self._det_pub.publish(table_to_cloud(inst.to_table(), header=msg.header))
+        if self._overlay_pub.get_subscription_count() > 0:
+            self._overlay_pub.publish(array_to_image(render_overlay(frame, inst, model.classes), "rgb8",
+                                                     header=msg.header))
+            self.counters["overlays"] += 1
+        self.counters["frames"] += 1
+        self.counters["instances"] += len(inst)
+        if inst.invalid_pixels:
+            self.counters["invalid_pixels"] += inst.invalid_pixels
+        self.latency.add(time.perf_counter() - t0)
+        self.rate.tick()
+
+    def diagnostics_status(self):
+        extra = {"model": self.model_name or "-", "device": self.model.device if self.model else "-"}
+        if self.model is None:
+            return ERROR, self.model_error or "no model", extra
+        if self.last_error:
+            extra["last_error"] = self.last_error
+        if time.monotonic() - self.last_error_time < 10.0:
+            return WARN, "bad input frames in the last 10 s (see counters)", extra
+        return OK, "segmenting", extra
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._worker.join(timeout=5.0)
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(SegmenterNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""The segmenter node over real rclpy: outputs match core, bad input is counted, and the
+model is swapped at run time (or the swap refused with its reason)."""
+import numpy as np
+import pytest
+from conftest import spin_until
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image, PointCloud2
+
+from msseg_ros.core import tables
+from msseg_ros.core.segmentation.loading import load_segmenter
+from msseg_ros.core.segmentation.overlay import filter_score
+from msseg_ros.core.sim.sorting_line import SortingLineConfig, SortingLineWorld
+from msseg_ros.ros.image_codec import array_to_image, image_to_array
+from msseg_ros.ros.nodes.segmenter import SegmenterNode
+from msseg_ros.ros.pointcloud_table import cloud_to_table
+from msseg_ros.ros.qos import DIAGNOSTICS_QOS, results_qos, sensor_qos
+
+
+@pytest.fixture
+def graph(ros_context):
+    import rclpy
+
+    node = SegmenterNode(context=ros_context, parameter_overrides=[
+        Parameter("model.type", value="classic"), Parameter("model.score_threshold", value=0.3),
+        Parameter("diagnostics_period", value=0.2)])
+    probe = rclpy.create_node("seg_probe", context=ros_context)
+    got = {"inst": [], "det": [], "overlay": [], "diag": []}
+    probe.create_subscription(Image, "segmentation/instances", got["inst"].append, results_qos())
+    probe.create_subscription(PointCloud2, "segmentation/detections", got["det"].append, results_qos())
+    probe.create_subscription(DiagnosticArray, "/diagnostics", got["diag"].append, DIAGNOSTICS_QOS)
+    pub = probe.create_publisher(Image, "line_scanner/frames", sensor_qos(1))
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    ex.add_node(probe)
+    yield node, probe, pub, got, ex
+    ex.shutdown()
+    node.destroy_node()
+    probe.destroy_node()
+
+
+def _frame(seed=4):
+    return SortingLineWorld(SortingLineConfig(seed=seed, feed_rate=12.0)).render(0, 250).image
+
+
+def _send(pub, frame, stamp_sec=5, encoding=None):
+    msg = array_to_image(frame, encoding)
+    msg.header.stamp.sec = stamp_sec
+    msg.header.frame_id = "line_scanner"
+    pub.publish(msg)
+
+
+def test_outputs_match_core(graph):
+    node, probe, pub, got, ex = graph
+    frame = _frame()
+    assert spin_until(ex, lambda: pub.get_subscription_count() > 0, timeout=10)
+    _send(pub, frame)
+    assert spin_until(ex, lambda: got["inst"] and got["det"], timeout=30)
+    labels = image_to_array(got["inst"][0])
+    table = cloud_to_table(got["det"][0], tables.DETECTIONS)
+    assert got["inst"][0].encoding == "mono16" and got["inst"][0].header.stamp.sec == 5
+    assert got["det"][0].header.frame_id == "line_scanner"
+    expected = filter_score(load_segmenter("sorting_line_classic")(frame), 0.3)
+    np.testing.assert_array_equal(labels, expected.labels)
+    assert table["class_id"].tolist() == expected.class_ids.tolist() and len(table) > 3
+    np.testing.assert_allclose(table["u"], expected.centroids[:, 0], rtol=1e-6)
+    assert np.isnan(table["affordance"]).all()
+    assert node.counters["frames"] == 1 and node.counters["overlays"] == 0  # nobody subscribed
+
+
+def test_overlay_only_while_subscribed(graph):
+    node, probe, pub, got, ex = graph
+    probe.create_subscription(Image, "segmentation/overlay", got["overlay"].append, sensor_qos(1))
+    assert spin_until(ex, lambda: node._overlay_pub.get_subscription_count() > 0, timeout=10)
+    assert spin_until(ex, lambda: pub.get_subscription_count() > 0, timeout=10)
+    _send(pub, _frame())
+    assert spin_until(ex, lambda: got["overlay"], timeout=30)
+    ov = got["overlay"][0]
+    assert ov.encoding == "rgb8" and (ov.height, ov.width) == (250, 274)
+
+
+def test_bad_frames_are_counted_not_fatal(graph):
+    node, probe, pub, got, ex = graph
+    assert spin_until(ex, lambda: pub.get_subscription_count() > 0, timeout=10)
+    _send(pub, np.zeros((32, 32, 3), np.float32))  # 3 channels for an 11-channel model
+    assert spin_until(ex, lambda: node.counters["bad_encoding"] == 1, timeout=20)
+    nan = _frame()
+    nan[:200] = np.nan
+    _send(pub, nan)
+    assert spin_until(ex, lambda: node.counters["bad_frames"] == 1, timeout=20)
+    assert "pixels are NaN or inf" in node.last_error
+    got["diag"].clear()
+    assert spin_until(ex, lambda: any(d.status[0].level == DiagnosticStatus.WARN for d in got["diag"]), timeout=10)
+    _send(pub, _frame())
+    assert spin_until(ex, lambda: node.counters["frames"] == 1, timeout=30)  # still working
+
+
+def test_live_swap_refused_then_accepted(graph):
+    node, probe, pub, got, ex = graph
+    old = node.model
+    r = node.set_parameters([Parameter("model.weights", value="/nope.safetensors")])[0]
+    assert not r.successful and "model not loaded" in r.reason and "does not exist" in r.reason
+    assert node.model is old and node.params.model.weights == ""
+    r = node.set_parameters([Parameter("model.type", value="bicameral")])[0]  # no such shipped model for the line
+    assert not r.successful and node.model is old
+    r = node.set_parameters([Parameter("classic.min_area_px", value=200)])[0]
+    assert r.successful and node.model is not old and node.model.config["min_area_px"] == 200
