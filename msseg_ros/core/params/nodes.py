@@ -37,6 +37,29 @@ CELL_SIM = Schema(
     ],
 )
 
+CAMERA = Schema(
+    "camera",
+    [
+        Param("source", T.STR, "images", "Frame source: images, video, device, sim; "
+              "live is an alias of device.", choices=("images", "video", "device", "sim", "live"),
+              read_only=True),
+        Param("uri", T.STR, "", "Folder/glob (images), file (video), index or URL (device).",
+              read_only=True),
+        Param("loop", T.BOOL, True, "Restart file sources at their end.", read_only=True),
+        Param("fps", T.FLOAT, 5.0, "Capture rate in continuous mode, Hz.", min=0.1, max=120.0),
+        Param("trigger", T.STR, "continuous",
+              "continuous: at fps; on_pick: one frame at start and one per finished pick "
+              "(robot/pick_results), the open-loop bin-picking cycle.", choices=("continuous", "on_pick")),
+        Param("camera_info_url", T.STR, "",
+              "camera_info YAML (camera_calibration format); empty: the source's own intrinsics.",
+              read_only=True),
+        Param("frame_id", T.STR, "camera_optical_frame", "frame_id of image and camera_info.",
+              read_only=True),
+        Param("sim.seed", T.INT, 0, "sim source: world seed.", min=0, max=2**31 - 1, read_only=True),
+        Param("sim.scene", T.INT, 0, "sim source: first scene.", min=0, max=2**31 - 1, read_only=True),
+    ],
+)
+
 SORTING_CLASSES = ["copper", "laminated_zinc", "paint", "brass", "aluminium", "pcb", "nickel", "rubber", "zamak"]
 
 SEGMENTER = Schema(
@@ -67,7 +90,7 @@ SEGMENTER = Schema(
 
 #: executable name -> full schema (node parameters plus BASE)
 NODE_SCHEMAS: dict[str, Schema] = {
-    s.node: s.extend(BASE) for s in (CELL_SIM, SEGMENTER)
+    s.node: s.extend(BASE) for s in (CELL_SIM, CAMERA, SEGMENTER)
 }
 
 

@@ -170,7 +170,7 @@ def candidates_and_affordance(Y: np.ndarray, Z: np.ndarray, alpha: float = 0.1, 
         agree = (ck == zb[y0:y1, x0:x1]).astype(np.float64)
         local = ndimage.uniform_filter(agree, size=patch, mode="constant", cval=0.0)
         s1[k - 1] = float(local[ring].mean())
-    s2 = area[keep] / max(area[keep].max(), 1)
+    s2 = area[keep] / max(area[keep].max(initial=1), 1)
     return labels, s1, s2
 
 

@@ -102,7 +102,8 @@ def generate(cell: str, out: Path, count: int, seed: int, overrides: dict | None
     if cell == "sorting_line":
         categories, channels = list(CLASSES), list(CHANNELS)
     else:
-        categories, channels = list(bin_pile.PRODUCTS), ["red", "green", "blue"]
+        # one product per scene and class-agnostic models (seed 001): one category
+        categories, channels = ["object"], ["red", "green", "blue"]
     images = {s: [] for s in SPLITS}
     anns = {s: [] for s in SPLITS}
     counts = {s: dict.fromkeys(categories, 0) for s in SPLITS}
@@ -138,12 +139,11 @@ def generate(cell: str, out: Path, count: int, seed: int, overrides: dict | None
             ids = sorted(int(v) for v in np.unique(r["labels"]) if v)
             labels = np.searchsorted(ids, r["labels"]) + 1
             labels[r["labels"] == 0] = 0
-            cid = bin_pile.PRODUCTS.index(pile.product) + 1
-            class_ids = [cid] * len(ids)
+            class_ids = [1] * len(ids)
             occluded = pile.occluded_ids(r["labels"])
             extra = [{"instance_id": k, "occluded": k in occluded} for k in ids]
             img_entry = {"id": i + 1, "file_name": f"images/{name}.png", "height": int(labels.shape[0]),
-                         "width": int(labels.shape[1]), "channels": 3,
+                         "width": int(labels.shape[1]), "channels": 3, "product": pile.product,
                          "depth_file": f"depth/{name}.npy", "boundaries_file": f"boundaries/{name}.png",
                          "occlusions_file": f"occlusions/{name}.png"}
             stats.add(r["rgb"].astype(np.float64) / 255.0)

@@ -1,0 +1,1 @@
+"""Frame sources (camera) and line assembly (line scanner)."""

@@ -1,0 +1,109 @@
+"""camera: frames from a registered source, with camera_info.
+
+Publishes camera/image_raw (rgb8, sensor QoS) and camera/camera_info (the same stamp and
+frame_id; transient-local so that late subscribers get it). Continuous at ``fps``, or in
+``on_pick`` mode one frame at start and one per finished pick on robot/pick_results.
+A source that fails to read is counted and retried; the end of a non-looping file source
+stops publishing (reported in /diagnostics).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from msseg_ros.core import tables
+from msseg_ros.core.geometry.camera import CameraModel
+from msseg_ros.core.params.nodes import schema_for
+from msseg_ros.core.sensing.sources import SourceError, open_source
+from msseg_ros.ros.image_codec import array_to_image
+from msseg_ros.ros.node_base import ERROR, OK, WARN, MssegNode, run_node
+from msseg_ros.ros.pointcloud_table import TableCodecError, cloud_to_table
+from msseg_ros.ros.qos import latched_qos, results_qos, sensor_qos
+
+
+def camera_info_msg(model: CameraModel, header) -> CameraInfo:
+    msg = CameraInfo()
+    msg.header = header
+    msg.width, msg.height = model.width, model.height
+    msg.distortion_model = "plumb_bob"
+    msg.d = [float(v) for v in model.D]
+    msg.k = [float(v) for v in model.K.ravel()]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = [float(model.K[0, 0]), 0.0, float(model.K[0, 2]), 0.0,
+             0.0, float(model.K[1, 1]), float(model.K[1, 2]), 0.0, 0.0, 0.0, 1.0, 0.0]
+    return msg
+
+
+class CameraNode(MssegNode):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("camera", schema_for("camera"), **kwargs)
+        p = self.params
+        name = "device" if p.source == "live" else p.source
+        self.source = open_source(name, p.uri, loop=p.loop, seed=p.sim.seed, scene=p.sim.scene)
+        self.model = CameraModel.from_yaml(p.camera_info_url) if p.camera_info_url else self.source.camera_model()
+        self.ended = False
+        self._img_pub = self.create_publisher(Image, "camera/image_raw", sensor_qos(1))
+        self._info_pub = self.create_publisher(CameraInfo, "camera/camera_info", latched_qos())
+        if p.trigger == "continuous":
+            self._timer = self.create_timer(1.0 / p.fps, self.capture)
+        else:
+            self.create_subscription(PointCloud2, "robot/pick_results", self._on_pick, results_qos())
+            self._first = self.create_timer(0.5, self._capture_once)
+
+    def _capture_once(self) -> None:
+        self._first.cancel()
+        self.capture()
+
+    def _on_pick(self, msg: PointCloud2) -> None:
+        try:
+            results = cloud_to_table(msg, tables.PICK_RESULTS)
+        except TableCodecError as exc:
+            self.counters["bad_pick_results"] += 1
+            self.get_logger().warning(f"pick_results ignored: {exc}")
+            return
+        if len(results):
+            self.capture()
+
+    def capture(self) -> None:
+        if self.ended:
+            return
+        try:
+            frame = self.source.read()
+        except SourceError as exc:
+            self.counters["read_errors"] += 1
+            self.get_logger().warning(str(exc), throttle_duration_sec=5.0)
+            return
+        if frame is None:
+            self.ended = True
+            self.get_logger().info("source ended")
+            return
+        msg = array_to_image(frame, "rgb8")
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.params.frame_id
+        self._img_pub.publish(msg)
+        if self.model is not None:
+            self._info_pub.publish(camera_info_msg(self.model, msg.header))
+        self.counters["frames"] += 1
+        self.rate.tick()
+
+    def diagnostics_status(self):
+        if self.model is None:
+            return WARN, "no camera_info (set camera_info_url)", {}
+        if self.ended:
+            return WARN, "source ended", {}
+        if self.counters["read_errors"] and not self.counters["frames"]:
+            return ERROR, "source gives no frames", {}
+        return OK, f"{self.params.source} source, {self.params.trigger}", {}
+
+    def destroy_node(self) -> None:
+        self.source.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(CameraNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
