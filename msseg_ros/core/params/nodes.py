@@ -20,13 +20,34 @@ BASE = Schema(
     ],
 )
 
+CHANNELS_11 = ["height_mm", "xray_low", "xray_high", "vnir_433", "vnir_497", "vnir_561", "vnir_626",
+               "vnir_691", "vnir_778", "vnir_866", "vnir_955"]
+
+#: The sorting-line world, shared (under /** in config) by every node that renders or
+#: scores it: the same values give the same world in every process.
+WORLD = Schema(
+    "world",
+    [
+        Param("world.seed", T.INT, 0, "Seed of the sorting-line world.", min=0, max=2**31 - 1, read_only=True),
+        Param("world.belt_width", T.FLOAT, 0.548, "Belt width, m.", min=0.05, max=5.0, read_only=True),
+        Param("world.pixel_size", T.FLOAT, 0.002, "Across-belt pixel size, m.", min=1e-4, max=0.05,
+              read_only=True),
+        Param("world.feed_rate", T.FLOAT, 4.0, "Objects per second fed onto the belt.", min=0.0, max=100.0,
+              read_only=True),
+        Param("world.design_speed", T.FLOAT, 0.5, "Belt speed the feed rate refers to, m/s "
+              "(object spacing = design_speed / feed_rate).", min=0.01, max=5.0, read_only=True),
+        Param("world.touch_rate", T.FLOAT, 0.2, "Share of objects placed touching another.", min=0.0, max=1.0,
+              read_only=True),
+        Param("world.overlap_rate", T.FLOAT, 0.0, "Share of objects placed on another.", min=0.0, max=1.0,
+              read_only=True),
+    ],
+)
+
 CELL_SIM = Schema(
     "cell_sim",
     [
         Param("cell", T.STR, "sorting_line", "Which cell this simulator runs.",
               choices=CELLS, read_only=True),
-        Param("seed", T.INT, 0, "Seed of the simulated world.", min=0, max=2**31 - 1,
-              read_only=True),
         Param("belt.speed", T.FLOAT, 0.5,
               "Belt speed, m/s; may change at run time (0 stops the belt).", min=0.0, max=5.0),
         Param("belt.encoder_rate", T.FLOAT, 200.0,
@@ -60,6 +81,36 @@ CAMERA = Schema(
     ],
 )
 
+LINE_SCANNER = Schema(
+    "line_scanner",
+    [
+        Param("source", T.STR, "sim", "Line source: sim (the simulated world) or live (a line-scan "
+              "SDK backend; none is installed here).", choices=("sim", "live"), read_only=True),
+        Param("channels", T.STR_ARRAY, CHANNELS_11, "Channel names, in frame order.", read_only=True),
+        Param("line_pitch", T.FLOAT, 0.002, "Belt travel between lines, m.", min=1e-5, max=0.05, read_only=True),
+        Param("frame_lines", T.INT, 250, "Rows per frame.", min=8, max=20000, read_only=True),
+        Param("overlap_lines", T.INT, 25, "Rows shared by consecutive frames.", min=0, max=10000, read_only=True),
+        Param("max_gap_lines", T.INT, 50, "An encoder jump of more lines is a gap (NaN rows).",
+              min=1, max=100000, read_only=True),
+        Param("block_rate", T.FLOAT, 20.0, "Rate at which acquired lines are read as a block, Hz.",
+              min=1.0, max=1000.0, read_only=True),
+        Param("frame_id", T.STR, "line_scanner", "frame_id of the frames.", read_only=True),
+        Param("calibration.dark", T.FLOAT_ARRAY, [0.0] * 11, "Dark reference per channel (raw units).",
+              read_only=True),
+        Param("calibration.white", T.FLOAT_ARRAY, [1.0] * 11, "White / air reference per channel.",
+              read_only=True),
+        Param("calibration.scale", T.FLOAT_ARRAY, [1.0] * 11,
+              "Calibrated value of the white reference (65535 for reflectance and X-ray).", read_only=True),
+    ],
+    checks=[
+        lambda v: None if v["overlap_lines"] < v["frame_lines"] else "overlap_lines must be < frame_lines",
+        lambda v: None if len(v["calibration.dark"]) == len(v["calibration.white"]) == len(v["calibration.scale"])
+        == len(v["channels"]) else "calibration.dark/white/scale need one value per channel",
+        lambda v: None if all(w != d for w, d in zip(v["calibration.white"], v["calibration.dark"], strict=False))
+        else "calibration.white and calibration.dark must differ on every channel",
+    ],
+)
+
 SORTING_CLASSES = ["copper", "laminated_zinc", "paint", "brass", "aluminium", "pcb", "nickel", "rubber", "zamak"]
 
 SEGMENTER = Schema(
@@ -90,7 +141,7 @@ SEGMENTER = Schema(
 
 #: executable name -> full schema (node parameters plus BASE)
 NODE_SCHEMAS: dict[str, Schema] = {
-    s.node: s.extend(BASE) for s in (CELL_SIM, CAMERA, SEGMENTER)
+    s.node: s.extend(BASE) for s in (CELL_SIM.extend(WORLD), LINE_SCANNER.extend(WORLD), CAMERA, SEGMENTER)
 }
 
 
