@@ -136,7 +136,7 @@ class Plane:
 
 
 #: reasons a ray has no valid intersection
-PARALLEL, BEHIND = "parallel", "behind"
+PARALLEL, BEHIND, INVALID = "parallel", "behind", "invalid"
 
 
 def intersect(origin: np.ndarray, directions: np.ndarray, plane: Plane, eps: float = 1e-9
@@ -145,12 +145,14 @@ def intersect(origin: np.ndarray, directions: np.ndarray, plane: Plane, eps: flo
 
     Returns:
         points (N, 3) (NaN where invalid) and reasons (N,) of str: "" when valid,
-        "parallel" (ray parallel to the plane) or "behind" (the plane is behind the origin).
+        "parallel" (ray parallel to the plane), "behind" (the plane is behind the origin)
+        or "invalid" (a non-finite ray, e.g. from a NaN pixel).
     """
     d = np.asarray(directions, np.float64).reshape(-1, 3)
     denom = d @ plane.normal
     s = np.where(np.abs(denom) > eps, ((plane.point - origin) @ plane.normal) / np.where(np.abs(denom) > eps, denom, 1), np.nan)
-    reasons = np.where(np.abs(denom) <= eps, PARALLEL, np.where(s <= 0, BEHIND, ""))
+    finite = np.isfinite(d).all(axis=1)
+    reasons = np.where(~finite, INVALID, np.where(np.abs(denom) <= eps, PARALLEL, np.where(s <= 0, BEHIND, "")))
     pts = origin + s[:, None] * d
     pts[reasons != ""] = np.nan
     return pts, reasons

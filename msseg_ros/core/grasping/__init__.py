@@ -1,0 +1,1 @@
+"""From detections to pick candidates: mapping to the world, de-duplication, ranking."""

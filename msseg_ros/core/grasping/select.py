@@ -1,0 +1,155 @@
+"""Grasp selection: detections (pixel tables) -> candidates (world tables, best first).
+
+Line cell (frame ``world``: x along the belt travel, z up):
+    pixel row i, column j of a frame stamped at row 0's acquisition, when the belt travel
+    was p0, is at ``x = scanner_x - i * line_pitch``,
+    ``y = belt_y_offset + (j + 0.5) * pixel_size``, ``z = pick_z``; its belt coordinate
+    (the travel at which it passed the scanner) is ``b = p0 + i * line_pitch``.
+    Candidates are valid as of the frame's stamp with ``belt_position = p0``; at travel p
+    the object is at ``x + (p - p0)``.
+    Overlapping frames: an instance touching a frame's last row is still being scanned
+    and is deferred; one touching row 0 was complete in the previous frame (when
+    ``overlap_lines`` >= the longest object) and is skipped; both are counted. The same
+    object seen complete in two frames keeps its pick_id (matched by belt coordinate and
+    class within ``match_radius``).
+
+Camera cell: the mask centroid is undistorted, its ray taken into ``world`` by the
+camera pose and intersected with the work plane; rays parallel to the plane or meeting
+it behind the camera are rejected and counted.
+
+Ranking: by affordance when the model gives one (bicameral), else by score times the
+class priority; classes not in ``classes_to_bins`` come last (the bridge skips them).
+"""
+from __future__ import annotations
+
+import collections
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from msseg_ros.core import tables
+from msseg_ros.core.errors import ConfigError
+from msseg_ros.core.geometry.camera import CameraModel, Plane, Pose, pixels_to_plane
+
+
+def parse_bins(entries: list[str]) -> dict[str, int]:
+    """``["copper=1", "zamak=2"]`` -> {"copper": 1, "zamak": 2}."""
+    out = {}
+    for e in entries:
+        name, sep, b = e.partition("=")
+        if not sep or not name.strip() or not b.strip().isdigit():
+            raise ConfigError(f"classes_to_bins entry {e!r}: expected CLASS=BIN (BIN a whole number)")
+        out[name.strip()] = int(b)
+    return out
+
+
+@dataclass
+class Filters:
+    min_area_px: int = 0
+    min_score: float = 0.0
+    classes: list[str] = field(default_factory=list)
+    bins: dict[str, int] = field(default_factory=dict)
+    priority: dict[str, float] = field(default_factory=dict)
+
+
+def _rank(det: np.ndarray, f: Filters) -> np.ndarray:
+    """Order of rows, best first."""
+    if len(det) == 0:
+        return np.zeros(0, np.int64)
+    names = [f.classes[c - 1] if 0 < c <= len(f.classes) else "" for c in det["class_id"]]
+    sorted_cls = np.array([(n in f.bins) if f.bins else True for n in names])
+    aff = det["affordance"].astype(np.float64)
+    if np.isfinite(aff).any():
+        key = np.where(np.isfinite(aff), aff, -np.inf)
+    else:
+        key = det["score"] * np.array([f.priority.get(n, 1.0) for n in names])
+    return np.lexsort((-key, ~sorted_cls))
+
+
+def _filter(det: np.ndarray, f: Filters, counters: collections.Counter) -> np.ndarray:
+    keep = (det["area"] >= f.min_area_px) & (det["score"] >= f.min_score)
+    counters["filtered_small_or_low_score"] += int((~keep).sum())
+    return det[keep]
+
+
+@dataclass
+class LineGeometry:
+    scanner_x: float
+    line_pitch: float
+    pixel_size: float
+    belt_y_offset: float
+    pick_z: float = 0.0
+    match_radius: float = 0.02
+
+
+class PickIdTracker:
+    """Stable pick ids by belt coordinate (b, y) and class."""
+
+    def __init__(self, radius: float, horizon: float = 5.0) -> None:
+        self.radius = radius
+        self.horizon = horizon  # metres of belt kept
+        self.next_id = 1
+        self.seen: collections.deque = collections.deque()  # (b, y, class_id, pick_id)
+
+    def assign(self, b: float, y: float, class_id: int) -> tuple[int, bool]:
+        """(pick_id, is_new)."""
+        best, best_d = None, self.radius
+        for sb, sy, sc, pid in self.seen:
+            d = math.hypot(sb - b, sy - y)
+            if sc == class_id and d <= best_d:
+                best, best_d = pid, d
+        if best is not None:
+            return best, False
+        pid = self.next_id
+        self.next_id += 1
+        self.seen.append((b, y, class_id, pid))
+        while self.seen and self.seen[0][0] < b - self.horizon:
+            self.seen.popleft()
+        return pid, True
+
+
+def line_candidates(det: np.ndarray, frame_height: int, belt_position: float, geo: LineGeometry,
+                    f: Filters, tracker: PickIdTracker, counters: collections.Counter) -> np.ndarray:
+    """Detections of one line frame -> candidates (tables.CANDIDATES), best first."""
+    det = _filter(det, f, counters)
+    growing = det["y1"] >= frame_height  # touches the last row: still being scanned
+    cut = det["y0"] <= 0  # touches row 0: complete in the previous frame
+    counters["deferred_to_next_frame"] += int(growing.sum())
+    counters["cut_at_first_row"] += int((cut & ~growing).sum())
+    det = det[~growing & ~cut]
+    det = det[_rank(det, f)]
+    out = tables.empty(tables.CANDIDATES, len(det))
+    i, j = det["v"].astype(np.float64), det["u"].astype(np.float64)
+    out["x"] = geo.scanner_x - i * geo.line_pitch
+    out["y"] = geo.belt_y_offset + (j + 0.5) * geo.pixel_size
+    out["z"] = geo.pick_z
+    b = belt_position + i * geo.line_pitch
+    for k in range(len(det)):
+        pid, new = tracker.assign(float(b[k]), float(out["y"][k]), int(det["class_id"][k]))
+        out["pick_id"][k] = pid
+        counters["new_objects" if new else "seen_again"] += 1
+    out["class_id"], out["score"] = det["class_id"], det["score"]
+    out["affordance"], out["instance"] = det["affordance"], det["instance"]
+    out["belt_position"] = belt_position
+    return out
+
+
+def camera_candidates(det: np.ndarray, camera: CameraModel, camera_in_world: Pose, plane: Plane,
+                      f: Filters, next_id: int, counters: collections.Counter) -> tuple[np.ndarray, int]:
+    """Detections of one camera frame -> (candidates, next free pick_id)."""
+    det = _filter(det, f, counters)
+    det = det[_rank(det, f)]
+    if len(det) == 0:
+        return tables.empty(tables.CANDIDATES, 0), next_id
+    pts, why = pixels_to_plane(camera, camera_in_world, np.column_stack([det["u"], det["v"]]), plane)
+    for reason in ("parallel", "behind", "invalid"):
+        counters[f"rays_{reason}"] += int(np.sum(why == reason))
+    ok = why == ""
+    det, pts = det[ok], pts[ok]
+    out = tables.empty(tables.CANDIDATES, len(det))
+    out["x"], out["y"], out["z"] = pts[:, 0], pts[:, 1], pts[:, 2]
+    out["pick_id"] = np.arange(next_id, next_id + len(det))
+    out["class_id"], out["score"] = det["class_id"], det["score"]
+    out["affordance"], out["instance"] = det["affordance"], det["instance"]
+    return out, next_id + len(det)
