@@ -4,9 +4,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
 
 from msseg_ros.core.sim.dataset import generate
+
+from conftest import ROOT
 
 
 def _msseg(*args, timeout=600):

@@ -4,9 +4,9 @@ import py_compile
 import xml.etree.ElementTree as ET
 from importlib.metadata import entry_points
 
-from conftest import ROOT
-
 from msseg_ros.graph import NODE_EXECUTABLES, executable_available
+
+from conftest import ROOT
 
 
 def test_package_xml_format3_ament_python_with_deps():

@@ -3,12 +3,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
 
 from msseg_ros.core.params import ParamError, flatten
 from msseg_ros.core.params.docs import markdown
 from msseg_ros.core.params.nodes import NODE_SCHEMAS
 from msseg_ros.graph import CELLS
+
+from conftest import ROOT
 
 CONFIGS = sorted((ROOT / "config").glob("*.yaml"))
 
@@ -71,3 +72,15 @@ def test_drift_is_caught(tmp_path):
 def test_docs_parameters_md_is_generated_from_schemas():
     text = (ROOT / "docs" / "parameters.md").read_text()
     assert text.strip() == markdown().strip(), "run `make docs` to regenerate docs/parameters.md"
+
+
+def test_cross_node_values_agree():
+    """Values two nodes must share (there is no cross-node schema check at run time)."""
+    doc = yaml.safe_load((ROOT / "config" / "sorting_line.yaml").read_text())
+    shared = flatten(doc["/**"]["ros__parameters"])
+    scanner = flatten(doc["/**/line_scanner"]["ros__parameters"])
+    grasp = flatten(doc["/**/grasp_selector"]["ros__parameters"])
+    assert grasp["line.line_pitch"] == scanner["line_pitch"]
+    assert grasp["line.pixel_size"] == shared["world.pixel_size"]
+    assert grasp["line.belt_y_offset"] == -shared["world.belt_width"] / 2
+    assert scanner["overlap_lines"] * scanner["line_pitch"] >= 0.15  # the longest object

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, spin_until
 
 from msseg_ros.cli.runner import GraphRunner, NodeDiedError, node_command, parse_sets
 from msseg_ros.core.errors import ConfigError
 from msseg_ros.graph import dds_environment, describe
+
+from conftest import ROOT, spin_until
 
 MSSEG = [sys.executable, "-m", "msseg_ros.cli.main"]
 

@@ -2,12 +2,13 @@
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT
 
 from msseg_ros.core.segmentation.checkpoint import load_checkpoint
 from msseg_ros.core.segmentation.loading import load_segmenter, shipped_models
 from msseg_ros.core.sim.bin_pile import BinPileConfig, BinPileWorld
 from msseg_ros.core.sim.sorting_line import SortingLineConfig, SortingLineWorld
+
+from conftest import ROOT
 
 MODELS = ROOT / "config" / "models"
 EXPECTED = {"sorting_line_classic"}

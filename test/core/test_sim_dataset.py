@@ -6,12 +6,13 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT
 from pycocotools.coco import COCO
 
 from msseg_ros.core.learning.coco import decode_mask
 from msseg_ros.core.sim.dataset import assign_splits, generate
 from msseg_ros.core.sim.sorting_line import SortingLineConfig, SortingLineWorld
+
+from conftest import ROOT
 
 SMALL_LINE = {"pixel_size": 0.004, "line_pitch": 0.004}
 

@@ -4,7 +4,6 @@ import json
 import cv2
 import numpy as np
 import pytest
-from conftest import SHARED, spin_until
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -15,6 +14,8 @@ from msseg_ros.ros.image_codec import image_to_array
 from msseg_ros.ros.nodes.camera import CameraNode
 from msseg_ros.ros.pointcloud_table import table_to_cloud
 from msseg_ros.ros.qos import latched_qos, results_qos, sensor_qos
+
+from conftest import SHARED, spin_until
 
 TABLETOP = SHARED / "data" / "tabletop_rgbd"
 pytestmark = pytest.mark.skipif(not TABLETOP.is_dir(), reason="shared data not present")

@@ -1,12 +1,13 @@
 """cell_sim over real rclpy: the belt at the encoder rate, stopped and restarted at run time."""
 import numpy as np
-from conftest import spin_until
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 
 from msseg_ros.ros.nodes.cell_sim import CellSimNode
 from msseg_ros.ros.qos import sensor_qos
+
+from conftest import spin_until
 
 
 def test_belt_stop_and_start(ros_context):

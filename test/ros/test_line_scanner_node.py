@@ -3,7 +3,6 @@ import subprocess
 import sys
 
 import numpy as np
-from conftest import ROOT, spin_until
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
@@ -14,6 +13,8 @@ from msseg_ros.ros.nodes.cell_sim import CellSimNode
 from msseg_ros.ros.nodes.line_scanner import LineScannerNode, world_config
 from msseg_ros.ros.qos import sensor_qos
 from msseg_ros.ros.stamps import to_seconds
+
+from conftest import ROOT, spin_until
 
 
 def test_frames_are_the_world_at_the_encoder_lines(ros_context):

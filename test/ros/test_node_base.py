@@ -3,7 +3,6 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, spin_until
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
@@ -12,6 +11,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
 from msseg_ros.ros.nodes.cell_sim import CellSimNode
+
+from conftest import ROOT, spin_until
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 model is swapped at run time (or the swap refused with its reason)."""
 import numpy as np
 import pytest
-from conftest import spin_until
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
@@ -16,6 +15,8 @@ from msseg_ros.ros.image_codec import array_to_image, image_to_array
 from msseg_ros.ros.nodes.segmenter import SegmenterNode
 from msseg_ros.ros.pointcloud_table import cloud_to_table
 from msseg_ros.ros.qos import DIAGNOSTICS_QOS, results_qos, sensor_qos
+
+from conftest import spin_until
 
 
 @pytest.fixture

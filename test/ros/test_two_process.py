@@ -5,12 +5,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import spin_until
 from rclpy.executors import SingleThreadedExecutor
 from sensor_msgs.msg import Image
 
 from msseg_ros.ros.image_codec import image_to_array
 from msseg_ros.ros.qos import sensor_qos
+
+from conftest import spin_until
 
 sys.path.insert(0, str(Path(__file__).parent))
 from publish_frame import frame  # noqa: E402

@@ -44,6 +44,20 @@ def parse_bins(entries: list[str]) -> dict[str, int]:
     return out
 
 
+def parse_weights(entries: list[str]) -> dict[str, float]:
+    """``["brass=2"]`` -> {"brass": 2.0}."""
+    out = {}
+    for e in entries:
+        name, sep, w = e.partition("=")
+        try:
+            out[name.strip()] = float(w)
+        except ValueError:
+            raise ConfigError(f"class_priority entry {e!r}: expected CLASS=WEIGHT") from None
+        if not sep:
+            raise ConfigError(f"class_priority entry {e!r}: expected CLASS=WEIGHT")
+    return out
+
+
 @dataclass
 class Filters:
     min_area_px: int = 0

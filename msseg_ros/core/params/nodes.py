@@ -139,9 +139,60 @@ SEGMENTER = Schema(
     ],
 )
 
+def _pairs(v: list[str]) -> str | None:
+    for e in v:
+        name, sep, val = e.partition("=")
+        if not sep or not name.strip():
+            return f"entry {e!r}: expected NAME=VALUE"
+        try:
+            float(val)
+        except ValueError:
+            return f"entry {e!r}: {val!r} is not a number"
+    return None
+
+
+GRASP_SELECTOR = Schema(
+    "grasp_selector",
+    [
+        Param("cell", T.STR, "sorting_line", "Cell: line (belt mapping) or camera (plane) geometry.",
+              choices=CELLS, read_only=True),
+        Param("classes", T.STR_ARRAY, SORTING_CLASSES, "Class names, by class id (1-based)."),
+        Param("classes_to_bins", T.STR_ARRAY,
+              ["copper=1", "laminated_zinc=2", "zamak=2", "brass=3", "aluminium=4", "nickel=5"],
+              "CLASS=BIN; classes not listed are not sorted (seed 000: PCB, rubber, paint).", check=_pairs),
+        Param("class_priority", T.STR_ARRAY, [], "CLASS=WEIGHT multiplying the score when ranking.",
+              check=_pairs),
+        Param("min_area_px", T.INT, 0, "Smaller instances are dropped, px.", min=0, max=10**7),
+        Param("min_score", T.FLOAT, 0.0, "Lower-scoring instances are dropped.", min=0.0, max=1.0),
+        Param("pairing_timeout", T.FLOAT, 2.0, "Unpaired instances/detections are dropped after, s.",
+              min=0.05, max=60.0),
+        Param("line.scanner_x", T.FLOAT, 0.0, "x of the scan line in world, m.", min=-100.0, max=100.0),
+        Param("line.line_pitch", T.FLOAT, 0.002, "Belt travel between lines, m (= line_scanner's).",
+              min=1e-5, max=0.05),
+        Param("line.pixel_size", T.FLOAT, 0.002, "Pixel size across the belt, m (= world.pixel_size).",
+              min=1e-5, max=0.05),
+        Param("line.belt_y_offset", T.FLOAT, -0.274, "world y of the belt's left edge (column 0), m.",
+              min=-100.0, max=100.0),
+        Param("line.pick_z", T.FLOAT, 0.0, "z of the pick point on the belt, m.", min=-10.0, max=10.0),
+        Param("line.match_radius", T.FLOAT, 0.02, "Same object in two frames if closer than, m.",
+              min=0.0, max=1.0),
+        Param("line.buffer_span", T.FLOAT, 30.0, "Seconds of belt positions kept.", min=1.0, max=3600.0),
+        Param("plane.point", T.FLOAT_ARRAY, [0.0, 0.0, 0.0], "A point of the work plane in world, m.",
+              length=3, min=-100.0, max=100.0),
+        Param("plane.normal", T.FLOAT_ARRAY, [0.0, 0.0, 1.0], "Normal of the work plane.", length=3,
+              check=lambda v: None if sum(x * x for x in v) > 1e-12 else "must not be zero"),
+        Param("camera_extrinsics.translation", T.FLOAT_ARRAY, [0.0, 0.0, 1.0],
+              "Camera optical frame origin in world, m.", length=3, min=-100.0, max=100.0),
+        Param("camera_extrinsics.rotation", T.FLOAT_ARRAY, [1.0, 0.0, 0.0, 0.0],
+              "Camera optical frame orientation in world, quaternion x y z w (default: looking down).",
+              length=4, check=lambda v: None if abs(sum(x * x for x in v) - 1) < 1e-3 else "must be a unit quaternion"),
+    ],
+)
+
 #: executable name -> full schema (node parameters plus BASE)
 NODE_SCHEMAS: dict[str, Schema] = {
-    s.node: s.extend(BASE) for s in (CELL_SIM.extend(WORLD), LINE_SCANNER.extend(WORLD), CAMERA, SEGMENTER)
+    s.node: s.extend(BASE)
+    for s in (CELL_SIM.extend(WORLD), LINE_SCANNER.extend(WORLD), CAMERA, SEGMENTER, GRASP_SELECTOR)
 }
 
 

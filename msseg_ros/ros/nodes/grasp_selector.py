@@ -1,0 +1,186 @@
+"""grasp_selector: detections -> pick candidates in ``world``, best first.
+
+Subscribes segmentation/instances and segmentation/detections (paired by stamp; a half
+left unpaired past ``pairing_timeout`` is dropped and counted), and, per cell,
+conveyor/joint_states (line: a time-indexed belt position buffer) or camera/camera_info
+(camera: candidates wait for it). Publishes grasps/candidates (PointCloud2 table, frame
+``world``, the input's stamp), grasps/poses (same order, tool z down) and grasps/markers.
+The geometry and ranking live in msseg_ros.core.grasping.select.
+"""
+from __future__ import annotations
+
+import collections
+import time
+from typing import Any
+
+import numpy as np
+from geometry_msgs.msg import Pose as PoseMsg
+from geometry_msgs.msg import PoseArray
+from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
+from visualization_msgs.msg import Marker, MarkerArray
+
+from msseg_ros.core import tables
+from msseg_ros.core.geometry.belt import BeltBuffer, OutOfBufferError
+from msseg_ros.core.geometry.camera import CameraModel, Plane, Pose
+from msseg_ros.core.grasping.select import (
+    Filters,
+    LineGeometry,
+    PickIdTracker,
+    camera_candidates,
+    line_candidates,
+    parse_bins,
+    parse_weights,
+)
+from msseg_ros.core.params.nodes import schema_for
+from msseg_ros.core.segmentation.overlay import class_colours
+from msseg_ros.ros.node_base import OK, WARN, MssegNode, run_node
+from msseg_ros.ros.pointcloud_table import TableCodecError, cloud_to_table, table_to_cloud
+from msseg_ros.ros.qos import latched_qos, results_qos, sensor_qos
+from msseg_ros.ros.stamps import to_seconds
+
+
+def camera_model_from_info(msg: CameraInfo) -> CameraModel:
+    return CameraModel(np.array(msg.k, np.float64).reshape(3, 3), np.array(msg.d[:5], np.float64),
+                       msg.width, msg.height, msg.header.frame_id or "camera_optical_frame")
+
+
+class GraspSelectorNode(MssegNode):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("grasp_selector", schema_for("grasp_selector"), **kwargs)
+        self._pending: dict[tuple[int, int], dict] = {}
+        self.camera: CameraModel | None = None
+        self.belt = BeltBuffer(self.params.line.buffer_span)
+        self.tracker = PickIdTracker(self.params.line.match_radius)
+        self.next_id = 1
+        self.core_counters: collections.Counter = collections.Counter()
+        self._configure(self.params)
+        self._cand_pub = self.create_publisher(PointCloud2, "grasps/candidates", results_qos())
+        self._pose_pub = self.create_publisher(PoseArray, "grasps/poses", results_qos())
+        self._marker_pub = self.create_publisher(MarkerArray, "grasps/markers", results_qos())
+        self.create_subscription(Image, "segmentation/instances", self._on_instances, results_qos())
+        self.create_subscription(PointCloud2, "segmentation/detections", self._on_detections, results_qos())
+        if self.params.cell == "sorting_line":
+            self.create_subscription(JointState, "conveyor/joint_states", self._on_joints, sensor_qos(100))
+        else:
+            self.create_subscription(CameraInfo, "camera/camera_info", self._on_info, latched_qos())
+        self.create_timer(0.1, self._expire)
+
+    def _configure(self, p) -> None:
+        self.filters = Filters(p.min_area_px, p.min_score, list(p.classes), parse_bins(list(p.classes_to_bins)),
+                               parse_weights(list(p.class_priority)))
+        self.line = LineGeometry(p.line.scanner_x, p.line.line_pitch, p.line.pixel_size, p.line.belt_y_offset,
+                                 p.line.pick_z, p.line.match_radius)
+        self.plane = Plane(list(p.plane.point), list(p.plane.normal))
+        self.camera_pose = Pose.from_xyz_quat(list(p.camera_extrinsics.translation),
+                                              list(p.camera_extrinsics.rotation))
+
+    def on_parameters_change(self, proposed, changed):
+        from msseg_ros.core.errors import MssegError
+        from msseg_ros.core.params import ParamView
+
+        try:
+            self._configure(ParamView.from_flat(proposed))
+        except MssegError as exc:
+            return str(exc)
+        return None
+
+    # ---- inputs ------------------------------------------------------------------
+    def _on_joints(self, msg: JointState) -> None:
+        if "belt" in msg.name:
+            self.belt.add(to_seconds(msg.header.stamp), float(msg.position[msg.name.index("belt")]))
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        if len(msg.k) == 9 and msg.k[0] > 0:
+            self.camera = camera_model_from_info(msg)
+            self._drain()
+        else:
+            self.counters["bad_camera_info"] += 1
+
+    def _key(self, header) -> tuple[int, int]:
+        return (header.stamp.sec, header.stamp.nanosec)
+
+    def _on_instances(self, msg: Image) -> None:
+        self._pending.setdefault(self._key(msg.header), {"t": time.monotonic()})["inst"] = msg
+        self._drain()
+
+    def _on_detections(self, msg: PointCloud2) -> None:
+        self._pending.setdefault(self._key(msg.header), {"t": time.monotonic()})["det"] = msg
+        self._drain()
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, v in self._pending.items() if now - v["t"] > self.params.pairing_timeout]:
+            entry = self._pending.pop(key)
+            self.counters["dropped_unpaired" if len(entry) < 3 else "dropped_no_camera_info"] += 1
+
+    def _drain(self) -> None:
+        for key in sorted(k for k, v in self._pending.items() if "inst" in v and "det" in v):
+            if self.params.cell == "bin_picking" and self.camera is None:
+                return  # candidates wait for camera_info
+            entry = self._pending.pop(key)
+            self.process(entry["inst"], entry["det"])
+
+    # ---- work --------------------------------------------------------------------
+    def process(self, inst: Image, det_msg: PointCloud2) -> None:
+        t0 = time.perf_counter()
+        try:
+            det = cloud_to_table(det_msg, tables.DETECTIONS)
+        except TableCodecError as exc:
+            self.counters["bad_detections"] += 1
+            self.get_logger().warning(f"detections ignored: {exc}")
+            return
+        header = det_msg.header
+        if self.params.cell == "sorting_line":
+            try:
+                p0 = self.belt.position_at(to_seconds(header.stamp))
+            except OutOfBufferError as exc:
+                self.counters["stamp_outside_belt_buffer"] += 1
+                self.get_logger().warning(f"frame skipped: {exc}", throttle_duration_sec=5.0)
+                return
+            cand = line_candidates(det, int(inst.height), p0, self.line, self.filters, self.tracker,
+                                   self.core_counters)
+        else:
+            cand, self.next_id = camera_candidates(det, self.camera, self.camera_pose, self.plane, self.filters,
+                                                   self.next_id, self.core_counters)
+        header.frame_id = "world"
+        self._cand_pub.publish(table_to_cloud(cand, header=header))
+        self._publish_poses(cand, header)
+        self.counters["frames"] += 1
+        self.counters["candidates"] += len(cand)
+        self.latency.add(time.perf_counter() - t0)
+        self.rate.tick()
+
+    def _publish_poses(self, cand: np.ndarray, header) -> None:
+        poses = PoseArray(header=header)
+        markers = MarkerArray(markers=[Marker(header=header, ns="grasps", action=Marker.DELETEALL)])
+        colours = class_colours(len(self.filters.classes) or 1)
+        for k, row in enumerate(cand):
+            pose = PoseMsg()
+            pose.position.x, pose.position.y, pose.position.z = (float(row[c]) for c in ("x", "y", "z"))
+            pose.orientation.x, pose.orientation.w = 1.0, 0.0  # tool z down: 180 deg about x
+            poses.poses.append(pose)
+            m = Marker(header=header, ns="grasps", id=int(row["pick_id"]), type=Marker.SPHERE, action=Marker.ADD)
+            m.pose = pose
+            m.scale.x = m.scale.y = m.scale.z = 0.02 if k else 0.03
+            c = colours[int(row["class_id"]) % len(colours)]
+            m.color.r, m.color.g, m.color.b, m.color.a = c[0] / 255, c[1] / 255, c[2] / 255, 1.0
+            markers.markers.append(m)
+        self._pose_pub.publish(poses)
+        self._marker_pub.publish(markers)
+
+    def diagnostics_status(self):
+        extra = dict(self.core_counters)
+        extra["pending_pairs"] = len(self._pending)
+        if self.params.cell == "bin_picking" and self.camera is None:
+            return WARN, "waiting for camera/camera_info", extra
+        if self.params.cell == "sorting_line" and len(self.belt) == 0:
+            return WARN, "no belt position yet (conveyor/joint_states)", extra
+        return OK, "selecting grasps", extra
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(GraspSelectorNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

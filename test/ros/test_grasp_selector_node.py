@@ -1,0 +1,108 @@
+"""grasp_selector over real rclpy."""
+import numpy as np
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
+
+from msseg_ros.core import tables
+from msseg_ros.core.segmentation.base import Instances
+from msseg_ros.core.sim.sorting_line import CLASSES, SortingLineConfig, SortingLineWorld
+from msseg_ros.ros.image_codec import array_to_image
+from msseg_ros.ros.nodes.grasp_selector import GraspSelectorNode
+from msseg_ros.ros.pointcloud_table import cloud_to_table, table_to_cloud
+from msseg_ros.ros.qos import latched_qos, results_qos, sensor_qos
+from msseg_ros.ros.stamps import from_seconds
+
+from conftest import spin_until
+
+
+def _setup(ros_context, overrides):
+    import rclpy
+
+    node = GraspSelectorNode(context=ros_context, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+    probe = rclpy.create_node("grasp_probe", context=ros_context)
+    got = []
+    probe.create_subscription(PointCloud2, "grasps/candidates", got.append, results_qos())
+    pubs = {
+        "inst": probe.create_publisher(Image, "segmentation/instances", results_qos()),
+        "det": probe.create_publisher(PointCloud2, "segmentation/detections", results_qos()),
+        "joints": probe.create_publisher(JointState, "conveyor/joint_states", sensor_qos(100)),
+        "info": probe.create_publisher(CameraInfo, "camera/camera_info", latched_qos()),
+    }
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    ex.add_node(probe)
+    assert spin_until(ex, lambda: pubs["det"].get_subscription_count() > 0 and pubs["inst"].get_subscription_count() > 0)
+    return node, probe, pubs, got, ex
+
+
+def _send_frame(pubs, inst, stamp):
+    img = array_to_image(inst.labels, "mono16")
+    img.header.stamp = from_seconds(stamp)
+    pubs["det"].publish(table_to_cloud(inst.to_table(), header=img.header))
+    pubs["inst"].publish(img)
+
+
+def test_line_cell_candidates_match_the_world(ros_context):
+    node, probe, pubs, got, ex = _setup(ros_context, {"line.scanner_x": 1.0})
+    try:
+        # belt at 0.5 m/s: position = 0.5 * t; the frame's row 0 was scanned at t = 10 s
+        for k in range(0, 2001):
+            t = 5.0 + k * 0.005
+            js = JointState(name=["belt"], position=[0.5 * t])
+            js.header.stamp = from_seconds(t)
+            pubs["joints"].publish(js)
+            if k % 200 == 0:
+                ex.spin_once(timeout_sec=0)
+        spin_until(ex, lambda: len(node.belt) > 1500, timeout=10)
+        world = SortingLineWorld(SortingLineConfig(seed=8, feed_rate=10.0, touch_rate=0.0))
+        first_line = 2500  # b = 5.0 m at 2 mm per line: scanned at t = 10 s
+        frame = world.render(first_line, 250)
+        inst = Instances.from_labels(frame.labels, [o.class_id for o in frame.objects], np.ones(len(frame.objects)))
+        _send_frame(pubs, inst, 10.0)
+        assert spin_until(ex, lambda: got, timeout=10)
+        cand = cloud_to_table(got[0], tables.CANDIDATES)
+        assert got[0].header.frame_id == "world" and len(cand) >= 1
+        assert np.allclose(cand["belt_position"], 5.0, atol=1e-6)
+        for row in cand:
+            o = frame.objects[row["instance"] - 1]
+            assert CLASSES[row["class_id"] - 1] == o.cls
+            # at travel 5.0 the object (belt coordinate o.b) is at x = scanner_x - (o.b - 5.0)
+            assert abs(row["x"] - (1.0 - (o.b - 5.0))) < 0.03
+        sorted_first = [CLASSES[c - 1] in ("copper", "laminated_zinc", "zamak", "brass", "aluminium", "nickel")
+                        for c in cand["class_id"]]
+        assert sorted_first == sorted(sorted_first, reverse=True)  # unsorted classes last
+
+        _send_frame(pubs, inst, 99.0)  # long after the buffered belt positions
+        assert spin_until(ex, lambda: node.counters["stamp_outside_belt_buffer"] == 1, timeout=10)
+        img = array_to_image(inst.labels, "mono16")
+        img.header.stamp = from_seconds(11.0)
+        pubs["inst"].publish(img)  # no detections with this stamp
+        assert spin_until(ex, lambda: node.counters["dropped_unpaired"] == 1, timeout=10)
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        probe.destroy_node()
+
+
+def test_camera_cell_waits_for_camera_info(ros_context):
+    node, probe, pubs, got, ex = _setup(ros_context, {"cell": "bin_picking",
+                                                      "camera_extrinsics.translation": [0.0, 0.0, 1.0]})
+    try:
+        labels = np.zeros((100, 100), np.uint16)
+        labels[40:60, 45:55] = 1  # centroid (49.5, 49.5)
+        inst = Instances.from_labels(labels, [1], [0.9], [0.7])
+        _send_frame(pubs, inst, 3.0)
+        spin_until(ex, lambda: False, timeout=0.5)
+        assert not got and node._pending  # waiting
+        info = CameraInfo(width=100, height=100, k=[500.0, 0, 49.5, 0, 500.0, 49.5, 0, 0, 1], d=[0.0] * 5)
+        pubs["info"].publish(info)
+        assert spin_until(ex, lambda: got, timeout=10)
+        cand = cloud_to_table(got[0], tables.CANDIDATES)
+        # camera 1 m above the plane z = 0, looking down, ray through the principal point
+        assert np.allclose([cand["x"][0], cand["y"][0], cand["z"][0]], [0, 0, 0], atol=1e-6)
+        assert cand["affordance"][0] == np.float32(0.7) and np.isnan(cand["belt_position"][0])
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        probe.destroy_node()
