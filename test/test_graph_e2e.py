@@ -1,0 +1,65 @@
+"""End to end over real processes and DDS: the sim sorting line, from the belt encoder to
+grasps/candidates, checked against the world's ground truth."""
+import numpy as np
+import yaml
+from rclpy.executors import SingleThreadedExecutor
+from sensor_msgs.msg import PointCloud2
+
+from msseg_ros.cli.runner import GraphRunner, parse_sets
+from msseg_ros.core import tables
+from msseg_ros.core.params import ParamView, flatten
+from msseg_ros.core.sim.sorting_line import CLASSES, SortingLineWorld
+from msseg_ros.graph import describe
+from msseg_ros.ros.nodes.line_scanner import world_config
+from msseg_ros.ros.pointcloud_table import cloud_to_table
+from msseg_ros.ros.qos import results_qos
+
+from conftest import ROOT, spin_until
+
+#: Tolerance of a candidate's position against its object's shape centre: the mask
+#: centroid of an irregular piece is not its shape centre (same bound as the core test).
+POSITION_TOLERANCE_M = 0.03
+
+
+def _world():
+    doc = yaml.safe_load((ROOT / "config" / "sorting_line.yaml").read_text())
+    values = {**flatten(doc["/**"]["ros__parameters"]), **flatten(doc["/**/line_scanner"]["ros__parameters"])}
+    return SortingLineWorld(world_config(ParamView.from_flat(values))), doc
+
+
+def test_sim_line_candidates_match_ground_truth(ros_context):
+    import rclpy
+
+    spec = describe("sorting_line", segmenter="classic")
+    sets = parse_sets(["cell_sim.belt.speed=1.0", "segmenter.model.score_threshold=0.5"], spec)
+    node = rclpy.create_node("e2e_probe", context=ros_context)
+    got = []
+    node.create_subscription(PointCloud2, "grasps/candidates", got.append, results_qos())
+    ex = SingleThreadedExecutor(context=ros_context)
+    ex.add_node(node)
+    logs = []
+    with GraphRunner(spec, sets, log=lambda n, line: logs.append((n, line))) as runner:
+        assert {"cell_sim", "line_scanner", "segmenter", "grasp_selector"} <= {rn.spec.name for rn in runner.nodes}
+        ok = spin_until(ex, lambda: sum(len(cloud_to_table(m, tables.CANDIDATES)) for m in got) >= 15, timeout=90)
+        codes = runner.stop()
+    assert ok, f"too few candidates; logs: {logs[-10:]}"
+    assert all(c == 0 for c in codes.values()), codes
+    world, doc = _world()
+    scanner_x = doc["/**/grasp_selector"]["ros__parameters"]["line"]["scanner_x"]
+    y0 = doc["/**/grasp_selector"]["ros__parameters"]["line"]["belt_y_offset"]
+    right = near = 0
+    ids = set()
+    for msg in got:
+        assert msg.header.frame_id == "world"
+        for row in cloud_to_table(msg, tables.CANDIDATES):
+            b = row["belt_position"] + (scanner_x - row["x"])  # the belt coordinate of the pick point
+            c = row["y"] - y0
+            objs = world.objects_between(b - 0.2, b + 0.2)
+            d, o = min((np.hypot(o.b - b, o.c - c), o) for o in objs)
+            near += d < POSITION_TOLERANCE_M
+            right += d < POSITION_TOLERANCE_M and CLASSES[row["class_id"] - 1] == o.cls
+            ids.add(int(row["pick_id"]))
+    n = sum(len(cloud_to_table(m, tables.CANDIDATES)) for m in got)
+    print(f"e2e: {n} candidates, {len(ids)} pick ids, {near} within {POSITION_TOLERANCE_M} m, {right} right class")
+    assert near / n >= 0.9, f"{near}/{n} candidates within {POSITION_TOLERANCE_M} m of an object"
+    assert right / n >= 0.8, f"{right}/{n} candidates of the right class"
