@@ -20,6 +20,7 @@ from rcl_interfaces.msg import (
 from rcl_interfaces.msg import (
     ParameterType as RosType,
 )
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -88,17 +89,35 @@ class SchemaParameters:
         self._declaring = True
         node.add_on_set_parameters_callback(self._on_set)
         for p in schema:
-            node.declare_parameter(p.name, p.default, descriptor(p))
+            if p.type.is_array and not p.default:
+                # rclpy infers BYTE_ARRAY from an empty list: declare the type explicitly
+                ptype = Parameter.Type(_ROS_TYPE[p.type])
+                node.declare_parameter(p.name, ptype, descriptor(p))
+                try:
+                    node.get_parameter(p.name)  # an override from a file or the command line
+                except ParameterUninitializedException:
+                    if not p.read_only:  # a read-only one stays unset in ROS: its value is []
+                        node.set_parameters([Parameter(p.name, ptype, [])])
+            else:
+                node.declare_parameter(p.name, p.default, descriptor(p))
         # Overrides from a file passed the callback one at a time; check the combination.
-        self.values = {p.name: _plain(node.get_parameter(p.name).value) for p in schema}
+        self.values = {p.name: self._current(p) for p in schema}
         schema.check_all(self.values)
         self._declaring = False
         self.view: ParamView = ParamView.from_flat(self.values)
+
+    def _current(self, p: Param) -> Any:
+        try:
+            return _plain(self.node.get_parameter(p.name).value)
+        except ParameterUninitializedException:
+            return p.default
 
     def _on_set(self, params: list[Parameter]) -> SetParametersResult:
         changed: dict[str, Any] = {}
         try:
             for param in params:
+                if self._declaring and param.value is None:
+                    continue  # a typed declaration without a value yet; set right after
                 if param.name not in self.schema:
                     raise ParamError(f"node {self.schema.node!r} has no parameter {param.name!r}")
                 changed[param.name] = self.schema[param.name].validate(_plain(param.value))

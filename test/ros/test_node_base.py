@@ -66,9 +66,9 @@ def test_set_through_service_valid_and_refused(sim):
         type=ParameterType.PARAMETER_STRING, string_value="fast"))
     assert not wrong_type.successful and node.params.belt.speed == 0.0
 
-    ro = _set(ex, client, "seed", ParameterValue(type=ParameterType.PARAMETER_INTEGER,
+    ro = _set(ex, client, "world.seed", ParameterValue(type=ParameterType.PARAMETER_INTEGER,
                                                  integer_value=5))
-    assert not ro.successful and node.params.seed == 0
+    assert not ro.successful and node.params.world.seed == 0
 
 
 def test_schema_choices_checks_and_veto(ros_context):
@@ -151,3 +151,23 @@ def test_bad_parameter_file_exits_2_with_reason(tmp_path, yaml_text, message):
     assert out.returncode == 2, out.stderr
     assert "configuration refused" in out.stderr and message in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_empty_string_array_parameters_accept_values(ros_context, tmp_path):
+    """rclpy would type an empty-list default as BYTE_ARRAY and refuse strings."""
+    from msseg_ros.ros.nodes.grasp_selector import GraspSelectorNode
+
+    node = GraspSelectorNode(context=ros_context, parameter_overrides=[
+        Parameter("class_priority", value=["brass=2.0"])])
+    try:
+        assert node.params.class_priority == ["brass=2.0"]
+        assert node.set_parameters([Parameter("class_priority", value=["copper=3"])])[0].successful
+        assert node.filters.priority == {"copper": 3.0}
+        assert node.set_parameters([Parameter("class_priority", value=["copper"])])[0].successful is False
+    finally:
+        node.destroy_node()
+    f = tmp_path / "p.yaml"
+    f.write_text("/**/replay:\n  ros__parameters:\n    topics: [a, b]\n")
+    out = subprocess.run([sys.executable, "-m", "msseg_ros.ros.nodes.replay", "--ros-args", "--params-file", str(f)],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 2 and "no bag given" in out.stderr and "Traceback" not in out.stderr

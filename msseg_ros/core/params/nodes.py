@@ -189,10 +189,27 @@ GRASP_SELECTOR = Schema(
     ],
 )
 
+REPLAY = Schema(
+    "replay",
+    [
+        Param("bag", T.STR, "", "rosbag2 folder (sqlite3 or mcap; split bags too).", read_only=True),
+        Param("rate", T.FLOAT, 1.0, "Playback speed: 2.0 plays twice as fast.", min=0.001, max=10000.0,
+              read_only=True),
+        Param("loop", T.BOOL, False, "Start again at the end.", read_only=True),
+        Param("delay", T.FLOAT, 1.0, "Wait before playing, s, so that subscribers are matched "
+              "(messages published before discovery are lost).", min=0.0, max=3600.0, read_only=True),
+        Param("start_offset", T.FLOAT, 0.0, "Skip this many seconds of the bag.", min=0.0, max=1e9,
+              read_only=True),
+        Param("topics", T.STR_ARRAY, [], "Topics to play (empty: all).", read_only=True),
+        Param("remap", T.STR_ARRAY, [], "FROM=TO topic renames.", read_only=True,
+              check=lambda v: next((f"entry {e!r}: expected FROM=TO" for e in v if "=" not in e), None)),
+    ],
+)
+
 #: executable name -> full schema (node parameters plus BASE)
 NODE_SCHEMAS: dict[str, Schema] = {
     s.node: s.extend(BASE)
-    for s in (CELL_SIM.extend(WORLD), LINE_SCANNER.extend(WORLD), CAMERA, SEGMENTER, GRASP_SELECTOR)
+    for s in (CELL_SIM.extend(WORLD), LINE_SCANNER.extend(WORLD), CAMERA, SEGMENTER, GRASP_SELECTOR, REPLAY)
 }
 
 

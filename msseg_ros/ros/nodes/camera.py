@@ -97,7 +97,8 @@ class CameraNode(MssegNode):
         return OK, f"{self.params.source} source, {self.params.trigger}", {}
 
     def destroy_node(self) -> None:
-        self.source.close()
+        if hasattr(self, "source"):  # rclpy destroys a node whose __init__ failed
+            self.source.close()
         super().destroy_node()
 
 

@@ -154,9 +154,10 @@ class SegmenterNode(MssegNode):
         return OK, "segmenting", extra
 
     def destroy_node(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._worker.join(timeout=5.0)
+        if hasattr(self, "_worker"):  # rclpy destroys a node whose __init__ failed
+            self._stop.set()
+            self._wake.set()
+            self._worker.join(timeout=5.0)
         super().destroy_node()
 
 
