@@ -6,5 +6,17 @@ Layers:
     msseg_ros.cli    the ``msseg`` command.
     msseg_ros.graph  the node graph of each cell, shared by the launch files and ``msseg run``.
 """
+import os as _os
+import signal as _signal
+import threading as _threading
 
 __version__ = "0.1.0"
+
+#: Set by SIGINT/SIGTERM. In node processes (MSSEG_NODE_PROCESS=1, set by `msseg run`)
+#: the handler is installed here, before the heavy imports, so that a stop requested
+#: while a node is still starting is honoured cleanly instead of raising mid-import.
+STOP_REQUESTED = _threading.Event()
+
+if _os.environ.get("MSSEG_NODE_PROCESS") == "1":
+    for _sig in (_signal.SIGINT, _signal.SIGTERM):
+        _signal.signal(_sig, lambda *_: STOP_REQUESTED.set())

@@ -146,7 +146,7 @@ class GraphRunner:
         self.sets = dict(sets or {})
         self.log = log or _print_line
         self.env = {**os.environ, **dds_environment(), "PYTHONUNBUFFERED": "1",
-                    "RCUTILS_COLORIZED_OUTPUT": "0", **(env or {})}
+                    "RCUTILS_COLORIZED_OUTPUT": "0", "MSSEG_NODE_PROCESS": "1", **(env or {})}
         self.nodes: list[RunningNode] = []
         self._stop = threading.Event()
         self._tmp = tempfile.TemporaryDirectory(prefix="msseg_run_")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -110,8 +109,9 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     Returns the process exit code: 0 after a signal, 2 when the node refuses its
     configuration (the reason is logged as one line), 1 on an unexpected error.
     """
+    from msseg_ros import STOP_REQUESTED as stop  # may already be set during start-up
+
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
 
     def on_signal(signum, _frame):
         stop.set()
@@ -121,6 +121,7 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     code = 0
     try:
         node = factory()
+        node.get_logger().info("ready")
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         while not stop.is_set() and rclpy.ok():
