@@ -11,7 +11,7 @@ from msseg_ros.core.sim.sorting_line import SortingLineConfig, SortingLineWorld
 from conftest import ROOT
 
 MODELS = ROOT / "config" / "models"
-EXPECTED = {"sorting_line_classic", "sorting_line_maskrcnn"}
+EXPECTED = {"sorting_line_classic", "sorting_line_maskrcnn", "bin_picking_bicameral"}
 
 
 def test_expected_models_are_shipped_within_30_mb():
