@@ -85,3 +85,22 @@ def test_resume_continues(tmp_path, data):
 def test_errors_one_line(args, message):
     r = _msseg(*args, timeout=120)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_same_seed_same_weights(tmp_path, data):
+    """A seed makes a CPU training run repeatable, bit for bit."""
+    from safetensors.numpy import load_file
+
+    ann = data / "bins" / "annotations"
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"run{k}"
+        r = _msseg("train", "--set", "model.type=bicameral", "--set", f"data.train={ann / 'learning.json'}",
+                   "--set", f"out={out}", "--set", "train.batch_size=2", "--set", "train.crop=32",
+                   "--set", "train.max_steps=3", "--set", "train.epochs=1", "--set", "train.device=cpu",
+                   "--set", "train.seed=5", "--set", "train.augment.hflip=0.5",
+                   "--set", "model.image_mean=auto", "--set", "model.image_std=auto")
+        assert r.returncode == 0, r.stderr[-1500:]
+        outs.append(load_file(str(out / "model.safetensors")))
+    assert outs[0].keys() == outs[1].keys()
+    assert all((outs[0][k] == outs[1][k]).all() for k in outs[0])
