@@ -336,15 +336,12 @@ def _train_torch(cfg, model_cfg, train_ds, val_ds, resume, log) -> dict:
 
 
 def _save_model(out: Path, seg, model_cfg: dict, t: dict) -> None:
-    import torch
-
     sd = seg.net.state_dict()
     if t["save_dtype"] == "float16":
         sd = {k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}
     elif t["save_dtype"] != "float32":
         raise ConfigError(f"train.save_dtype must be float32 or float16, got {t['save_dtype']!r}")
     save_checkpoint(out / "model.safetensors", {k: v.detach().cpu() for k, v in sd.items()}, model_cfg)
-    del torch
 
 
 def _save_state(out: Path, net, opt, state: dict) -> None:
