@@ -2,6 +2,7 @@
 on a domain ID of its own so that parallel runs do not hear each other."""
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import sys
@@ -22,16 +23,33 @@ from msseg_ros.graph import dds_environment  # noqa: E402
 os.environ.update(dds_environment())
 
 
+#: Each ROS test gets a DDS domain of its own (cycling through the safe range 1..101), so
+#: participants a previous test left behind in this process or on this host cannot
+#: interfere (seen: later subscriptions that never matched).
+_DOMAINS = itertools.cycle(range(1, 102))
+for _ in range(random.Random(os.getpid()).randrange(101)):
+    next(_DOMAINS)
+
+
+def fresh_domain() -> int:
+    d = next(_DOMAINS)
+    os.environ["ROS_DOMAIN_ID"] = str(d)  # for the processes the test starts
+    return d
+
+
 @pytest.fixture
 def ros_context():
-    """An initialised rclpy context, shut down after the test."""
+    """An initialised rclpy context on a fresh DDS domain, shut down after the test."""
     import rclpy
 
+    before = os.environ.get("ROS_DOMAIN_ID")
     ctx = rclpy.Context()
-    rclpy.init(context=ctx)
+    rclpy.init(context=ctx, domain_id=fresh_domain())
     yield ctx
     if ctx.ok():
         rclpy.shutdown(context=ctx)
+    if before is not None:
+        os.environ["ROS_DOMAIN_ID"] = before
 
 
 def spin_until(executor, predicate, timeout: float = 10.0, step: float = 0.05) -> bool:

@@ -47,8 +47,10 @@ def listener():
     process made some later subscriptions deaf; one participant is also cheaper)."""
     import rclpy
 
+    from conftest import fresh_domain
+
     ctx = rclpy.Context()
-    rclpy.init(context=ctx)
+    rclpy.init(context=ctx, domain_id=fresh_domain())
     node = rclpy.create_node("bag_listener", context=ctx)
     ex = SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
