@@ -30,7 +30,9 @@ def test_frame_crosses_processes(ros_context, h, w):
         node.create_subscription(Image, "line_scanner/frames", got.append, sensor_qos(1))
         ex = SingleThreadedExecutor(context=ros_context)
         ex.add_node(node)
-        assert spin_until(ex, lambda: len(got) >= 2, timeout=30), "no frame received"
+        ok = spin_until(ex, lambda: len(got) >= 2 or proc.poll() is not None, timeout=30)
+        assert proc.poll() is None, f"the publisher died: {proc.stderr.read()[-1500:]}"
+        assert ok and len(got) >= 2, "no frame received"
         msg = got[-1]
         assert (msg.encoding, msg.height, msg.width, msg.header.frame_id) == (
             "32FC11", h, w, "line_scanner")
