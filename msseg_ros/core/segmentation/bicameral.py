@@ -35,15 +35,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import nn
 
-from msseg_ros.core.segmentation.base import (
-    SEGMENTERS,
-    Instances,
-    ModelConfigError,
-    Segmenter,
-    require,
-    resolve_device,
-)
-from msseg_ros.core.segmentation.checkpoint import check_matches
+from msseg_ros.core.segmentation.base import SEGMENTERS, Instances, require
+from msseg_ros.core.segmentation.torch_base import TorchSegmenter, require_normalisation
 
 VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 DECODER = (256, 128, 64, 32)
@@ -175,20 +168,14 @@ def candidates_and_affordance(Y: np.ndarray, Z: np.ndarray, alpha: float = 0.1, 
 
 
 @SEGMENTERS.register("bicameral")
-class BicameralSegmenter(Segmenter):
+class BicameralSegmenter(TorchSegmenter):
     type_name = "bicameral"
 
     def __init__(self, config: dict, net: BicameralNet, device: str) -> None:
-        super().__init__(config, fill_values=np.asarray(config["image_mean"], np.float32))
-        self.net = net.to(device).eval()
-        self._device = device
+        super().__init__(config, net, device)
         c = config["in_channels"]
         self.mean = torch.tensor(config["image_mean"], dtype=torch.float32, device=device).view(1, c, 1, 1)
         self.std = torch.tensor(config["image_std"], dtype=torch.float32, device=device).view(1, c, 1, 1)
-
-    @property
-    def device(self) -> str:
-        return self._device
 
     @staticmethod
     def validate_config(config: dict) -> dict:
@@ -198,12 +185,7 @@ class BicameralSegmenter(Segmenter):
         require(cfg, "alpha", (int, float), lambda v: 0 <= v <= 1)
         require(cfg, "beta", (int, float), lambda v: 0 <= v <= 1)
         require(cfg, "patch", int, lambda v: v >= 1 and v % 2 == 1)
-        for key in ("image_mean", "image_std"):
-            v = require(cfg, key, list)
-            if len(v) != c:
-                raise ModelConfigError(f"model config {key!r} has {len(v)} values for {c} input channels")
-        if any(s <= 0 for s in cfg["image_std"]):
-            raise ModelConfigError("model config 'image_std' values must be > 0")
+        require_normalisation(cfg, c)
         return cfg
 
     @classmethod
@@ -211,18 +193,8 @@ class BicameralSegmenter(Segmenter):
         return BicameralNet(cfg["in_channels"], cfg["width"], cfg["dropout"])
 
     @classmethod
-    def from_config(cls, config: dict, weights: dict | None = None, device: str = "cpu") -> BicameralSegmenter:
-        cfg = cls.validate_config(config)
-        net = cls.build_net(cfg)
-        if weights is not None:
-            expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-            check_matches(expected, weights, f"(bicameral F{cfg['width']})")
-            net.load_state_dict({k: torch.as_tensor(np.asarray(v, np.float32) if v.dtype == np.float16 else v)
-                                 for k, v in weights.items()})
-        return cls(cfg, net, resolve_device(device))
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.net.state_dict()
+    def describe(cls, cfg: dict) -> str:
+        return f"(bicameral F{cfg['width']})"
 
     def normalise(self, frames: torch.Tensor) -> torch.Tensor:
         return (frames - self.mean) / self.std

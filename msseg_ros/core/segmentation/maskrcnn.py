@@ -31,12 +31,10 @@ from msseg_ros.core.segmentation.base import (
     SEGMENTERS,
     Instances,
     ModelConfigError,
-    Segmenter,
     masks_to_labels,
     require,
-    resolve_device,
 )
-from msseg_ros.core.segmentation.checkpoint import check_matches
+from msseg_ros.core.segmentation.torch_base import TorchSegmenter, require_normalisation
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d",
              "resnext101_32x8d", "mobilenet_v3_large")
@@ -126,17 +124,8 @@ def build_maskrcnn(cfg: dict) -> MaskRCNN:
 
 
 @SEGMENTERS.register("maskrcnn")
-class MaskRCNNSegmenter(Segmenter):
+class MaskRCNNSegmenter(TorchSegmenter):
     type_name = "maskrcnn"
-
-    def __init__(self, config: dict, net: MaskRCNN, device: str) -> None:
-        super().__init__(config, fill_values=np.asarray(config["image_mean"], np.float32))
-        self.net = net.to(device).eval()
-        self._device = device
-
-    @property
-    def device(self) -> str:
-        return self._device
 
     @staticmethod
     def validate_config(config: dict) -> dict:
@@ -152,12 +141,7 @@ class MaskRCNNSegmenter(Segmenter):
         require(cfg, "score_threshold", (int, float), lambda v: 0 <= v <= 1)
         for key in ("fpn_channels", "box_representation", "mask_channels"):
             require(cfg, key, int, lambda v: 8 <= v <= 4096)
-        for key in ("image_mean", "image_std"):
-            v = require(cfg, key, list)
-            if len(v) != c:
-                raise ModelConfigError(f"model config {key!r} has {len(v)} values for {c} input channels")
-        if any(s <= 0 for s in cfg["image_std"]):
-            raise ModelConfigError("model config 'image_std' values must be > 0")
+        require_normalisation(cfg, c)
         return cfg
 
     @classmethod
@@ -165,18 +149,8 @@ class MaskRCNNSegmenter(Segmenter):
         return build_maskrcnn(cfg)
 
     @classmethod
-    def from_config(cls, config: dict, weights: dict | None = None, device: str = "cpu") -> MaskRCNNSegmenter:
-        cfg = cls.validate_config(config)
-        net = cls.build_net(cfg)
-        if weights is not None:
-            expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-            check_matches(expected, weights, f"(maskrcnn {cfg['backbone']})")
-            net.load_state_dict({k: torch.as_tensor(np.asarray(v, np.float32) if v.dtype == np.float16 else v)
-                                 for k, v in weights.items()})
-        return cls(cfg, net, resolve_device(device))
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.net.state_dict()
+    def describe(cls, cfg: dict) -> str:
+        return f"(maskrcnn {cfg['backbone']})"
 
     @torch.inference_mode()
     def raw(self, frame: np.ndarray) -> dict[str, torch.Tensor]:
