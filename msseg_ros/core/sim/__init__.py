@@ -1,1 +1,19 @@
 """Deterministic simulated cells: the belt, the sorting-line world, the bin pile."""
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from typing import Any, TypeVar
+
+from msseg_ros.core.errors import ConfigError
+
+C = TypeVar("C")
+
+
+def replace_checked(config: C, kind: str, **overrides: Any) -> C:
+    """A copy of a config dataclass with ``overrides``; an unknown key is refused with
+    the list of valid ones (``kind`` names the config in the message)."""
+    names = {f.name for f in fields(config)}
+    for key in overrides:
+        if key not in names:
+            raise ConfigError(f"unknown {kind} option {key!r}; options: {', '.join(sorted(names))}")
+    return replace(config, **overrides)

@@ -23,13 +23,14 @@ the pixels of the higher one (mean height) are 1; patches with more than two seg
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from msseg_ros.core.errors import ConfigError
+from msseg_ros.core.sim import replace_checked
 
 PRODUCTS = ("sachet", "stick", "box")
 
@@ -73,11 +74,7 @@ class BinPileConfig:
             raise ConfigError("camera_height and pixel_size must be > 0 m")
 
     def with_overrides(self, **kw) -> BinPileConfig:
-        names = set(self.__dataclass_fields__)
-        for k in kw:
-            if k not in names:
-                raise ConfigError(f"unknown bin_picking option {k!r}; options: {', '.join(sorted(names))}")
-        return replace(self, **kw)
+        return replace_checked(self, "bin_picking", **kw)
 
     @property
     def intrinsics(self) -> tuple[float, float, float, float]:

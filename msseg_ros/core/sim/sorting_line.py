@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from msseg_ros.core.errors import ConfigError
 from msseg_ros.core.sim import materials as mat
+from msseg_ros.core.sim import replace_checked
 from msseg_ros.core.sim.shapes import CLASS_FAMILIES, Shape, make_shape
 
 CLASSES = mat.CLASSES
@@ -99,10 +100,6 @@ class SortingLineConfig:
     def with_overrides(self, **kw) -> SortingLineConfig:
         """A copy with overrides; ``class_mix`` may also be a {class: weight} dict or a
         single class name (single-class images, as in the seed's dataset)."""
-        names = {f.name for f in fields(self)}
-        for k in kw:
-            if k not in names:
-                raise ConfigError(f"unknown sorting_line option {k!r}; options: {', '.join(sorted(names))}")
         mix = kw.get("class_mix")
         if isinstance(mix, str):
             mix = {mix: 1.0}
@@ -111,7 +108,7 @@ class SortingLineConfig:
             if unknown:
                 raise ConfigError(f"unknown class(es) {sorted(unknown)}; classes: {', '.join(CLASSES)}")
             kw["class_mix"] = tuple(float(mix.get(c, 0.0)) for c in CLASSES)
-        return replace(self, **kw)
+        return replace_checked(self, "sorting_line", **kw)
 
 
 @dataclass
