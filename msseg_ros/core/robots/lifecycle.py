@@ -1,0 +1,121 @@
+"""The pick lifecycle: pending -> assigned -> sent -> done / missed / failed / rejected
+(or skipped). A :class:`PickLedger` is the bridge's single record of every pick_id.
+
+Invariants:
+    * a pick_id is sent at most once, ever: :meth:`PickLedger.mark_sent` raises
+      :class:`DuplicatePickError` for an id already sent, even after it finished;
+    * a pick finishes once: a second outcome for the same id (a controller repeating a
+      result after a reconnect) is ignored and counted.
+"""
+from __future__ import annotations
+
+import collections
+import enum
+from dataclasses import dataclass
+
+from msseg_ros.core.robots.errors import DuplicatePickError
+from msseg_ros.core.robots.tracking import Plan, Target
+from msseg_ros.core.tables import PickStatus
+
+
+class PickState(enum.Enum):
+    PENDING = "pending"  # waiting for a robot
+    ASSIGNED = "assigned"
+    SENT = "sent"
+    DONE = "done"
+    MISSED = "missed"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    SKIPPED = "skipped"
+
+    @property
+    def final(self) -> bool:
+        return self not in (PickState.PENDING, PickState.ASSIGNED, PickState.SENT)
+
+
+STATUS_OF = {
+    PickState.DONE: PickStatus.DONE,
+    PickState.MISSED: PickStatus.MISSED,
+    PickState.FAILED: PickStatus.FAILED,
+    PickState.REJECTED: PickStatus.REJECTED,
+    PickState.SKIPPED: PickStatus.SKIPPED,
+}
+STATE_OF = {v: k for k, v in STATUS_OF.items()}
+
+
+@dataclass
+class PickRecord:
+    target: Target
+    state: PickState = PickState.PENDING
+    robot: int = 0
+    plan: Plan | None = None
+    reason: str = ""  # why it ended as it did (unpicked reasons, controller errors)
+
+    @property
+    def status(self) -> int:
+        return STATUS_OF[self.state]
+
+
+class PickLedger:
+    """Every pick the bridge has seen, keyed by pick_id."""
+
+    def __init__(self) -> None:
+        self.records: dict[int, PickRecord] = {}
+        self._sent: set[int] = set()
+        self.counters: collections.Counter = collections.Counter()
+
+    def __contains__(self, pick_id: int) -> bool:
+        return pick_id in self.records
+
+    def __getitem__(self, pick_id: int) -> PickRecord:
+        return self.records[pick_id]
+
+    def add(self, target: Target) -> PickRecord | None:
+        """Record a new target; None (and counted) if the pick_id is already known."""
+        if target.pick_id in self.records or target.pick_id in self._sent:
+            self.counters["repeated_candidates"] += 1
+            return None
+        rec = PickRecord(target)
+        self.records[target.pick_id] = rec
+        return rec
+
+    def assign(self, pick_id: int, plan: Plan) -> None:
+        rec = self.records[pick_id]
+        rec.state, rec.robot, rec.plan = PickState.ASSIGNED, plan.robot, plan
+
+    def mark_sent(self, pick_id: int) -> None:
+        """Call just before the command leaves; raises if this id was ever sent."""
+        if pick_id in self._sent:
+            self.counters["duplicate_sends_refused"] += 1
+            raise DuplicatePickError(f"pick {pick_id} was already sent; a pick is never sent twice")
+        self._sent.add(pick_id)
+        self.records[pick_id].state = PickState.SENT
+
+    def was_sent(self, pick_id: int) -> bool:
+        return pick_id in self._sent
+
+    def finish(self, pick_id: int, state: PickState, reason: str = "", robot: int | None = None) -> PickRecord | None:
+        """Set the outcome; None if the pick is unknown or already finished (counted)."""
+        rec = self.records.get(pick_id)
+        if rec is None:
+            self.counters["unknown_results"] += 1
+            return None
+        if rec.state.final:
+            self.counters["repeated_results"] += 1
+            return None
+        rec.state, rec.reason = state, reason
+        if robot is not None:
+            rec.robot = robot
+        self.counters[state.value] += 1
+        if reason:
+            self.counters[f"reason_{reason}"] += 1
+        return rec
+
+    def in_state(self, *states: PickState, robot: int | None = None) -> list[PickRecord]:
+        return [r for r in self.records.values() if r.state in states and (robot is None or r.robot == robot)]
+
+    def forget_finished(self, keep: int = 10000) -> None:
+        """Drop the oldest finished records beyond ``keep`` (their ids stay in the sent set)."""
+        finished = [pid for pid, r in self.records.items() if r.state.final]
+        for pid in finished[: max(0, len(finished) - keep)]:
+            del self.records[pid]
