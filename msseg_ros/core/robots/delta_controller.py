@@ -20,7 +20,14 @@ from dataclasses import dataclass
 
 from msseg_ros.core.robots.cell import RobotSpec, Speeds
 from msseg_ros.core.robots.kinematics import DeltaGeometry
-from msseg_ros.core.robots.tracking import NOT_YET, OUT_OF_WINDOW, BeltState, Plan, Target, plan_pick
+from msseg_ros.core.robots.tracking import (
+    NOT_YET,
+    OUT_OF_WINDOW,
+    BeltState,
+    Plan,
+    Target,
+    plan_pick,
+)
 from msseg_ros.core.tables import PickStatus
 
 #: (position m, speed m/s) of the belt at time t

@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 
 from msseg_ros.core.robots.cell import RobotSpec, Speeds
 from msseg_ros.core.robots.kinematics import DeltaGeometry
-from msseg_ros.core.robots.tracking import NOT_YET, OUT_OF_WINDOW, WORKSPACE, BeltState, Plan, Target, plan_pick
+from msseg_ros.core.robots.tracking import (
+    NOT_YET,
+    OUT_OF_WINDOW,
+    WORKSPACE,
+    BeltState,
+    Plan,
+    Target,
+    plan_pick,
+)
 
 CLASS_NOT_SORTED = "class_not_sorted"
 CAPACITY = "capacity"
