@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE",
                      help="override a node parameter (VALUE is YAML); repeatable")
     run.add_argument("--quiet", action="store_true", help="do not forward the nodes' logs")
+    run.add_argument("--report", metavar="DIR", default=None,
+                     help="write report.json (the KPIs at the end and over time) into DIR")
 
     graph = sub.add_parser("graph", help="print the node graph that `run` would start")
     _graph_args(graph)
@@ -154,19 +156,41 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"msseg run: not in this version yet, not started: {names}", file=sys.stderr)
     if not spec.runnable:
         raise UsageError("no node of this graph is installed")
-    log = (lambda name, line: None) if args.quiet else None
+    from rich.console import Console
+    from rich.live import Live
+
+    from msseg_ros.cli.monitor import KpiMonitor
+
+    console = Console(stderr=True)
+    live_table = console.is_terminal and not args.quiet
+    if args.quiet:
+        log = lambda name, line: None  # noqa: E731
+    elif live_table:
+        log = lambda name, line: console.print(f"[{name}] {line}", markup=False, highlight=False)  # noqa: E731
+    else:
+        log = None
     runner = GraphRunner(spec, sets, log=log)
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, runner.request_stop)
+    monitor = KpiMonitor(spec.namespace).start()
     runner.start()
     started = ", ".join(rn.spec.name for rn in runner.nodes)
     print(f"msseg run: {spec.cell} ({spec.mode}) started: {started}", file=sys.stderr)
     try:
-        runner.wait(args.duration)
+        if live_table:
+            with Live(monitor.table(), console=console, refresh_per_second=1) as live:
+                _wait_with(runner, args.duration, lambda: live.update(monitor.table()), 1.0)
+        else:
+            _wait_with(runner, args.duration, lambda: print(monitor.line(), file=sys.stderr, flush=True), 10.0)
     except NodeDiedError as exc:
+        monitor.stop()
         print(f"msseg run: {exc}; stopped the graph", file=sys.stderr)
         return 1
     codes = runner.stop()
+    monitor.stop()
+    console.print(monitor.table())
+    if args.report:
+        _write_report(args.report, spec, monitor.snapshot())
     bad = {n: c for n, c in codes.items() if c != 0}
     if bad:
         detail = ", ".join(f"{n} (exit {c})" for n, c in bad.items())
@@ -174,6 +198,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     print(f"msseg run: stopped {len(codes)} node(s) cleanly", file=sys.stderr)
     return 0
+
+
+def _wait_with(runner, duration: float | None, every, period: float) -> None:
+    """runner.wait in slices, calling ``every`` between them."""
+    import time
+
+    end = None if duration is None else time.monotonic() + duration
+    while True:
+        left = period if end is None else min(period, end - time.monotonic())
+        if left <= 0 or runner.wait(left):
+            return
+        every()
+
+
+def _write_report(folder: str, spec, snapshot: dict) -> None:
+    import json
+    from pathlib import Path
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"cell": spec.cell, "mode": spec.mode, "segmenter": spec.segmenter, "robot": spec.robot, **snapshot}
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    print(f"msseg run: report written to {out / 'report.json'}", file=sys.stderr)
 
 
 def cmd_params(args: argparse.Namespace) -> int:

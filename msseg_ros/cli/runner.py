@@ -186,8 +186,8 @@ class GraphRunner:
     def request_stop(self, *_: object) -> None:
         self._stop.set()
 
-    def wait(self, duration: float | None = None, poll: float = 0.1) -> None:
-        """Block until ``duration`` elapses or a stop is requested.
+    def wait(self, duration: float | None = None, poll: float = 0.1) -> bool:
+        """Block until ``duration`` elapses or a stop is requested; True if stopped.
 
         Raises:
             NodeDiedError: a node exited on its own first (the others are then stopped).
@@ -200,8 +200,9 @@ class GraphRunner:
                     self.stop()
                     raise NodeDiedError(rn.spec.name, code)
             if deadline is not None and time.monotonic() >= deadline:
-                return
+                return False
             self._stop.wait(poll)
+        return True
 
     def stop(self, grace: float = 10.0) -> dict[str, int]:
         """SIGINT every node, SIGKILL what is left after ``grace`` s. Returns exit codes."""

@@ -40,6 +40,8 @@ WORLD = Schema(
               read_only=True),
         Param("world.overlap_rate", T.FLOAT, 0.0, "Share of objects placed on another.", min=0.0, max=1.0,
               read_only=True),
+        Param("world.scanner_x", T.FLOAT, 0.0, "world x of the scan line, m (the sim scores picks in "
+              "belt coordinates from it; = grasp_selector line.scanner_x).", min=-100.0, max=100.0, read_only=True),
     ],
 )
 
@@ -55,6 +57,21 @@ CELL_SIM = Schema(
         Param("belt.encoder_resolution", T.FLOAT, 1e-4,
               "Belt travel per encoder count, m; positions are whole counts.",
               min=1e-6, max=1e-2, read_only=True),
+        Param("emulate_controllers", T.BOOL, True, "Serve emulated robot controllers on the robots' "
+              "addresses (deltas over Modbus TCP, the FANUC over RMI).", read_only=True),
+        Param("scoring.warmup", T.FLOAT, 1.0, "Belt travel not scored at the start while the graph "
+              "starts up, m.", min=0.0, max=1000.0, read_only=True),
+        Param("scoring.period", T.FLOAT, 1.0, "Period of sim/score, s.", min=0.1, max=60.0, read_only=True),
+    ],
+)
+
+#: The simulated bin (bin-picking cell), shared by the camera's sim source and cell_sim,
+#: which replay the same picks on the same piles.
+BIN_SIM = Schema(
+    "bin_sim",
+    [
+        Param("sim.seed", T.INT, 0, "Simulated bin: seed of the piles.", min=0, max=2**31 - 1, read_only=True),
+        Param("sim.scene", T.INT, 0, "Simulated bin: first pile.", min=0, max=2**31 - 1, read_only=True),
     ],
 )
 
@@ -76,8 +93,6 @@ CAMERA = Schema(
               read_only=True),
         Param("frame_id", T.STR, "camera_optical_frame", "frame_id of image and camera_info.",
               read_only=True),
-        Param("sim.seed", T.INT, 0, "sim source: world seed.", min=0, max=2**31 - 1, read_only=True),
-        Param("sim.scene", T.INT, 0, "sim source: first scene.", min=0, max=2**31 - 1, read_only=True),
     ],
 )
 
@@ -151,17 +166,24 @@ def _pairs(v: list[str]) -> str | None:
     return None
 
 
+#: Classes and bins, shared (under /** in config) by grasp_selector, robot_bridge and cell_sim.
+SORTING = Schema(
+    "sorting",
+    [
+        Param("classes", T.STR_ARRAY, SORTING_CLASSES, "Class names, by class id (1-based)."),
+        Param("classes_to_bins", T.STR_ARRAY,
+              ["copper=1", "laminated_zinc=2", "zamak=2", "brass=3", "aluminium=4", "nickel=5"],
+              "CLASS=BIN; classes not listed are not sorted (seed 000: PCB, rubber, paint).", check=_pairs),
+        Param("class_priority", T.STR_ARRAY, [], "CLASS=WEIGHT multiplying the score when ranking "
+              "candidates and scheduling picks.", check=_pairs),
+    ],
+)
+
 GRASP_SELECTOR = Schema(
     "grasp_selector",
     [
         Param("cell", T.STR, "sorting_line", "Cell: line (belt mapping) or camera (plane) geometry.",
               choices=CELLS, read_only=True),
-        Param("classes", T.STR_ARRAY, SORTING_CLASSES, "Class names, by class id (1-based)."),
-        Param("classes_to_bins", T.STR_ARRAY,
-              ["copper=1", "laminated_zinc=2", "zamak=2", "brass=3", "aluminium=4", "nickel=5"],
-              "CLASS=BIN; classes not listed are not sorted (seed 000: PCB, rubber, paint).", check=_pairs),
-        Param("class_priority", T.STR_ARRAY, [], "CLASS=WEIGHT multiplying the score when ranking.",
-              check=_pairs),
         Param("min_area_px", T.INT, 0, "Smaller instances are dropped, px.", min=0, max=10**7),
         Param("min_score", T.FLOAT, 0.0, "Lower-scoring instances are dropped.", min=0.0, max=1.0),
         Param("pairing_timeout", T.FLOAT, 2.0, "Unpaired instances/detections are dropped after, s.",
@@ -189,6 +211,90 @@ GRASP_SELECTOR = Schema(
     ],
 )
 
+def _per_robot(v) -> str | None:
+    n = len(v["robots.names"])
+    for k in ("robots.base_x", "robots.base_y", "robots.base_z", "robots.window_start", "robots.window_end",
+              "robots.hosts", "robots.ports", "robots.bins"):
+        if len(v[k]) != n:
+            return f"{k} has {len(v[k])} entries for {n} robots (robots.names); give one per robot"
+    if any(a >= b for a, b in zip(v["robots.window_start"], v["robots.window_end"], strict=False)):
+        return "every robots.window_start must be < its robots.window_end"
+    if len(v["fanuc.place_positions"]) % 3:
+        return "fanuc.place_positions needs 3 values (x y z) per bin"
+    return None
+
+
+#: The robots of the cell, shared (under /** in config) by robot_bridge and cell_sim (which
+#: emulates their controllers). Per-robot values are parallel lists, one entry per robot.
+ROBOTS = Schema(
+    "robots",
+    [
+        Param("robots.names", T.STR_ARRAY, ["delta_1"], "Robot names, one per robot (robot number = "
+              "position in this list, 1-based).", read_only=True),
+        Param("robots.base_x", T.FLOAT_ARRAY, [2.0], "Base frame origin x in world, m, per robot.",
+              min=-100.0, max=100.0, read_only=True),
+        Param("robots.base_y", T.FLOAT_ARRAY, [0.0], "Base origin y in world, m.", min=-100.0, max=100.0,
+              read_only=True),
+        Param("robots.base_z", T.FLOAT_ARRAY, [1.0], "Base origin z in world, m.", min=-100.0, max=100.0,
+              read_only=True),
+        Param("robots.window_start", T.FLOAT_ARRAY, [1.75], "Reach window along the belt: start x in "
+              "world, m (inside the workspace).", min=-100.0, max=100.0, read_only=True),
+        Param("robots.window_end", T.FLOAT_ARRAY, [2.25], "Reach window end x in world, m.", min=-100.0,
+              max=100.0, read_only=True),
+        Param("robots.hosts", T.STR_ARRAY, ["127.0.0.1"], "Controller address per robot.", read_only=True),
+        Param("robots.ports", T.INT_ARRAY, [15020], "Controller TCP port per robot (Modbus; RMI: the "
+              "connect port, the session port being the next one).", min=1, max=65535, read_only=True),
+        Param("robots.bins", T.STR_ARRAY, [""], "Bins each robot serves, e.g. \"1 2\"; empty: all.",
+              read_only=True),
+        Param("robots.workspace_min", T.FLOAT_ARRAY, [-0.3, -0.3, -1.05], "Workspace box, low corner, in each "
+              "robot's base frame, m. Nothing outside it is ever commanded.", length=3, min=-100.0, max=100.0,
+              read_only=True),
+        Param("robots.workspace_max", T.FLOAT_ARRAY, [0.3, 0.3, -0.75], "Workspace box, high corner, m.",
+              length=3, min=-100.0, max=100.0, read_only=True),
+        Param("max_in_flight", T.INT, 4, "Picks a robot may have queued (sent, not finished); FANUC: RMI "
+              "instructions in flight.", min=1, max=8, read_only=True),
+        Param("speeds.max_speed", T.FLOAT, 4.0, "Tool speed, m/s.", min=0.01, max=20.0, read_only=True),
+        Param("speeds.max_accel", T.FLOAT, 30.0, "Tool acceleration, m/s².", min=0.01, max=500.0, read_only=True),
+        Param("speeds.approach_height", T.FLOAT, 0.05, "The tool descends from this far above the pick, m.",
+              min=0.0, max=1.0, read_only=True),
+        Param("speeds.grip_time", T.FLOAT, 0.1, "Grip dwell, s (also the margin before the window end).",
+              min=0.0, max=10.0, read_only=True),
+        Param("speeds.place_time", T.FLOAT, 0.4, "Lifted to ready again (carry, release, return), s.",
+              min=0.0, max=60.0, read_only=True),
+        Param("speeds.latency", T.FLOAT, 0.05, "Decision to motion start, s.", min=0.0, max=10.0, read_only=True),
+        Param("delta.base_radius", T.FLOAT, 0.20, "Delta: motor circle radius, m.", min=0.01, max=5.0,
+              read_only=True),
+        Param("delta.effector_radius", T.FLOAT, 0.05, "Delta: effector joint radius, m.", min=0.001, max=5.0,
+              read_only=True),
+        Param("delta.upper_arm", T.FLOAT, 0.40, "Delta: upper arm length, m.", min=0.01, max=5.0, read_only=True),
+        Param("delta.forearm", T.FLOAT, 0.90, "Delta: forearm length, m.", min=0.01, max=5.0, read_only=True),
+        Param("delta.joint_limits_deg", T.FLOAT_ARRAY, [-40.0, 95.0], "Delta: joint angle limits, degrees "
+              "(0 = upper arm horizontal, positive down).", length=2, min=-180.0, max=180.0, read_only=True),
+        Param("fanuc.place_positions", T.FLOAT_ARRAY, [0.0, 0.5, 0.3], "FANUC: where each bin is, world x y z "
+              "per bin (bin 1 first), m.", min=-100.0, max=100.0, read_only=True),
+        Param("fanuc.override", T.INT, 100, "FANUC: speed override, %.", min=1, max=100, read_only=True),
+        Param("fanuc.suction_port", T.INT, 1, "FANUC: DOUT of the suction.", min=1, max=10000, read_only=True),
+        Param("fanuc.vacuum_port", T.INT, 1, "FANUC: DIN of the vacuum sensor.", min=1, max=10000, read_only=True),
+    ],
+    checks=[_per_robot],
+)
+
+ROBOT_BRIDGE = Schema(
+    "robot_bridge",
+    [
+        Param("robot.type", T.STR, "dry_run", "Backend: delta (Modbus TCP), fanuc (RMI), dry_run (plan only).",
+              choices=("delta", "fanuc", "dry_run"), read_only=True),
+        Param("cell", T.STR, "sorting_line", "Cell.", choices=CELLS, read_only=True),
+        Param("tick_rate", T.FLOAT, 50.0, "Scheduling and controller polling rate, Hz.", min=1.0, max=1000.0,
+              read_only=True),
+        Param("encoder_timeout", T.FLOAT, 0.5, "No belt position for this long (s) is an encoder stall: "
+              "nothing new is sent.", min=0.01, max=60.0),
+        Param("modbus.timeout", T.FLOAT, 0.3, "Modbus request timeout, s.", min=0.01, max=10.0, read_only=True),
+        Param("modbus.watchdog", T.FLOAT, 1.0, "Heartbeat unchanged this long (s): the controller is stale.",
+              min=0.05, max=60.0, read_only=True),
+    ],
+)
+
 REPLAY = Schema(
     "replay",
     [
@@ -209,7 +315,9 @@ REPLAY = Schema(
 #: executable name -> full schema (node parameters plus BASE)
 NODE_SCHEMAS: dict[str, Schema] = {
     s.node: s.extend(BASE)
-    for s in (CELL_SIM.extend(WORLD), LINE_SCANNER.extend(WORLD), CAMERA, SEGMENTER, GRASP_SELECTOR, REPLAY)
+    for s in (CELL_SIM.extend(WORLD, BIN_SIM, ROBOTS, SORTING), LINE_SCANNER.extend(WORLD),
+              CAMERA.extend(BIN_SIM), SEGMENTER, GRASP_SELECTOR.extend(SORTING), ROBOT_BRIDGE.extend(ROBOTS, SORTING),
+              REPLAY)
 }
 
 

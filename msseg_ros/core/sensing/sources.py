@@ -124,6 +124,14 @@ class SimSource(FrameSource):
     def apply_pick(self, u: float, v: float) -> bool:
         return self.pile.pick(u, v).success
 
+    def apply_world_pick(self, x: float, y: float, z: float) -> bool:
+        """A pick done at world (x, y, z), m (robot/pick_results): the pile loses what
+        the suction cup lifted there, as cell_sim scored it."""
+        if not self.pile.instances:
+            self.scene_index += 1
+            self.pile = self.world.scene(self.scene_index)
+        return self.apply_pick(*self.config.world_to_pixel(x, y, z))
+
     def camera_model(self) -> CameraModel:
         fx, fy, cx, cy = self.config.intrinsics
         return CameraModel.from_values(fx, fy, cx, cy, self.config.width, self.config.height)

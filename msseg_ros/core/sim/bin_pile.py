@@ -76,6 +76,14 @@ class BinPileConfig:
     def with_overrides(self, **kw) -> BinPileConfig:
         return replace_checked(self, "bin_picking", **kw)
 
+    def world_to_pixel(self, x: float, y: float, z: float = 0.0) -> tuple[float, float]:
+        """The sim camera's pixel of world point (x, y, z), m. The camera hangs
+        ``camera_height`` above the bin-bottom centre (world origin), looking down
+        (optical x = world x, optical y = -world y), as in config/bin_picking.yaml."""
+        fx, fy, cx, cy = self.intrinsics
+        depth = self.camera_height - z
+        return cx + fx * x / depth, cy + fy * (-y) / depth
+
     @property
     def intrinsics(self) -> tuple[float, float, float, float]:
         """(fx, fy, cx, cy) in px."""

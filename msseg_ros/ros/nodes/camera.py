@@ -62,8 +62,13 @@ class CameraNode(MssegNode):
             self.counters["bad_pick_results"] += 1
             self.get_logger().warning(f"pick_results ignored: {exc}")
             return
-        if len(results):
-            self.capture()
+        if not len(results):
+            return
+        if hasattr(self.source, "apply_world_pick"):  # the sim pile loses what was picked
+            for r in results[results["status"] == tables.PickStatus.DONE]:
+                self.counters["picks_applied"] += 1
+                self.source.apply_world_pick(float(r["x"]), float(r["y"]), float(r["z"]))
+        self.capture()
 
     def capture(self) -> None:
         if self.ended:

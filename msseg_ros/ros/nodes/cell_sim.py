@@ -1,25 +1,41 @@
 """cell_sim: the simulated cell. Owns the physics in sim mode.
 
+Sorting line: runs the belt and its encoder, serves one emulated delta controller per
+configured robot (Modbus TCP on the robot's address), and scores every grip against
+the world's ground truth. Bin picking: serves the emulated FANUC (RMI) and scores every
+suction on the simulated pile (the camera's sim source replays the same picks).
+
 Publishes:
     conveyor/joint_states (sensor_msgs/JointState, sensor QoS): ``name=[belt]``,
         ``position`` = belt travel (m), ``velocity`` (m/s), at ``belt.encoder_rate``.
         Sorting line only.
+    sim/score (std_msgs/String, JSON, transient local): the KPIs, every ``scoring.period`` s.
     /diagnostics.
+Subscribes grasps/candidates (which objects were detected).
 
 ``belt.speed`` may be changed at run time (0 stops the belt, as an operator would).
 """
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from sensor_msgs.msg import JointState
+from sensor_msgs.msg import JointState, PointCloud2
+from std_msgs.msg import String
 
+from msseg_ros.core import tables
 from msseg_ros.core.params.nodes import schema_for
+from msseg_ros.core.robots.config import cell_robots
+from msseg_ros.core.robots.delta_controller import ControllerLoop, DeltaController
+from msseg_ros.core.robots.kinematics import Box
 from msseg_ros.core.sim.belt import Belt
-from msseg_ros.ros.node_base import OK, MssegNode, run_node
-from msseg_ros.ros.qos import sensor_qos
+from msseg_ros.core.sim.scoring import BinScorer, LineScorer
+from msseg_ros.core.sim.sorting_line import CLASSES, SortingLineWorld
+from msseg_ros.ros.node_base import OK, WARN, MssegNode, run_node
+from msseg_ros.ros.pointcloud_table import TableCodecError, cloud_to_table
+from msseg_ros.ros.qos import latched_qos, results_qos, sensor_qos
 
 
 class CellSimNode(MssegNode):
@@ -27,11 +43,70 @@ class CellSimNode(MssegNode):
         super().__init__("cell_sim", schema_for("cell_sim"), **kwargs)
         p = self.params
         self.belt = None
+        self.servers: list = []
+        self.loop = None
+        self.line_scorer: LineScorer | None = None
+        self.bin_scorer: BinScorer | None = None
+        self.rmi = None
+        self.cell = cell_robots(p, p.cell)
+        self._score_pub = self.create_publisher(String, "sim/score", latched_qos())
         if p.cell == "sorting_line":
             self.belt = Belt(speed=p.belt.speed, resolution=p.belt.encoder_resolution)
             self._joint_pub = self.create_publisher(JointState, "conveyor/joint_states", sensor_qos(10))
             self._last = time.monotonic()
+            self._setup_line(p)
             self.create_timer(1.0 / p.belt.encoder_rate, self._tick)
+        else:
+            self._setup_bin(p)
+        self.create_subscription(PointCloud2, "grasps/candidates", self._on_candidates, results_qos(50))
+        self.create_timer(p.scoring.period, self._publish_score)
+
+    # ---- set-up --------------------------------------------------------------------
+    def _setup_line(self, p) -> None:
+        from msseg_ros.core.sim.sorting_line import SortingLineConfig
+
+        w = p.world  # objects do not depend on the line pitch (only rendering does)
+        world = SortingLineWorld(SortingLineConfig(seed=w.seed, belt_width=w.belt_width, pixel_size=w.pixel_size,
+                                                   belt_speed=w.design_speed, feed_rate=w.feed_rate,
+                                                   touch_rate=w.touch_rate, overlap_rate=w.overlap_rate))
+        class_bins = {self.cell.classes[cid - 1]: b for cid, b in self.cell.class_bins.items()
+                      if self.cell.classes[cid - 1] in CLASSES}
+        end_x = max(r.window[1] for r in self.cell.robots) + 0.3
+        self.line_scorer = LineScorer(world, class_bins, p.world.scanner_x, -p.world.belt_width / 2, end_x,
+                                      p.scoring.warmup)
+        if not p.emulate_controllers:
+            return
+        from msseg_ros.core.robots.modbus import DeltaModbusServer
+
+        controllers = [DeltaController(r, self.cell.speeds, self._belt_reading, queue_size=self.cell.max_in_flight,
+                                       geometry=self.cell.geometry, on_grip=self.line_scorer.on_grip)
+                       for r in self.cell.robots]
+        self.loop = ControllerLoop(controllers, time.monotonic).start()
+        for r, c in zip(self.cell.robots, controllers, strict=True):
+            self.servers.append(DeltaModbusServer(c, r.host, r.port).start())
+        self.controllers = controllers
+        self.get_logger().info(f"emulated delta controllers on {', '.join(f'{r.host}:{r.port}' for r in self.cell.robots)}")
+
+    def _setup_bin(self, p) -> None:
+        self.bin_scorer = BinScorer(p.sim.seed, p.sim.scene)
+        if not p.emulate_controllers:
+            return
+        from msseg_ros.core.robots.rmi_server import EmulatedRmiController
+
+        r = self.cell.robots[0]
+        mm = lambda v: tuple(float(a) * 1000 for a in v)  # noqa: E731
+        self.rmi = EmulatedRmiController(
+            Box(mm(r.workspace.lo), mm(r.workspace.hi)), mm(r.home), host=r.host, port=r.port,
+            accel_mm_s2=self.cell.speeds.max_accel * 1000, suction_port=p.fanuc.suction_port,
+            vacuum_port=p.fanuc.vacuum_port,
+            on_suction=lambda xyz_base: self.bin_scorer.on_suction(tuple(r.to_world(xyz_base)))).start()
+        self.get_logger().info(f"emulated FANUC (RMI) on {r.host}:{r.port}")
+
+    # ---- belt ----------------------------------------------------------------------
+    def _belt_reading(self, now: float) -> tuple[float, float]:
+        """The encoder as the controllers read it (their own clock, between ticks)."""
+        b = self.belt
+        return b.position + b.speed * max(0.0, now - self._last), b.speed
 
     def on_parameters_change(self, proposed: Mapping[str, Any], changed: Mapping[str, Any]):
         if "belt.speed" in changed and self.belt is not None:
@@ -55,14 +130,50 @@ class CellSimNode(MssegNode):
         self._joint_pub.publish(msg)
         self.rate.tick()
 
+    # ---- scoring -------------------------------------------------------------------
+    def _on_candidates(self, msg: PointCloud2) -> None:
+        if self.line_scorer is None:
+            return
+        try:
+            rows = cloud_to_table(msg, tables.CANDIDATES)
+        except TableCodecError:
+            self.counters["bad_candidates"] += 1
+            return
+        for r in rows:
+            if r["belt_position"] == r["belt_position"]:
+                self.line_scorer.on_candidate(float(r["x"]), float(r["y"]), float(r["belt_position"]))
+
+    def score(self) -> dict[str, Any]:
+        elapsed = time.monotonic() - self.started
+        if self.line_scorer is not None:
+            self.line_scorer.update(self.belt.position)
+            kpis = self.line_scorer.kpis(elapsed)
+            kpis["belt_position_m"] = round(self.belt.position, 3)
+        else:
+            kpis = self.bin_scorer.kpis(elapsed)
+        return {"cell": self.params.cell, "elapsed_s": round(elapsed, 1), **kpis}
+
+    def _publish_score(self) -> None:
+        self._score_pub.publish(String(data=json.dumps(self.score())))
+
     def diagnostics_status(self):
+        s = self.score()
+        flat = {k: v for k, v in s.items() if not isinstance(v, dict)}
         if self.belt is None:
-            return OK, f"{self.params.cell}: no belt in this cell", {}
+            return OK, f"bin picking: {s['attempts']} picks", flat
         state = "stopped" if self.belt.speed == 0 else "running"
-        return OK, f"belt {state}", {
-            "belt_position_m": round(self.belt.position, 4),
-            "belt_speed_mps": self.belt.speed,
-        }
+        flat["belt_speed_mps"] = self.belt.speed
+        level = WARN if self.belt.speed == 0 else OK
+        return level, f"belt {state}; {s['objects_scored']} objects scored", flat
+
+    def destroy_node(self) -> None:
+        for s in getattr(self, "servers", []):
+            s.stop()
+        if getattr(self, "loop", None) is not None:
+            self.loop.stop()
+        if getattr(self, "rmi", None) is not None:
+            self.rmi.stop()
+        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:

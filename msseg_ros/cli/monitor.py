@@ -1,0 +1,156 @@
+"""Live KPIs of a running graph for ``msseg run``: a ROS node in the CLI process listens
+to sim/score (cell_sim's ground-truth scoring), robot/pick_results and /diagnostics, and
+renders a rich table (refreshed each second on a terminal; a plain line every 10 s
+otherwise). ``snapshot()`` is what goes into the report."""
+from __future__ import annotations
+
+import collections
+import json
+import threading
+import time
+from typing import Any
+
+from rich.table import Table
+
+from msseg_ros.core import tables
+
+STATUS_NAMES = {0: "done", 1: "missed", 2: "failed", 3: "rejected", 4: "skipped"}
+
+
+class KpiMonitor:
+    def __init__(self, namespace: str = "") -> None:
+        self.namespace = namespace.rstrip("/")
+        self.score: dict[str, Any] = {}
+        self.nodes: dict[str, dict[str, str]] = {}
+        self.levels: dict[str, int] = {}
+        self.results: collections.Counter = collections.Counter()
+        self.picks_by_robot: collections.Counter = collections.Counter()
+        self.history: list[dict[str, Any]] = []
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: str | None = None
+
+    def start(self) -> KpiMonitor:
+        self._thread = threading.Thread(target=self._spin, name="kpi-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def _topic(self, name: str) -> str:
+        return f"{self.namespace}/{name}" if self.namespace else name
+
+    def _spin(self) -> None:
+        try:
+            import rclpy
+            from diagnostic_msgs.msg import DiagnosticArray
+            from rclpy.executors import SingleThreadedExecutor
+            from rclpy.signals import SignalHandlerOptions
+            from sensor_msgs.msg import PointCloud2
+            from std_msgs.msg import String
+
+            from msseg_ros.ros.pointcloud_table import TableCodecError, cloud_to_table
+            from msseg_ros.ros.qos import DIAGNOSTICS_QOS, latched_qos, results_qos
+
+            ctx = rclpy.Context()
+            rclpy.init(context=ctx, signal_handler_options=SignalHandlerOptions.NO)
+            node = rclpy.create_node("msseg_run_monitor", context=ctx)
+
+            def on_score(msg: String) -> None:
+                try:
+                    data = json.loads(msg.data)
+                except json.JSONDecodeError:
+                    return
+                with self._lock:
+                    self.score = data
+                    self.history.append({"t": round(time.monotonic() - self.started, 2), **data})
+
+            def on_diag(msg) -> None:
+                with self._lock:
+                    for st in msg.status:
+                        name = st.hardware_id.rsplit("/", 1)[-1] or st.name
+                        self.nodes[name] = {kv.key: kv.value for kv in st.values} | {"_message": st.message}
+                        self.levels[name] = int.from_bytes(st.level, "little") if isinstance(st.level, bytes) \
+                            else int(st.level)
+
+            def on_results(msg) -> None:
+                try:
+                    rows = cloud_to_table(msg, tables.PICK_RESULTS)
+                except TableCodecError:
+                    return
+                with self._lock:
+                    for r in rows:
+                        self.results[STATUS_NAMES.get(int(r["status"]), "?")] += 1
+                        if int(r["status"]) == 0:
+                            self.picks_by_robot[int(r["robot"])] += 1
+
+            node.create_subscription(String, self._topic("sim/score"), on_score, latched_qos())
+            node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, DIAGNOSTICS_QOS)
+            node.create_subscription(PointCloud2, self._topic("robot/pick_results"), on_results, results_qos(100))
+            ex = SingleThreadedExecutor(context=ctx)
+            ex.add_node(node)
+            while not self._stop.is_set():
+                ex.spin_once(timeout_sec=0.1)
+            node.destroy_node()
+            ctx.try_shutdown()
+        except Exception as exc:  # noqa: BLE001 - the graph runs on without its monitor
+            self.error = f"KPI monitor stopped: {exc}"
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            nodes = {n: dict(v) for n, v in self.nodes.items()}
+            return {"score": dict(self.score), "pick_results": dict(self.results),
+                    "picks_by_robot": {str(k): v for k, v in sorted(self.picks_by_robot.items())},
+                    "nodes": nodes, "levels": dict(self.levels), "history": list(self.history)}
+
+    # ---- rendering -----------------------------------------------------------------
+    def table(self) -> Table:
+        snap = self.snapshot()
+        s, res = snap["score"], snap["pick_results"]
+        t = Table(title=f"msseg run — {s.get('cell', '?')} — {time.monotonic() - self.started:.0f} s",
+                  show_header=True, header_style="bold")
+        t.add_column("KPI")
+        t.add_column("value", justify="right")
+        t.add_row("pick results", ", ".join(f"{k} {v}" for k, v in sorted(res.items())) or "—")
+        if snap["picks_by_robot"]:
+            t.add_row("picks by robot", ", ".join(f"#{k}: {v}" for k, v in snap["picks_by_robot"].items()))
+        for key in ("objects_scored", "recovery", "purity", "never_detected", "detected_not_picked",
+                    "picked_wrong_bin", "empty_grips", "attempts", "success_rate", "centred_rate",
+                    "unoccluded_rate", "picks_per_min"):
+            if key in s:
+                t.add_row(key.replace("_", " "), _fmt(s[key]))
+        for key in ("purity_by_bin", "recovery_by_class", "picks_per_min_by_robot"):
+            if s.get(key):
+                t.add_row(key.replace("_", " "), "  ".join(f"{k}: {_fmt(v)}" for k, v in s[key].items()))
+        for name, values in sorted(snap["nodes"].items()):
+            parts = []
+            if "p50_ms" in values:
+                parts.append(f"p50 {values['p50_ms']} ms")
+            if values.get("rate_hz") not in (None, "0.0"):
+                parts.append(f"{values['rate_hz']} Hz")
+            for k in ("skipped_frames", "bad_encoding", "dropped_unpaired", "picks_per_min"):
+                if values.get(k) not in (None, "0"):
+                    parts.append(f"{k} {values[k]}")
+            t.add_row(f"node {name}", f"{values.get('_message', '')}  " + ", ".join(parts))
+        return t
+
+    def line(self) -> str:
+        snap = self.snapshot()
+        s, res = snap["score"], snap["pick_results"]
+        keys = ("objects_scored", "recovery", "purity", "attempts", "success_rate")
+        kp = " ".join(f"{k}={_fmt(s[k])}" for k in keys if k in s)
+        return (f"[kpi] t={time.monotonic() - self.started:.0f}s results={dict(res)} "
+                f"robots={snap['picks_by_robot']} {kp}")
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    return str(v)

@@ -1,0 +1,210 @@
+"""Scoring the simulated cells against their ground truth (cell_sim).
+
+Sorting line (:class:`LineScorer`): the world is a function of (seed, belt coordinate),
+so a grip at world (x, y) with belt travel p is on belt coordinate
+``b = p - (x - scanner_x)``, across ``c = y - belt_y0``; the object there (footprint
+within 5 mm, else the nearest centre within 30 mm) is the one picked. Candidates are
+located the same way (detected objects). Once an object has passed the last robot, it
+is final: never detected, detected but not picked, picked into the right or the wrong bin.
+
+Bin picking (:class:`BinScorer`): each suction at world (x, y, z) is a pick on the same
+pile the camera renders (seed 001 metrics: success, centred, non-occluded).
+"""
+from __future__ import annotations
+
+import collections
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from msseg_ros.core.sim.bin_pile import BinPileConfig, BinPileWorld
+from msseg_ros.core.sim.sorting_line import CLASSES, ScrapObject, SortingLineWorld
+
+FOOTPRINT_TOLERANCE_M = 0.005
+CENTRE_TOLERANCE_M = 0.03
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 4) if b else None
+
+
+@dataclass
+class _ObjectOutcome:
+    obj: ScrapObject
+    detected: bool = False
+    picked_by: int = 0
+    bin: int = 0
+
+
+@dataclass
+class LineScorer:
+    """Args:
+        world: the sorting-line world.
+        class_bins: class name -> bin (classes absent are not sorted).
+        scanner_x: world x of the scan line, m.
+        belt_y0: world y of the belt's left edge, m.
+        end_x: world x past the last robot's window, m; objects beyond are final.
+        warmup: belt travel (m) not scored at the start (the graph is starting up).
+    """
+
+    world: SortingLineWorld
+    class_bins: dict[str, int]
+    scanner_x: float
+    belt_y0: float
+    end_x: float
+    warmup: float = 1.0
+    outcomes: dict[int, _ObjectOutcome] = field(default_factory=dict)
+    final: list[_ObjectOutcome] = field(default_factory=list)
+    grips: collections.Counter = field(default_factory=collections.Counter)
+    empty_grips: int = 0
+    double_picks: int = 0
+    unmatched_candidates: int = 0
+    _next_b: float | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _locate(self, b: float, c: float) -> ScrapObject | None:
+        objs = self.world.objects_between(b - 0.2, b + 0.2)
+        if not objs:
+            return None
+        ang = np.linspace(0, 2 * np.pi, 8, endpoint=False)
+        bb = np.concatenate([[b], b + FOOTPRINT_TOLERANCE_M * np.cos(ang)]) * 1e3
+        cc = np.concatenate([[c], c + FOOTPRINT_TOLERANCE_M * np.sin(ang)]) * 1e3
+        hits = [(int(np.count_nonzero(o.evaluate(bb, cc)[0] > 0)), o.rests_on is not None, o) for o in objs]
+        hits = [h for h in hits if h[0]]
+        if hits:
+            return max(hits, key=lambda h: (h[0], h[1]))[2]
+        d, o = min(((np.hypot(o.b - b, o.c - c), o) for o in objs), key=lambda t: t[0])
+        return o if d < CENTRE_TOLERANCE_M else None
+
+    def _outcome(self, o: ScrapObject) -> _ObjectOutcome:
+        if o.id not in self.outcomes:
+            self.outcomes[o.id] = _ObjectOutcome(o)
+        return self.outcomes[o.id]
+
+    def belt_coordinates(self, x: float, y: float, travel: float) -> tuple[float, float]:
+        return travel - (x - self.scanner_x), y - self.belt_y0
+
+    def on_candidate(self, x: float, y: float, belt_position: float) -> None:
+        with self.lock:
+            o = self._locate(*self.belt_coordinates(x, y, belt_position))
+            if o is None:
+                self.unmatched_candidates += 1
+            else:
+                self._outcome(o).detected = True
+
+    def on_grip(self, robot: int, pick_id: int, point, travel: float, bin_: int) -> None:
+        with self.lock:
+            self.grips[robot] += 1
+            o = self._locate(*self.belt_coordinates(point[0], point[1], travel))
+            if o is None:
+                self.empty_grips += 1
+                return
+            out = self._outcome(o)
+            if out.picked_by:
+                self.double_picks += 1
+                return
+            out.picked_by, out.bin = robot, bin_
+
+    def update(self, travel: float) -> None:
+        """Finalise every object that has passed ``end_x`` at belt travel ``travel``."""
+        with self.lock:
+            limit = travel - (self.end_x - self.scanner_x)
+            if self._next_b is None:
+                self._next_b = travel + self.warmup  # objects not yet under the scanner
+            if limit <= self._next_b:
+                return
+            for o in self.world.objects_between(self._next_b, limit):
+                if self._next_b <= o.b < limit:
+                    self.final.append(self.outcomes.pop(o.id, None) or _ObjectOutcome(o))
+            self._next_b = limit
+
+    def kpis(self, elapsed_s: float) -> dict[str, Any]:
+        with self.lock:
+            final = list(self.final)
+            grips = dict(self.grips)
+        sorted_final = [f for f in final if f.obj.cls in self.class_bins]
+        right = [f for f in final if f.picked_by and f.bin == self.class_bins.get(f.obj.cls, -1)]
+        wrong = [f for f in final if f.picked_by and f.bin != self.class_bins.get(f.obj.cls, -1)]
+        recovery = {}
+        for cls in sorted(set(self.class_bins), key=CLASSES.index):
+            of = [f for f in sorted_final if f.obj.cls == cls]
+            recovery[cls] = _ratio(sum(1 for f in of if f in right), len(of))
+        purity = {}
+        for b in sorted(set(self.class_bins.values())):
+            into = [f for f in final if f.picked_by and f.bin == b]
+            purity[str(b)] = _ratio(sum(1 for f in into if self.class_bins.get(f.obj.cls) == b), len(into))
+        minutes = max(elapsed_s, 1e-9) / 60.0
+        return {
+            "objects_scored": len(final),
+            "objects_to_sort": len(sorted_final),
+            "picked_right_bin": len(right),
+            "picked_wrong_bin": len(wrong),
+            "never_detected": sum(1 for f in final if not f.detected),
+            "detected_not_picked": sum(1 for f in sorted_final if f.detected and not f.picked_by),
+            "recovery": _ratio(len([f for f in right if f.obj.cls in self.class_bins]), len(sorted_final)),
+            "purity": _ratio(len(right), len(right) + len(wrong)),
+            "recovery_by_class": recovery,
+            "purity_by_bin": purity,
+            "picks_per_min_by_robot": {str(k): round(v / minutes, 1) for k, v in sorted(grips.items())},
+            "empty_grips": self.empty_grips,
+            "double_picks": self.double_picks,
+            "unmatched_candidates": self.unmatched_candidates,
+        }
+
+
+class BinScorer:
+    """Replays the suction grips on the simulated pile (the same piles the camera renders)."""
+
+    def __init__(self, seed: int = 0, scene: int = 0, cup_radius_px: float = 5.0) -> None:
+        self.config = BinPileConfig(seed=seed)
+        self.world = BinPileWorld(self.config)
+        self.scene_index = scene
+        self.pile = self.world.scene(scene)
+        self.cup_radius_px = cup_radius_px
+        self.counts: collections.Counter = collections.Counter()
+        self.lock = threading.Lock()
+
+    def on_suction(self, xyz) -> bool:
+        """The cup closes at world ``xyz`` (m); True if it lifts an instance."""
+        with self.lock:
+            if not self.pile.instances:
+                self.scene_index += 1
+                self.pile = self.world.scene(self.scene_index)
+                self.counts["bins_emptied"] += 1
+            u, v = self.config.world_to_pixel(*xyz)
+            out = self.pile.pick(u, v, self.cup_radius_px)
+            c = self.counts
+            c["attempts"] += 1
+            c["successes"] += out.success
+            c["centred"] += out.centred
+            c["unoccluded"] += out.instance is not None and out.unoccluded
+            c["centred_success"] += out.centred and out.success
+            c["unoccluded_success"] += out.unoccluded and out.success
+            if out.instance is None:
+                c["failed_bin_bottom"] += 1
+            elif not out.unoccluded:
+                c["failed_occluded"] += 1
+            elif not out.success:
+                c["failed_not_centred"] += 1
+            return out.success
+
+    def kpis(self, elapsed_s: float) -> dict[str, Any]:
+        with self.lock:
+            c = dict(self.counts)
+        n = c.get("attempts", 0)
+        return {
+            "attempts": n,
+            "successes": c.get("successes", 0),
+            "success_rate": _ratio(c.get("successes", 0), n),
+            "centred_rate": _ratio(c.get("centred", 0), n),
+            "unoccluded_rate": _ratio(c.get("unoccluded", 0), n),
+            "centred_success_rate": _ratio(c.get("centred_success", 0), n),
+            "unoccluded_success_rate": _ratio(c.get("unoccluded_success", 0), n),
+            "failed_not_centred": c.get("failed_not_centred", 0),
+            "failed_occluded": c.get("failed_occluded", 0),
+            "failed_bin_bottom": c.get("failed_bin_bottom", 0),
+            "bins_emptied": c.get("bins_emptied", 0),
+            "picks_per_min": round(c.get("successes", 0) / max(elapsed_s, 1e-9) * 60, 1),
+        }
