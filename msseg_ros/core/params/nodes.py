@@ -88,6 +88,8 @@ CAMERA = Schema(
         Param("trigger", T.STR, "continuous",
               "continuous: at fps; on_pick: one frame at start and one per finished pick "
               "(robot/pick_results), the open-loop bin-picking cycle.", choices=("continuous", "on_pick")),
+        Param("trigger_timeout", T.FLOAT, 5.0, "on_pick: capture again when no pick result came for this "
+              "long, s (a frame lost while the graph starts, or no candidate in it).", min=0.1, max=3600.0),
         Param("camera_info_url", T.STR, "",
               "camera_info YAML (camera_calibration format); empty: the source's own intrinsics.",
               read_only=True),

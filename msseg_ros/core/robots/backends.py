@@ -299,6 +299,7 @@ class FanucBackend(RobotBackend):
         self.state = "disconnected"
         self.errors: collections.Counter = collections.Counter()
         self.last_error = ""
+        self.tabu: collections.deque = collections.deque(maxlen=self.TABU_LENGTH)
         self._jobs: queue.Queue = queue.Queue(maxsize=1)
         self._results: queue.Queue = queue.Queue()
         self._busy = threading.Event()
@@ -311,10 +312,21 @@ class FanucBackend(RobotBackend):
         b = self.robot.to_base(p)
         return (float(b[0]) * 1000, float(b[1]) * 1000, float(b[2]) * 1000)
 
+    #: a pick that gripped nothing makes its spot tabu for the next few cycles, so an
+    #: unchanged scene does not get the same failed pick again
+    TABU_RADIUS_M, TABU_LENGTH = 0.015, 5
+
     def submit(self, targets: list[Target], now: float) -> None:
         if self._busy.is_set() or not targets:
             return
-        t = targets[0]
+        fresh = [t for t in targets if not any(math.hypot(t.x - x, t.y - y) < self.TABU_RADIUS_M
+                                               for x, y in self.tabu)]
+        if len(fresh) < len(targets):
+            self.errors["tabu_skipped"] += len(targets) - len(fresh)
+        if not fresh:
+            self.tabu.clear()  # every candidate failed before: start over
+            return
+        t = fresh[0]
         if not self._valid(t):
             return
         if not t.bin:
@@ -339,7 +351,9 @@ class FanucBackend(RobotBackend):
                 pick_id, state, reason = self._results.get_nowait()
             except queue.Empty:
                 break
-            self._finish(pick_id, state, reason, self.robot.index)
+            rec = self._finish(pick_id, state, reason, self.robot.index)
+            if rec is not None and reason == "nothing_gripped":
+                self.tabu.append((rec.target.x, rec.target.y))
         return self._drain()
 
     # ---- worker ------------------------------------------------------------------
@@ -359,10 +373,19 @@ class FanucBackend(RobotBackend):
         self.state = "ready"
 
     def _run(self) -> None:
+        next_try = 0.0
         while not self._stop.is_set():
             try:
                 target = self._jobs.get(timeout=0.2)
             except queue.Empty:
+                if self.state != "ready" and time.monotonic() >= next_try:  # connect ahead of the first pick
+                    next_try = time.monotonic() + 2.0
+                    try:
+                        self._ensure_session()
+                    except (ConnectionLost, ControllerError) as exc:
+                        self.state = "disconnected"
+                        self.last_error = str(exc)
+                        self.client.close()
                 continue
             try:
                 state, reason = self._pick(target)

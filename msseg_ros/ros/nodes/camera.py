@@ -8,6 +8,7 @@ stops publishing (reported in /diagnostics).
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -50,6 +51,13 @@ class CameraNode(MssegNode):
         else:
             self.create_subscription(PointCloud2, "robot/pick_results", self._on_pick, results_qos())
             self._first = self.create_timer(0.5, self._capture_once)
+            self.create_timer(0.5, self._retrigger)
+        self._last_capture = time.monotonic()
+
+    def _retrigger(self) -> None:
+        if time.monotonic() - self._last_capture > self.params.trigger_timeout:
+            self.counters["retriggers"] += 1
+            self.capture()
 
     def _capture_once(self) -> None:
         self._first.cancel()
@@ -71,6 +79,7 @@ class CameraNode(MssegNode):
         self.capture()
 
     def capture(self) -> None:
+        self._last_capture = time.monotonic()
         if self.ended:
             return
         try:

@@ -99,8 +99,14 @@ class CellSimNode(MssegNode):
             Box(mm(r.workspace.lo), mm(r.workspace.hi)), mm(r.home), host=r.host, port=r.port,
             accel_mm_s2=self.cell.speeds.max_accel * 1000, suction_port=p.fanuc.suction_port,
             vacuum_port=p.fanuc.vacuum_port,
-            on_suction=lambda xyz_base: self.bin_scorer.on_suction(tuple(r.to_world(xyz_base)))).start()
+            on_suction=lambda xyz_base: self._suction(tuple(r.to_world(xyz_base)))).start()
         self.get_logger().info(f"emulated FANUC (RMI) on {r.host}:{r.port}")
+
+    def _suction(self, xyz) -> bool:
+        ok = self.bin_scorer.on_suction(xyz)
+        self.get_logger().info(f"suction at world ({xyz[0]:.3f}, {xyz[1]:.3f}, {xyz[2]:.3f}) m: "
+                               f"{'lifted' if ok else 'nothing lifted'}")
+        return ok
 
     # ---- belt ----------------------------------------------------------------------
     def _belt_reading(self, now: float) -> tuple[float, float]:
