@@ -359,12 +359,20 @@ class FanucBackend(RobotBackend):
     # ---- worker ------------------------------------------------------------------
     def _ensure_session(self) -> None:
         if self.client.connected and self.state == "ready":
-            return
+            try:
+                self.client.drain()
+                return
+            except ConnectionLost:
+                self.errors["session_terminated"] += 1
+            except ControllerError:
+                self.errors["fault_while_idle"] += 1
+                self.state = "recovering"
         if not self.client.connected:
             self.state = "connecting"
             retry_connect(self.client, attempts=self.connect_attempts)
+        self.client.fault = None
         status = self.client.status()
-        if not status.get("ServoReady", 1) or status.get("RMIMotionStatus"):
+        if not status.get("ServoReady", 1) or status.get("RMIMotionStatus") or self.state == "recovering":
             self.client.recover()  # a fault or a program left running: abort, reset, initialize
         else:
             self.client.initialize()

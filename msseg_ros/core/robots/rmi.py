@@ -204,6 +204,13 @@ class RmiClient:
             self.replies.append(packet)
         return True
 
+    def drain(self) -> None:
+        """Read what the controller sent unasked (FRC_Terminate, FRC_SystemFault) before
+        starting something new; raises as the packets say."""
+        while self.sock is not None and self._pump(0.01):
+            pass
+        self._check_fault()
+
     def _check_fault(self) -> None:
         if self.fault is not None:
             raise ControllerError(f"RMI system fault (SequenceID {self.fault.get('SequenceID')})", E_SERVO_OFF)
