@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import socket
 import sys
 import time
 from pathlib import Path
@@ -65,3 +66,26 @@ def spin_until(executor, predicate, timeout: float = 10.0, step: float = 0.05) -
 @pytest.fixture
 def python_exe() -> str:
     return sys.executable
+
+
+def free_ports(n: int = 1) -> int:
+    """A port p such that p .. p+n-1 are free on loopback."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            p = s.getsockname()[1]
+        if p + n > 65535:
+            continue
+        try:
+            socks = []
+            for i in range(n):
+                t = socket.socket()
+                t.bind(("127.0.0.1", p + i))
+                socks.append(t)
+            return p
+        except OSError:
+            continue
+        finally:
+            for t in socks:
+                t.close()
+    raise RuntimeError("no free ports")

@@ -81,7 +81,7 @@ def test_sim_bin_picking_candidates_land_on_instances(ros_context):
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(node)
     with GraphRunner(spec, {}, log=lambda n, line: None) as runner:
-        ok = spin_until(ex, lambda: len(got) >= 2, timeout=90)
+        ok = spin_until(ex, lambda: len(got) >= 1, timeout=90)
         codes = runner.stop()
     assert ok and all(c == 0 for c in codes.values()), codes
     doc = yaml.safe_load((ROOT / "config" / "bin_picking.yaml").read_text())
@@ -89,7 +89,7 @@ def test_sim_bin_picking_candidates_land_on_instances(ros_context):
     cam_in_world = Pose.from_xyz_quat(ext["translation"], ext["rotation"])
     camera = open_source("sim", seed=0).camera_model()
     labels = BinPileWorld(BinPileConfig(seed=0)).scene(0).render()["labels"]
-    cand = cloud_to_table(got[-1], tables.CANDIDATES)
+    cand = cloud_to_table(got[0], tables.CANDIDATES)  # the first frame: the untouched pile of scene 0
     assert len(cand) >= 3 and np.allclose(cand["z"], 0.0, atol=1e-6)
     px = camera.project(cam_in_world.inverse().apply(np.column_stack([cand["x"], cand["y"], cand["z"]])))
     on = [labels[int(round(v)), int(round(u))] > 0 for u, v in px]

@@ -83,4 +83,8 @@ def test_cross_node_values_agree():
     assert grasp["line.line_pitch"] == scanner["line_pitch"]
     assert grasp["line.pixel_size"] == shared["world.pixel_size"]
     assert grasp["line.belt_y_offset"] == -shared["world.belt_width"] / 2
+    assert grasp["line.scanner_x"] == shared["world.scanner_x"]
+    # every robot's reach window lies downstream of the scan line, in the order of the robots
+    starts = shared["robots.window_start"]
+    assert min(starts) > shared["world.scanner_x"] and starts == sorted(starts)
     assert scanner["overlap_lines"] * scanner["line_pitch"] >= 0.15  # the longest object

@@ -1,6 +1,5 @@
 """Emulated controllers and the bridge's backends over real TCP on loopback: Modbus TCP
 deltas and the FANUC RMI arm, with the faults the bridge must survive."""
-import socket
 import time
 
 import pytest
@@ -17,36 +16,22 @@ from msseg_ros.core.robots.errors import ConnectionLost, ControllerError
 from msseg_ros.core.robots.kinematics import Box, DeltaGeometry
 from msseg_ros.core.robots.lifecycle import PickState
 from msseg_ros.core.robots.modbus import DeltaModbusClient, DeltaModbusServer
-from msseg_ros.core.robots.rmi import E_ALREADY_CONNECTED, E_DESTINATION, E_HOLD, E_OVERRIDE, E_SEQUENCE, RmiClient
+from msseg_ros.core.robots.rmi import (
+    E_ALREADY_CONNECTED,
+    E_DESTINATION,
+    E_HOLD,
+    E_OVERRIDE,
+    E_SEQUENCE,
+    RmiClient,
+)
 from msseg_ros.core.robots.rmi_server import EmulatedRmiController
 from msseg_ros.core.robots.tracking import BeltState, Target
 from msseg_ros.core.tables import PickStatus
 
+from conftest import free_ports
+
 GEO = DeltaGeometry()
 SPEEDS = Speeds()
-
-
-def free_ports(n: int = 1) -> int:
-    """A port p such that p .. p+n-1 are free on loopback."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            p = s.getsockname()[1]
-        if p + n > 65535:
-            continue
-        try:
-            socks = []
-            for i in range(n):
-                t = socket.socket()
-                t.bind(("127.0.0.1", p + i))
-                socks.append(t)
-            return p
-        except OSError:
-            continue
-        finally:
-            for t in socks:
-                t.close()
-    raise RuntimeError("no free ports")
 
 
 class SimBelt:

@@ -11,7 +11,15 @@ from msseg_ros.core.robots.errors import DuplicatePickError, RobotConfigError, W
 from msseg_ros.core.robots.kinematics import Box, DeltaGeometry, move_time
 from msseg_ros.core.robots.lifecycle import PickLedger, PickState
 from msseg_ros.core.robots.scheduler import CAPACITY, CLASS_NOT_SORTED, Scheduler
-from msseg_ros.core.robots.tracking import NOT_YET, OUT_OF_WINDOW, WORKSPACE, BeltState, Plan, Target, plan_pick
+from msseg_ros.core.robots.tracking import (
+    NOT_YET,
+    OUT_OF_WINDOW,
+    WORKSPACE,
+    BeltState,
+    Plan,
+    Target,
+    plan_pick,
+)
 
 GEO = DeltaGeometry()
 
@@ -137,3 +145,12 @@ def test_register_map_round_trip():
     assert len(status) == mm.STATUS_COUNT
     assert st.results == tuple((i, i % 5) for i in range(4, 12))  # the last 8, oldest first
     assert st.queue == (9, 10) and st.last_done == 8
+
+
+def test_plans_do_not_depend_on_the_clock_epoch():
+    """ROS stamps are epoch seconds (~1.8e9 s): rounding must not turn a pick into a miss."""
+    for t0 in (0.0, 1.8e9, 1795263170.0645733):
+        belt = BeltState(0.19640493392944336, 0.5, t0)
+        plan = plan_pick(ROBOTS[0], SPEEDS, target(x=0.3, belt=0.1917203664779663), belt, t0, t0 + 0.005, GEO)
+        assert isinstance(plan, Plan), (t0, plan)
+        assert plan.point[0] == pytest.approx(ROBOTS[0].window[0] + 0.5 * (plan.t_grip - plan.t_arrive), abs=1e-5)

@@ -59,8 +59,8 @@ CELL_SIM = Schema(
               min=1e-6, max=1e-2, read_only=True),
         Param("emulate_controllers", T.BOOL, True, "Serve emulated robot controllers on the robots' "
               "addresses (deltas over Modbus TCP, the FANUC over RMI).", read_only=True),
-        Param("scoring.warmup", T.FLOAT, 1.0, "Belt travel not scored at the start while the graph "
-              "starts up, m.", min=0.0, max=1000.0, read_only=True),
+        Param("scoring.warmup", T.FLOAT, 0.5, "Scoring starts this much belt after the first "
+              "detection (the pipeline is filling), m.", min=0.0, max=1000.0, read_only=True),
         Param("scoring.period", T.FLOAT, 1.0, "Period of sim/score, s.", min=0.1, max=60.0, read_only=True),
     ],
 )

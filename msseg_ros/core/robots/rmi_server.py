@@ -65,6 +65,7 @@ class EmulatedRmiController:
         self.motions: list[tuple[str, tuple[float, float, float]]] = []  # executed moves (tests)
         self.packets: list[dict[str, Any]] = []  # every packet received (tests)
         self._drop_next = False
+        self._reserved_until = 0.0
         self._lock = threading.RLock()
         self._send_lock = threading.Lock()
         self._session: socket.socket | None = None
@@ -120,8 +121,10 @@ class EmulatedRmiController:
                     continue
                 if not packet or packet.get("Communication") != "FRC_Connect":
                     continue
-                with self._lock:
-                    busy = self._session is not None
+                with self._lock:  # a granted connect holds the session port until it is opened
+                    busy = self._session is not None or time.monotonic() < self._reserved_until
+                    if not busy:
+                        self._reserved_until = time.monotonic() + 5.0
                 reply = ({"Communication": "FRC_Connect", "ErrorID": rmi.E_ALREADY_CONNECTED} if busy else
                          {"Communication": "FRC_Connect", "ErrorID": 0, "PortNumber": self.port + 1,
                           "MajorVersion": 5, "MinorVersion": 0})
@@ -138,6 +141,7 @@ class EmulatedRmiController:
                     conn.close()
                     continue
                 self._session = conn
+                self._reserved_until = 0.0
             self._serve(conn)
 
     def _serve(self, conn: socket.socket) -> None:

@@ -123,11 +123,12 @@ def plan_pick(robot: RobotSpec, speeds: Speeds, target: Target, belt: BeltState,
         t_arrive = max(t_arrive, t_enter)
     t_grip = t_arrive + dz + speeds.grip_time
     grip = target.point_at(belt.at(t_grip))
-    if grip[0] > w1 + 1e-9 or target.x_at(belt.at(t_arrive)) < w0 - 1e-9:
+    # 1 µm slack: stamps are epoch seconds (~1e9 s), so belt positions carry ~1e-7 m of rounding
+    if grip[0] > w1 + 1e-6 or target.x_at(belt.at(t_arrive)) < w0 - 1e-6:
         return OUT_OF_WINDOW
     ws = robot.workspace_world
     for p in (grip, approach(t_arrive), target.point_at(belt.at(t_arrive))):
-        if not ws.contains(p):
+        if not ws.contains(p, tol=1e-6):
             return WORKSPACE
         if geometry is not None and not geometry.reachable(robot.to_base(p)):
             return WORKSPACE

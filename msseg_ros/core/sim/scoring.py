@@ -46,7 +46,8 @@ class LineScorer:
         scanner_x: world x of the scan line, m.
         belt_y0: world y of the belt's left edge, m.
         end_x: world x past the last robot's window, m; objects beyond are final.
-        warmup: belt travel (m) not scored at the start (the graph is starting up).
+        warmup: belt (m) not scored after the first detection (the pipeline is filling:
+            objects before it are not scored at all).
     """
 
     world: SortingLineWorld
@@ -88,7 +89,10 @@ class LineScorer:
 
     def on_candidate(self, x: float, y: float, belt_position: float) -> None:
         with self.lock:
-            o = self._locate(*self.belt_coordinates(x, y, belt_position))
+            b, c = self.belt_coordinates(x, y, belt_position)
+            if self._next_b is None:  # scoring starts with the first detection
+                self._next_b = b + self.warmup
+            o = self._locate(b, c)
             if o is None:
                 self.unmatched_candidates += 1
             else:
@@ -111,9 +115,7 @@ class LineScorer:
         """Finalise every object that has passed ``end_x`` at belt travel ``travel``."""
         with self.lock:
             limit = travel - (self.end_x - self.scanner_x)
-            if self._next_b is None:
-                self._next_b = travel + self.warmup  # objects not yet under the scanner
-            if limit <= self._next_b:
+            if self._next_b is None or limit <= self._next_b:
                 return
             for o in self.world.objects_between(self._next_b, limit):
                 if self._next_b <= o.b < limit:

@@ -1,0 +1,73 @@
+"""cell_sim's ground-truth scoring of picks (sorting line and bin picking)."""
+import pytest
+
+from msseg_ros.core.sim.bin_pile import BinPileConfig
+from msseg_ros.core.sim.scoring import BinScorer, LineScorer
+from msseg_ros.core.sim.sorting_line import SortingLineConfig, SortingLineWorld
+
+BINS = {"copper": 1, "laminated_zinc": 2, "zamak": 2, "brass": 3, "aluminium": 4, "nickel": 5}
+
+
+def scorer():
+    world = SortingLineWorld(SortingLineConfig(seed=3, feed_rate=4.0))
+    return world, LineScorer(world, BINS, scanner_x=0.0, belt_y0=-0.274, end_x=4.0, warmup=0.0)
+
+
+def world_point(o, travel):
+    """Where object o's centre is in world at belt travel ``travel``."""
+    return travel - o.b, o.c - 0.274
+
+
+def test_grips_are_scored_by_the_object_under_them():
+    world, s = scorer()
+    s.update(0.0)
+    objs = [o for o in world.objects_between(0.5, 3.0) if o.rests_on is None and 0.5 <= o.b < 3.0]
+    sorted_objs = [o for o in objs if o.cls in BINS]
+    right, wrong = sorted_objs[0], sorted_objs[1]
+    unsorted = next(o for o in objs if o.cls not in BINS)
+    travel = 5.0
+    s.on_candidate(travel - 0.5, 0.0, travel)  # the first detection at b = 0.5 m starts the scoring
+    for o in objs:
+        s.on_candidate(*world_point(o, travel), travel)
+    s.on_grip(1, 1, (*world_point(right, travel), 0.0), travel, BINS[right.cls])
+    s.on_grip(2, 2, (*world_point(wrong, travel), 0.0), travel, BINS[wrong.cls] % 5 + 1)
+    s.on_grip(2, 3, (*world_point(right, travel), 0.0), travel, 1)  # again: already picked
+    s.on_grip(1, 4, (travel - 3.3, 0.27, 0.0), travel, 1)  # the belt's edge: nothing there
+    s.update(3.0 + 4.0 + 0.01)  # everything up to b = 3 m has passed x = 4 m
+    k = s.kpis(60.0)
+    assert k["picked_right_bin"] == 1 and k["picked_wrong_bin"] == 1
+    assert k["double_picks"] == 1 and k["empty_grips"] == 1
+    assert k["never_detected"] == k["objects_scored"] - len(objs)
+    assert min(f.obj.b for f in s.final) >= 0.5
+    assert k["detected_not_picked"] == len([o for o in sorted_objs if o not in (right, wrong)])
+    assert k["purity_by_bin"][str(BINS[right.cls])] in (1.0, 0.5)
+    assert k["recovery"] == pytest.approx(1 / k["objects_to_sort"], abs=1e-4)
+    assert k["picks_per_min_by_robot"] == {"1": 2.0, "2": 2.0}
+    assert unsorted.cls not in BINS
+
+
+def test_bin_scorer_lifts_an_unoccluded_instance_at_its_centre():
+    cfg = BinPileConfig(seed=0)
+    s = BinScorer(seed=0, scene=0)
+    labels = s.pile.render()["labels"]
+    occluded = s.pile.occluded_ids(labels)
+    free = next(i for i in s.pile.instances if i.id not in occluded and (labels == i.id).sum() > 200)
+    import numpy as np
+
+    vv, uu = np.nonzero(labels == free.id)
+    # the visible pixel farthest from the instance's border: the cup fits there
+    import cv2
+
+    dist = cv2.distanceTransform((labels == free.id).astype(np.uint8), cv2.DIST_L2, 5)
+    v, u = np.unravel_index(np.argmax(dist), dist.shape)
+    fx, fy, cx, cy = cfg.intrinsics
+    x, y = (u - cx) / fx, -(v - cy) / fy
+    assert cfg.world_to_pixel(x, y) == pytest.approx((u, v))
+    n = len(s.pile.instances)
+    assert s.on_suction((x, y, 0.0)) is True
+    assert len(s.pile.instances) == n - 1
+    bv, bu = np.argwhere(s.pile.render()["labels"] == 0)[0]  # a patch of bare bin bottom
+    assert s.on_suction(((bu - cx) / fx, -(bv - cy) / fy, 0.0)) is False
+    k = s.kpis(30.0)
+    assert (k["attempts"], k["successes"], k["failed_bin_bottom"]) == (2, 1, 1)
+    assert k["success_rate"] == 0.5 and k["centred_rate"] == 0.5
