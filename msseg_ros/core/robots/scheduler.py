@@ -48,6 +48,7 @@ class _Pending:
     target: Target
     value: float
     reachable_if_idle: bool = False
+    checked: bool = False
     reasons: set = field(default_factory=set)
 
 
@@ -58,15 +59,18 @@ class Scheduler:
         max_in_flight: picks a robot may have queued (assigned, not finished).
         class_values: class_id -> value weight (default 1).
         geometry: delta geometry for reach checks (None: workspace box only).
+        slack: timing margin of every plan, s (see ``plan_pick``).
     """
 
     def __init__(self, robots: list[RobotSpec], speeds: Speeds, max_in_flight: int = 4,
-                 class_values: dict[int, float] | None = None, geometry: DeltaGeometry | None = None) -> None:
+                 class_values: dict[int, float] | None = None, geometry: DeltaGeometry | None = None,
+                 slack: float = 0.03) -> None:
         self.lanes = [RobotLane(r) for r in sorted(robots, key=lambda r: r.window[0])]
         self.speeds = speeds
         self.max_in_flight = max_in_flight
         self.class_values = class_values or {}
         self.geometry = geometry
+        self.slack = slack
         self.pending: dict[int, _Pending] = {}
         self.unpicked: collections.Counter = collections.Counter()
 
@@ -101,36 +105,36 @@ class Scheduler:
         """
         plans: list[Plan] = []
         dropped: list[tuple[Target, str]] = []
-        order = sorted(self.pending.values(),
-                       key=lambda p: (-p.value, -p.target.x_at(belt.at(now))))
+        travel = belt.at(now)
+        order = sorted(self.pending.values(), key=lambda p: (-p.value, -p.target.x_at(travel)))
+        # the object must still be in a window when a grip could end
+        margin = max(belt.speed, 0.0) * (self.speeds.latency + self.speeds.grip_time)
         for item in order:
             t = item.target
-            still_possible = False
-            for lane in self.lanes:
-                r = lane.robot
-                if not r.sorts(t.bin):
-                    continue
-                idle = plan_pick(r, self.speeds, t, belt, now, now, self.geometry)
-                if isinstance(idle, Plan):
-                    item.reachable_if_idle = True
-                    still_possible = True
-                elif idle == NOT_YET:
-                    still_possible = True
-                    continue
-                else:
+            x_now = t.x_at(travel)
+            lanes = [ln for ln in self.lanes if ln.robot.sorts(t.bin) and x_now + margin <= ln.robot.window[1]]
+            if not item.checked:  # once: could an idle robot have met it when it arrived?
+                item.checked = True
+                for lane in lanes:
+                    idle = plan_pick(lane.robot, self.speeds, t, belt, now, now, self.geometry)
+                    if isinstance(idle, Plan) or idle == NOT_YET:
+                        item.reachable_if_idle = True
+                        break
                     item.reasons.add(idle)
-                    continue
+            for lane in lanes:
                 if not lane.available or lane.queued >= self.max_in_flight:
                     continue
-                plan = plan_pick(r, self.speeds, t, belt, lane.free_at, now, self.geometry)
+                plan = plan_pick(lane.robot, self.speeds, t, belt, lane.free_at, now, self.geometry, self.slack)
                 if isinstance(plan, Plan):
                     lane.free_at = plan.t_done
                     lane.queued += 1
                     plans.append(plan)
                     del self.pending[t.pick_id]
                     break
+                if plan == WORKSPACE:
+                    item.reasons.add(plan)
             else:
-                if not still_possible:
+                if not lanes or item.reasons == {WORKSPACE}:
                     if item.reachable_if_idle:
                         reason = CAPACITY
                     elif item.reasons == {WORKSPACE}:

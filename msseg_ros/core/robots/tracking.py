@@ -90,8 +90,12 @@ WORKSPACE = "workspace"
 
 
 def plan_pick(robot: RobotSpec, speeds: Speeds, target: Target, belt: BeltState, t_free: float,
-              now: float, geometry: DeltaGeometry | None = None) -> Plan | str:
+              now: float, geometry: DeltaGeometry | None = None, slack: float = 0.0) -> Plan | str:
     """Plan ``robot`` picking ``target``, the robot being free from ``t_free``.
+
+    ``slack`` (s): the grip must also fit if it ends this much later (the bridge plans
+    with the controller's control-loop period, so that a controller starting a few ms
+    later than planned still meets the object).
 
     Returns:
         a :class:`Plan`, or a reason string: ``out_of_window`` (the object leaves the
@@ -124,7 +128,8 @@ def plan_pick(robot: RobotSpec, speeds: Speeds, target: Target, belt: BeltState,
     t_grip = t_arrive + dz + speeds.grip_time
     grip = target.point_at(belt.at(t_grip))
     # 1 µm slack: stamps are epoch seconds (~1e9 s), so belt positions carry ~1e-7 m of rounding
-    if grip[0] > w1 + 1e-6 or target.x_at(belt.at(t_arrive)) < w0 - 1e-6:
+    late = target.x_at(belt.at(t_grip + slack))
+    if late > w1 + 1e-6 or target.x_at(belt.at(t_arrive)) < w0 - 1e-6:
         return OUT_OF_WINDOW
     ws = robot.workspace_world
     for p in (grip, approach(t_arrive), target.point_at(belt.at(t_arrive))):
