@@ -211,7 +211,7 @@ def describe(
         nodes.append(NodeSpec(sensor, sensor, {"source": "sim" if mode == "sim" else "live"}))
     nodes.append(NodeSpec("segmenter", "segmenter", {"cell": cell, "model.type": segmenter}))
     nodes.append(NodeSpec("grasp_selector", "grasp_selector", {"cell": cell}))
-    nodes.append(NodeSpec("robot_bridge", "robot_bridge", {"robot.type": robot}))
+    nodes.append(NodeSpec("robot_bridge", "robot_bridge", {"cell": cell, "robot.type": robot}))
     return GraphSpec(
         cell=cell,
         mode=mode,

@@ -18,7 +18,7 @@ def test_bin_picking_live_and_choices():
     g = describe("bin_picking", mode="live", segmenter="classic", robot="dry_run", namespace="cell1")
     assert [n.name for n in g.nodes] == ["camera", "segmenter", "grasp_selector", "robot_bridge"]
     assert g.node("camera").parameters == {"source": "live"}
-    assert g.node("robot_bridge").parameters == {"robot.type": "dry_run"}
+    assert g.node("robot_bridge").parameters == {"cell": "bin_picking", "robot.type": "dry_run"}
     assert g.namespace == "/cell1"
 
 

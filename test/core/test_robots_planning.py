@@ -154,3 +154,18 @@ def test_plans_do_not_depend_on_the_clock_epoch():
         plan = plan_pick(ROBOTS[0], SPEEDS, target(x=0.3, belt=0.1917203664779663), belt, t0, t0 + 0.005, GEO)
         assert isinstance(plan, Plan), (t0, plan)
         assert plan.point[0] == pytest.approx(ROBOTS[0].window[0] + 0.5 * (plan.t_grip - plan.t_arrive), abs=1e-5)
+
+
+def test_dry_run_backend_without_a_belt_picks_in_place():
+    from dataclasses import replace
+
+    from msseg_ros.core.robots.backends import DryRunBackend
+
+    robot = replace(ROBOTS[0], base=(-0.7, 0.0, 0.0), window=(-0.35, 0.35),
+                    workspace=Box((0.35, -0.6, -0.02), (1.05, 0.6, 0.6)), home=None)
+    be = DryRunBackend([robot], Speeds(max_speed=2.0, max_accel=5.0), beltless=True)
+    be.submit([Target(1, 0.1, 0.05, 0.0, float("nan"), 1, 1)], 100.0)
+    assert be.tick(100.0) == [] and [r.state for r in be.in_flight()] == [PickState.SENT]
+    (f,) = be.tick(110.0)
+    assert (f.pick_id, f.robot, f.state) == (1, 1, PickState.DONE)
+    assert f.point == pytest.approx((0.1, 0.05, 0.0))

@@ -104,12 +104,14 @@ class LineBackend(RobotBackend):
         encoder_timeout: without a belt state newer than this (s), nothing new is sent
             (an encoder stall); pending targets wait, and are dropped once they have left
             every window.
+        beltless: a cell without a belt (targets do not move; no encoder is expected).
     """
 
     def __init__(self, robots: list[RobotSpec], speeds: Speeds, *, max_in_flight: int = 4,
                  class_values: dict[int, float] | None = None, geometry: DeltaGeometry | None = None,
-                 encoder_timeout: float = 0.5, **_: Any) -> None:
+                 encoder_timeout: float = 0.5, beltless: bool = False, **_: Any) -> None:
         super().__init__(robots, speeds)
+        self.beltless = beltless
         self.scheduler = Scheduler(robots, speeds, max_in_flight, class_values, geometry)
         self.encoder_timeout = encoder_timeout
         self.belt: BeltState | None = None
@@ -131,6 +133,8 @@ class LineBackend(RobotBackend):
 
     def tick(self, now: float) -> list[Finished]:
         self._poll(now)
+        if self.beltless:
+            self.belt = BeltState(0.0, 0.0, now)
         fresh = self.belt is not None and now - self.belt.stamp <= self.encoder_timeout
         if not fresh:
             if not self.encoder_stalled and self.belt is not None:

@@ -23,7 +23,6 @@ from msseg_ros.core.robots.scheduler import Scheduler
 from msseg_ros.core.robots.tracking import BeltState, Target
 from msseg_ros.core.tables import PickStatus
 
-
 _NAMES = {PickStatus.DONE: "done", PickStatus.MISSED: "missed", PickStatus.FAILED: "failed",
           PickStatus.REJECTED: "rejected", PickStatus.SKIPPED: "skipped"}
 

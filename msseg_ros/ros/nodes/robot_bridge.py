@@ -58,6 +58,7 @@ class RobotBridgeNode(MssegNode):
             self.get_logger().warning("the fanuc backend picks one candidate at a time, without belt tracking")
         options: dict[str, Any] = {"max_in_flight": self.cell.max_in_flight, "class_values": self.cell.class_values,
                                    "geometry": self.cell.geometry, "encoder_timeout": p.encoder_timeout,
+                                   "beltless": p.cell != "sorting_line",
                                    "timeout": p.modbus.timeout, "watchdog": p.modbus.watchdog,
                                    "place_positions": self.cell.place_positions, "override": p.fanuc.override,
                                    "suction_port": p.fanuc.suction_port, "vacuum_port": p.fanuc.vacuum_port}
