@@ -172,7 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     runner = GraphRunner(spec, sets, log=log)
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, runner.request_stop)
-    monitor = KpiMonitor(spec.namespace).start()
+    monitor = KpiMonitor(spec.namespace, record=bool(args.report)).start()
     runner.start()
     started = ", ".join(rn.spec.name for rn in runner.nodes)
     print(f"msseg run: {spec.cell} ({spec.mode}) started: {started}", file=sys.stderr)
@@ -190,7 +190,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     monitor.stop()
     console.print(monitor.table())
     if args.report:
-        _write_report(args.report, spec, monitor.snapshot())
+        header = {"cell": spec.cell, "mode": spec.mode, "segmenter": spec.segmenter, "robot": spec.robot}
+        files = monitor.write_report(args.report, header)
+        print(f"msseg run: report in {args.report}: {', '.join(files)}", file=sys.stderr)
     bad = {n: c for n, c in codes.items() if c != 0}
     if bad:
         detail = ", ".join(f"{n} (exit {c})" for n, c in bad.items())
@@ -210,17 +212,6 @@ def _wait_with(runner, duration: float | None, every, period: float) -> None:
         if left <= 0 or runner.wait(left):
             return
         every()
-
-
-def _write_report(folder: str, spec, snapshot: dict) -> None:
-    import json
-    from pathlib import Path
-
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    report = {"cell": spec.cell, "mode": spec.mode, "segmenter": spec.segmenter, "robot": spec.robot, **snapshot}
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    print(f"msseg run: report written to {out / 'report.json'}", file=sys.stderr)
 
 
 def cmd_params(args: argparse.Namespace) -> int:

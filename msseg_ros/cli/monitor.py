@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
 from rich.table import Table
 
 from msseg_ros.core import tables
@@ -18,8 +19,14 @@ STATUS_NAMES = {0: "done", 1: "missed", 2: "failed", 3: "rejected", 4: "skipped"
 
 
 class KpiMonitor:
-    def __init__(self, namespace: str = "") -> None:
+    def __init__(self, namespace: str = "", record: bool = False) -> None:
+        """Args: record: also keep what the report needs (latency samples from
+        grasps/candidates, the latest segmentation/overlay; subscribing to the overlay
+        makes the segmenter draw it)."""
         self.namespace = namespace.rstrip("/")
+        self.record = record
+        self.latencies: list[float] = []
+        self.overlay = None
         self.score: dict[str, Any] = {}
         self.nodes: dict[str, dict[str, str]] = {}
         self.levels: dict[str, int] = {}
@@ -84,6 +91,23 @@ class KpiMonitor:
                         if int(r["status"]) == 0:
                             self.picks_by_robot[int(r["robot"])] += 1
 
+            def on_candidates(msg) -> None:
+                now = node.get_clock().now().nanoseconds * 1e-9
+                stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+                with self._lock:
+                    self.latencies.append(now - stamp)
+
+            def on_overlay(msg) -> None:
+                with self._lock:
+                    self.overlay = msg
+
+            if self.record:
+                from sensor_msgs.msg import Image
+
+                from msseg_ros.ros.qos import sensor_qos
+
+                node.create_subscription(PointCloud2, self._topic("grasps/candidates"), on_candidates, results_qos(50))
+                node.create_subscription(Image, self._topic("segmentation/overlay"), on_overlay, sensor_qos(1))
             node.create_subscription(String, self._topic("sim/score"), on_score, latched_qos())
             node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, DIAGNOSTICS_QOS)
             node.create_subscription(PointCloud2, self._topic("robot/pick_results"), on_results, results_qos(100))
@@ -104,9 +128,42 @@ class KpiMonitor:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             nodes = {n: dict(v) for n, v in self.nodes.items()}
-            return {"score": dict(self.score), "pick_results": dict(self.results),
+            lat = np.asarray(self.latencies) * 1e3
+            latency = ({"frames": int(lat.size), "p50_ms": round(float(np.percentile(lat, 50)), 1),
+                        "p90_ms": round(float(np.percentile(lat, 90)), 1)} if lat.size else {})
+            return {"score": dict(self.score), "pick_results": dict(self.results), "pipeline_latency": latency,
                     "picks_by_robot": {str(k): v for k, v in sorted(self.picks_by_robot.items())},
                     "nodes": nodes, "levels": dict(self.levels), "history": list(self.history)}
+
+    def write_report(self, folder, header: dict[str, Any]) -> list[str]:
+        """report.json and the plots into ``folder``; returns the files written."""
+        from pathlib import Path
+
+        from msseg_ros.cli import report
+
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        snap = self.snapshot()
+        written = []
+        (out / "report.json").write_text(json.dumps({**header, **snap}, indent=2))
+        written.append("report.json")
+        if report.kpis_over_time(snap["history"], out / "kpis_over_time.png"):
+            written.append("kpis_over_time.png")
+        if report.contingency_heatmap(snap["score"].get("contingency", {}), out / "contingency.png"):
+            written.append("contingency.png")
+        with self._lock:
+            latencies, overlay = list(self.latencies), self.overlay
+        if report.latency_histogram(latencies, out / "latency_histogram.png"):
+            written.append("latency_histogram.png")
+        if overlay is not None:
+            import cv2
+
+            from msseg_ros.ros.image_codec import image_to_array
+
+            rgb = image_to_array(overlay)
+            cv2.imwrite(str(out / "overlay.png"), cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
+            written.append("overlay.png")
+        return written
 
     # ---- rendering -----------------------------------------------------------------
     def table(self) -> Table:

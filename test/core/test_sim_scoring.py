@@ -3,7 +3,7 @@ import pytest
 
 from msseg_ros.core.sim.bin_pile import BinPileConfig
 from msseg_ros.core.sim.scoring import BinScorer, LineScorer
-from msseg_ros.core.sim.sorting_line import SortingLineConfig, SortingLineWorld
+from msseg_ros.core.sim.sorting_line import CLASSES, SortingLineConfig, SortingLineWorld
 
 BINS = {"copper": 1, "laminated_zinc": 2, "zamak": 2, "brass": 3, "aluminium": 4, "nickel": 5}
 
@@ -27,8 +27,9 @@ def test_grips_are_scored_by_the_object_under_them():
     unsorted = next(o for o in objs if o.cls not in BINS)
     travel = 5.0
     s.on_candidate(travel - 0.5, 0.0, travel)  # the first detection at b = 0.5 m starts the scoring
-    for o in objs:
-        s.on_candidate(*world_point(o, travel), travel)
+    for i, o in enumerate(objs):
+        s.on_candidate(*world_point(o, travel), travel, CLASSES.index(o.cls) + 1, pick_id=i + 100)
+    s.on_candidate(*world_point(objs[0], travel), travel, 1, pick_id=100)  # the same pick again: once
     s.on_grip(1, 1, (*world_point(right, travel), 0.0), travel, BINS[right.cls])
     s.on_grip(2, 2, (*world_point(wrong, travel), 0.0), travel, BINS[wrong.cls] % 5 + 1)
     s.on_grip(2, 3, (*world_point(right, travel), 0.0), travel, 1)  # again: already picked
@@ -44,6 +45,9 @@ def test_grips_are_scored_by_the_object_under_them():
     assert k["recovery"] == pytest.approx(1 / k["objects_to_sort"], abs=1e-4)
     assert k["picks_per_min_by_robot"] == {"1": 2.0, "2": 2.0}
     assert unsorted.cls not in BINS
+    cont = k["contingency"]
+    assert sum(n for row in cont.values() for n in row.values()) == len(objs)
+    assert all(set(row) == {true} for true, row in cont.items())  # classified right here
 
 
 def test_bin_scorer_lifts_an_unoccluded_instance_at_its_centre():

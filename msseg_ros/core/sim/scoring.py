@@ -62,6 +62,8 @@ class LineScorer:
     empty_grips: int = 0
     double_picks: int = 0
     unmatched_candidates: int = 0
+    contingency: dict = field(default_factory=lambda: collections.defaultdict(collections.Counter))
+    _classified: set = field(default_factory=set)
     _next_b: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -87,7 +89,10 @@ class LineScorer:
     def belt_coordinates(self, x: float, y: float, travel: float) -> tuple[float, float]:
         return travel - (x - self.scanner_x), y - self.belt_y0
 
-    def on_candidate(self, x: float, y: float, belt_position: float) -> None:
+    def on_candidate(self, x: float, y: float, belt_position: float, class_id: int = 0,
+                     pick_id: int | None = None) -> None:
+        """A candidate (detection) at world (x, y) valid at ``belt_position``; ``class_id``
+        (1-based, CLASSES order) feeds the contingency table, once per pick_id."""
         with self.lock:
             b, c = self.belt_coordinates(x, y, belt_position)
             if self._next_b is None:  # scoring starts with the first detection
@@ -95,8 +100,13 @@ class LineScorer:
             o = self._locate(b, c)
             if o is None:
                 self.unmatched_candidates += 1
-            else:
-                self._outcome(o).detected = True
+                return
+            self._outcome(o).detected = True
+            if class_id and (pick_id is None or pick_id not in self._classified):
+                if pick_id is not None:
+                    self._classified.add(pick_id)
+                predicted = CLASSES[class_id - 1] if 1 <= class_id <= len(CLASSES) else f"class_{class_id}"
+                self.contingency[o.cls][predicted] += 1
 
     def on_grip(self, robot: int, pick_id: int, point, travel: float, bin_: int) -> None:
         with self.lock:
@@ -126,6 +136,7 @@ class LineScorer:
         with self.lock:
             final = list(self.final)
             grips = dict(self.grips)
+            contingency = {t: dict(p) for t, p in sorted(self.contingency.items())}
         sorted_final = [f for f in final if f.obj.cls in self.class_bins]
         right = [f for f in final if f.picked_by and f.bin == self.class_bins.get(f.obj.cls, -1)]
         wrong = [f for f in final if f.picked_by and f.bin != self.class_bins.get(f.obj.cls, -1)]
@@ -153,6 +164,7 @@ class LineScorer:
             "empty_grips": self.empty_grips,
             "double_picks": self.double_picks,
             "unmatched_candidates": self.unmatched_candidates,
+            "contingency": contingency,  # true class -> predicted class -> candidates
         }
 
 

@@ -147,7 +147,8 @@ class CellSimNode(MssegNode):
             return
         for r in rows:
             if r["belt_position"] == r["belt_position"]:
-                self.line_scorer.on_candidate(float(r["x"]), float(r["y"]), float(r["belt_position"]))
+                self.line_scorer.on_candidate(float(r["x"]), float(r["y"]), float(r["belt_position"]),
+                                              int(r["class_id"]), int(r["pick_id"]))
 
     def score(self) -> dict[str, Any]:
         elapsed = time.monotonic() - self.started
