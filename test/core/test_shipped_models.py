@@ -21,6 +21,23 @@ def test_expected_models_are_shipped_within_30_mb():
     assert total <= 30 * 1024 * 1024, f"{total / 2**20:.1f} MB of checkpoints"
 
 
+def test_every_checkpoint_is_declared_with_size_and_digest():
+    """config/models/README.md declares each checkpoint (the only large files allowed)."""
+    import hashlib
+
+    rows = {}
+    for line in (MODELS / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].endswith(".safetensors"):
+            rows[cells[0]] = (int(cells[1]), cells[2])
+    files = {p.name: p for p in MODELS.glob("*.safetensors")}
+    assert set(rows) == set(files), "declare every checkpoint in config/models/README.md (and only those)"
+    for name, path in files.items():
+        size, digest = rows[name]
+        assert path.stat().st_size == size, f"{name}: size differs from its declaration"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, f"{name}: sha256 differs"
+
+
 @pytest.mark.parametrize("name", sorted(p.stem for p in MODELS.glob("*.safetensors")))
 def test_model_card_config_and_inference(name):
     arrays, cfg = load_checkpoint(MODELS / f"{name}.safetensors")
