@@ -53,6 +53,16 @@ def ros_context():
         os.environ["ROS_DOMAIN_ID"] = before
 
 
+def wait_until(predicate, timeout: float, period: float = 0.01) -> bool:
+    """Poll ``predicate()`` until it is true or ``timeout`` s pass (no executor)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(period)
+    return bool(predicate())
+
+
 def spin_until(executor, predicate, timeout: float = 10.0, step: float = 0.05) -> bool:
     """Spin ``executor`` until ``predicate()`` is true or ``timeout`` s pass."""
     deadline = time.monotonic() + timeout

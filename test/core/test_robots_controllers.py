@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from msseg_ros.core.robots.backends import DeltaBackend, FanucBackend, wait_until
+from msseg_ros.core.robots.backends import DeltaBackend, FanucBackend
 from msseg_ros.core.robots.cell import Speeds, line_robots
 from msseg_ros.core.robots.delta_controller import (
     CommandResult,
@@ -28,7 +28,7 @@ from msseg_ros.core.robots.rmi_server import EmulatedRmiController
 from msseg_ros.core.robots.tracking import BeltState, Target
 from msseg_ros.core.tables import PickStatus
 
-from conftest import free_ports
+from conftest import free_ports, wait_until
 
 GEO = DeltaGeometry()
 SPEEDS = Speeds()

@@ -169,3 +169,18 @@ def test_dry_run_backend_without_a_belt_picks_in_place():
     (f,) = be.tick(110.0)
     assert (f.pick_id, f.robot, f.state) == (1, 1, PickState.DONE)
     assert f.point == pytest.approx((0.1, 0.05, 0.0))
+
+
+def test_ledger_stays_bounded_and_scans_only_open_picks():
+    led = PickLedger(keep=3)
+    for i in range(1, 11):
+        led.add(target(i))
+        led.assign(i, Plan(1, i, 0, 1, 2, 3, (0, 0, 0)))
+        led.mark_sent(i)
+        if i != 5:
+            led.finish(i, PickState.DONE)
+    assert sorted(led.records) == [5, 8, 9, 10]  # the open one and the last 3 finished
+    assert [r.target.pick_id for r in led.in_state(PickState.SENT)] == [5]
+    with pytest.raises(DuplicatePickError):
+        led.mark_sent(1)  # forgotten record, still never sent again
+    assert led.add(target(2)) is None

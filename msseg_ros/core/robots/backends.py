@@ -477,11 +477,3 @@ class FanucBackend(RobotBackend):
         if self.client.connected:
             self.client.disconnect()
 
-
-def wait_until(pred, timeout: float, period: float = 0.01) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(period)
-    return pred()

@@ -7,7 +7,6 @@ world -> base is a translation.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -162,6 +161,3 @@ def line_robots(count: int, *, first_x: float = 1.0, spacing: float = 0.7, base_
         workspace_min=[-ws_half, -0.3, -base_z - 0.05], workspace_max=[ws_half, 0.3, -base_z + 0.3],
         geometry=geometry)
 
-
-def seconds(x: float) -> str:
-    return "inf" if math.isinf(x) else f"{x:.3f} s"

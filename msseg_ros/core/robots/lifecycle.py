@@ -57,11 +57,19 @@ class PickRecord:
 
 
 class PickLedger:
-    """Every pick the bridge has seen, keyed by pick_id."""
+    """Every pick the bridge has seen, keyed by pick_id.
 
-    def __init__(self) -> None:
+    Args:
+        keep: finished records kept for look-ups; older ones are dropped (their ids stay
+            in the sent set), so a long run does not grow without bound.
+    """
+
+    def __init__(self, keep: int = 10000) -> None:
         self.records: dict[int, PickRecord] = {}
+        self.keep = keep
         self._sent: set[int] = set()
+        self._open: set[int] = set()  # pick_ids not finished: what the per-tick scans visit
+        self._finished_order: collections.deque[int] = collections.deque()
         self.counters: collections.Counter = collections.Counter()
 
     def __contains__(self, pick_id: int) -> bool:
@@ -77,6 +85,7 @@ class PickLedger:
             return None
         rec = PickRecord(target)
         self.records[target.pick_id] = rec
+        self._open.add(target.pick_id)
         return rec
 
     def assign(self, pick_id: int, plan: Plan) -> None:
@@ -104,6 +113,10 @@ class PickLedger:
             self.counters["repeated_results"] += 1
             return None
         rec.state, rec.reason = state, reason
+        self._open.discard(pick_id)
+        self._finished_order.append(pick_id)
+        while len(self._finished_order) > self.keep:
+            self.records.pop(self._finished_order.popleft(), None)
         if robot is not None:
             rec.robot = robot
         self.counters[state.value] += 1
@@ -112,10 +125,9 @@ class PickLedger:
         return rec
 
     def in_state(self, *states: PickState, robot: int | None = None) -> list[PickRecord]:
-        return [r for r in self.records.values() if r.state in states and (robot is None or r.robot == robot)]
-
-    def forget_finished(self, keep: int = 10000) -> None:
-        """Drop the oldest finished records beyond ``keep`` (their ids stay in the sent set)."""
-        finished = [pid for pid, r in self.records.items() if r.state.final]
-        for pid in finished[: max(0, len(finished) - keep)]:
-            del self.records[pid]
+        """Records in ``states``; open states are found from the open index, not a full scan."""
+        if all(not st.final for st in states):
+            pool = (self.records[pid] for pid in self._open)
+        else:
+            pool = iter(self.records.values())
+        return [r for r in pool if r.state in states and (robot is None or r.robot == robot)]

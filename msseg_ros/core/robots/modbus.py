@@ -26,7 +26,9 @@ class DeltaModbusServer:
     """Serves one :class:`DeltaController` on ``host:port`` (a thread with its own event loop).
 
     ``stop()`` closes the listener and every connection (a dropped controller);
-    ``start()`` serves again on the same port. The controller keeps running meanwhile.
+    ``start()`` serves again on the same port. The controller keeps running meanwhile:
+    a :class:`~msseg_ros.core.robots.delta_controller.ControllerLoop` runs it (reads only
+    report its state, so the heartbeat counts control-loop cycles, not requests).
     """
 
     def __init__(self, controller: DeltaController, host: str = "127.0.0.1", port: int = 5020,
@@ -45,7 +47,6 @@ class DeltaModbusServer:
         if set_values is None:
             if address < mm.STATUS_ADDR + mm.STATUS_COUNT:
                 with c.lock:
-                    c.advance(now)
                     registers[0:mm.STATUS_COUNT] = mm.encode_status(
                         heartbeat=c.heartbeat, state=int(c.state), error=int(c.error), queued=len(c.queued_ids()),
                         last_accepted=c.last_accepted, last_done=c.last_done, handshake=self._handshake,

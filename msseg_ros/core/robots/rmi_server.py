@@ -21,7 +21,6 @@ decides whether something was gripped) and sets DIN ``vacuum_port``; OFF calls
 from __future__ import annotations
 
 import collections
-import json
 import socket
 import threading
 import time
@@ -368,6 +367,3 @@ class EmulatedRmiController:
         with self._lock:
             return self._session is not None
 
-
-def summary(packets: list[dict[str, Any]]) -> str:
-    return "\n".join(json.dumps(p) for p in packets)

@@ -137,27 +137,37 @@ class LineScorer:
             final = list(self.final)
             grips = dict(self.grips)
             contingency = {t: dict(p) for t, p in sorted(self.contingency.items())}
-        sorted_final = [f for f in final if f.obj.cls in self.class_bins]
-        right = [f for f in final if f.picked_by and f.bin == self.class_bins.get(f.obj.cls, -1)]
-        wrong = [f for f in final if f.picked_by and f.bin != self.class_bins.get(f.obj.cls, -1)]
-        recovery = {}
-        for cls in sorted(set(self.class_bins), key=CLASSES.index):
-            of = [f for f in sorted_final if f.obj.cls == cls]
-            recovery[cls] = _ratio(sum(1 for f in of if f in right), len(of))
-        purity = {}
-        for b in sorted(set(self.class_bins.values())):
-            into = [f for f in final if f.picked_by and f.bin == b]
-            purity[str(b)] = _ratio(sum(1 for f in into if self.class_bins.get(f.obj.cls) == b), len(into))
+        # one pass over the final objects (this runs every scoring period on a growing list)
+        n_class, right_class = collections.Counter(), collections.Counter()
+        into_bin, right_bin = collections.Counter(), collections.Counter()
+        right = wrong = sorted_n = never = detected_not_picked = 0
+        for f in final:
+            target_bin = self.class_bins.get(f.obj.cls)
+            never += not f.detected
+            if target_bin is not None:
+                sorted_n += 1
+                n_class[f.obj.cls] += 1
+                detected_not_picked += f.detected and not f.picked_by
+            if f.picked_by:
+                into_bin[f.bin] += 1
+                if f.bin == target_bin:
+                    right += 1
+                    right_class[f.obj.cls] += 1
+                    right_bin[f.bin] += 1
+                else:
+                    wrong += 1
+        recovery = {c: _ratio(right_class[c], n_class[c]) for c in sorted(set(self.class_bins), key=CLASSES.index)}
+        purity = {str(b): _ratio(right_bin[b], into_bin[b]) for b in sorted(set(self.class_bins.values()))}
         minutes = max(elapsed_s, 1e-9) / 60.0
         return {
             "objects_scored": len(final),
-            "objects_to_sort": len(sorted_final),
-            "picked_right_bin": len(right),
-            "picked_wrong_bin": len(wrong),
-            "never_detected": sum(1 for f in final if not f.detected),
-            "detected_not_picked": sum(1 for f in sorted_final if f.detected and not f.picked_by),
-            "recovery": _ratio(len([f for f in right if f.obj.cls in self.class_bins]), len(sorted_final)),
-            "purity": _ratio(len(right), len(right) + len(wrong)),
+            "objects_to_sort": sorted_n,
+            "picked_right_bin": right,
+            "picked_wrong_bin": wrong,
+            "never_detected": never,
+            "detected_not_picked": detected_not_picked,
+            "recovery": _ratio(right, sorted_n),
+            "purity": _ratio(right, right + wrong),
             "recovery_by_class": recovery,
             "purity_by_bin": purity,
             "picks_per_min_by_robot": {str(k): round(v / minutes, 1) for k, v in sorted(grips.items())},
