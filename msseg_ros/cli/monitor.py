@@ -125,7 +125,8 @@ class KpiMonitor:
         if self._thread is not None:
             self._thread.join(timeout=5.0)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, history: bool = True) -> dict[str, Any]:
+        """Everything the report holds; ``history=False`` for the per-second table."""
         with self._lock:
             nodes = {n: dict(v) for n, v in self.nodes.items()}
             lat = np.asarray(self.latencies) * 1e3
@@ -133,7 +134,8 @@ class KpiMonitor:
                         "p90_ms": round(float(np.percentile(lat, 90)), 1)} if lat.size else {})
             return {"score": dict(self.score), "pick_results": dict(self.results), "pipeline_latency": latency,
                     "picks_by_robot": {str(k): v for k, v in sorted(self.picks_by_robot.items())},
-                    "nodes": nodes, "levels": dict(self.levels), "history": list(self.history)}
+                    "nodes": nodes, "levels": dict(self.levels),
+                    "history": list(self.history) if history else []}
 
     def write_report(self, folder, header: dict[str, Any]) -> list[str]:
         """report.json and the plots into ``folder``; returns the files written."""
@@ -167,7 +169,7 @@ class KpiMonitor:
 
     # ---- rendering -----------------------------------------------------------------
     def table(self) -> Table:
-        snap = self.snapshot()
+        snap = self.snapshot(history=False)
         s, res = snap["score"], snap["pick_results"]
         t = Table(title=f"msseg run — {s.get('cell', '?')} — {time.monotonic() - self.started:.0f} s",
                   show_header=True, header_style="bold")
@@ -197,7 +199,7 @@ class KpiMonitor:
         return t
 
     def line(self) -> str:
-        snap = self.snapshot()
+        snap = self.snapshot(history=False)
         s, res = snap["score"], snap["pick_results"]
         keys = ("objects_scored", "recovery", "purity", "attempts", "success_rate")
         kp = " ".join(f"{k}={_fmt(s[k])}" for k in keys if k in s)

@@ -206,7 +206,7 @@ class DeltaBackend(LineBackend):
         self.errors: collections.Counter = collections.Counter()
 
     def _dispatch(self, rec: PickRecord, now: float) -> None:
-        robot = next(r for r in self.robots if r.index == rec.robot)
+        robot = self.scheduler.lane(rec.robot).robot
         t = rec.target
         base = robot.base
         cmd = DeltaCommand(t.pick_id, t.x - base[0], t.y - base[1], t.z - base[2], t.belt_position, t.bin)

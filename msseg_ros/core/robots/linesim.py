@@ -90,7 +90,7 @@ def simulate(robots: list[RobotSpec], speeds: Speeds, objects: list[Arrival], be
             k += 1
         plans = sched.step(BeltState(belt_speed * t, belt_speed, t), t)[0] if n % schedule_every == 0 else []
         for p in plans:  # the bridge ticks every schedule_every steps (50 Hz by default)
-            r = next(x for x in robots if x.index == p.robot)
+            r = sched.lane(p.robot).robot
             a = by_id[p.pick_id]
             ctrls[p.robot].submit(DeltaCommand(a.pick_id, a.x - r.base[0], a.y - r.base[1], -r.base[2], a.belt, 1), t)
         for idx, c in ctrls.items():
