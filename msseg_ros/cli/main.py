@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--lines", type=int, default=250, help="sorting_line: lines per image")
     data.add_argument("--previews", type=int, default=4, help="PNG previews of the first images")
     data.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    data.add_argument("--workers", type=int, default=1,
+                      help="render in this many processes (same files whatever the number)")
 
     tr = sub.add_parser("train", help="train a model (maskrcnn, bicameral or classic)")
     tr.add_argument("config", nargs="?", help="training config YAML (model/data/train/out)")
@@ -260,13 +262,15 @@ def cmd_sim_data(args: argparse.Namespace) -> int:
         raise UsageError(f"--count must be >= 1, got {args.count}")
     if args.lines < 8:
         raise UsageError(f"--lines must be >= 8, got {args.lines}")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
     split = parse_split(args.split)
     overrides = parse_key_values(args.sets)
     base_config(args.cell, overrides)  # refuse a bad option before writing anything
     with tqdm(total=args.count, desc=f"sim-data {args.cell}", unit="img") as bar:
         summary = generate(args.cell, out, args.count, args.seed, overrides,
                            single_class=args.single_class, split=split, lines=args.lines,
-                           previews=args.previews, progress=bar.update)
+                           previews=args.previews, progress=bar.update, workers=args.workers)
     console = Console()
     counts = summary["instances_per_class"]
     t = Table(title=f"{args.cell}: {args.count} images in {out}")

@@ -21,6 +21,7 @@ import copy
 import json
 import math
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "device": "auto",
     "eval_every": 1,
     "max_steps": 0,  # 0: no limit
+    "max_minutes": 0.0,  # wall-clock budget; 0: no limit (the last eval and save still happen)
+    "lr_schedule": "constant",  # or "cosine": 2 % linear warm-up, cosine to 5 % of lr
     "threads": 0,  # 0: torch's default
     "crop": 0,  # bicameral: random square crops of this size (0: whole images)
     "save_dtype": "float32",  # or float16, for small shipped checkpoints
@@ -94,9 +97,23 @@ def load_train_config(path: str | Path | None, sets: dict[str, Any]) -> dict:
         else:
             train[k] = v
     cfg["train"] = train
+    if train["lr_schedule"] not in ("constant", "cosine"):
+        raise ConfigError(f"train.lr_schedule must be constant or cosine, got {train['lr_schedule']!r}")
+    if float(train["max_minutes"]) < 0:
+        raise ConfigError(f"train.max_minutes must be >= 0, got {train['max_minutes']}")
     if not cfg.get("out"):
         raise ConfigError("training config lacks out (the run folder)")
     return cfg
+
+
+def lr_factor(schedule: str, progress: float) -> float:
+    """The learning-rate multiplier at ``progress`` in [0, 1] of the run."""
+    if schedule == "constant":
+        return 1.0
+    progress = min(max(progress, 0.0), 1.0)
+    if progress < 0.02:
+        return max(progress / 0.02, 0.01)
+    return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * (progress - 0.02) / 0.98))
 
 
 def dataset_statistics(ds: CocoFrames, limit: int = 64) -> tuple[list[float], list[float], list[float]]:
@@ -188,6 +205,50 @@ def _batches(n: int, batch: int, rng: np.random.Generator):
         yield order[i:i + batch]
 
 
+def _prefetch(prepare: Callable, items, depth: int = 3):
+    """``prepare(item)`` for each item, computed ``depth`` ahead in one background thread
+    (one thread: the order of random draws, hence a seeded run, is unchanged)."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def work():
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put((True, prepare(item)))
+        except BaseException as exc:  # re-raised in the consumer
+            q.put((False, exc))
+            return
+        q.put((True, done))
+
+    thread = threading.Thread(target=work, name="batch-prefetch", daemon=True)
+    thread.start()
+
+    def gen():
+        try:
+            while True:
+                ok, value = q.get()
+                if not ok:
+                    raise value
+                if value is done:
+                    return
+                yield value
+        finally:
+            stop.set()
+            while thread.is_alive():  # unblock a producer waiting on a full queue
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    thread.join(0.05)
+
+    return gen()
+
+
 def _augment(frame, tgt, t, rng, fill, pool):
     a = t["augment"]
     masks, labels = tgt["masks"], tgt["labels"]
@@ -250,52 +311,78 @@ def _train_torch(cfg, model_cfg, train_ds, val_ds, resume, log) -> dict:
     fill = np.asarray(model_cfg.get("fill_values") or model_cfg["image_mean"], np.float32)
     kind = model_cfg["type"]
     pool = [train_ds[i] for i in range(min(len(train_ds), 32))] if t["augment"].get("patchwork") else []
+    n_batches = math.ceil(len(train_ds) / int(t["batch_size"]))
+    planned = int(t["epochs"]) * n_batches
+    if t["max_steps"]:
+        planned = min(planned, int(t["max_steps"]))
+    budget_s = float(t["max_minutes"]) * 60.0
+    started = time.monotonic()
+
+    def progress() -> float:
+        p = state["step"] / max(planned, 1)
+        return max(p, (time.monotonic() - started) / budget_s) if budget_s else p
+
+    def out_of_budget() -> bool:
+        return bool((t["max_steps"] and state["step"] >= t["max_steps"])
+                    or (budget_s and time.monotonic() - started >= budget_s))
+
+    def prepare(idx):
+        """One batch as CPU tensors; runs in the prefetch thread, which alone draws from rng."""
+        if kind == "maskrcnn":
+            images, targets = [], []
+            for i in idx:
+                frame, tgt = train_ds[int(i)]
+                frame, masks, labels = _augment(frame, tgt, t, rng, fill, pool)
+                images.append(torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1))))
+                targets.append({
+                    "boxes": torch.from_numpy(aug.boxes_from_masks(masks)).reshape(-1, 4),
+                    "labels": torch.from_numpy(labels),
+                    "masks": torch.from_numpy(masks.astype(np.uint8)),
+                })
+            return images, targets
+        xs, ys, zs = [], [], []
+        for i in idx:
+            frame, tgt = train_ds[int(i)]
+            Y, Z = _maps_for(train_ds, int(i), tgt, frame.shape[:2])
+            stack = np.concatenate([frame, Y[..., None], Z[..., None]], axis=2)
+            if t["crop"]:
+                c = int(t["crop"])
+                H, W = stack.shape[:2]
+                if H >= c and W >= c:
+                    y0, x0 = int(rng.integers(0, H - c + 1)), int(rng.integers(0, W - c + 1))
+                    stack = stack[y0:y0 + c, x0:x0 + c]
+            if rng.random() < t["augment"].get("hflip", 0):
+                stack = stack[:, ::-1]
+            if rng.random() < t["augment"].get("vflip", 0):
+                stack = stack[::-1]
+            H, W = stack.shape[:2]
+            stack = np.pad(stack, ((0, (-H) % 16), (0, (-W) % 16), (0, 0)), mode="edge")
+            xs.append(stack[..., :-2])
+            ys.append(stack[..., -2])
+            zs.append(stack[..., -1])
+        x = torch.from_numpy(np.ascontiguousarray(np.stack(xs).transpose(0, 3, 1, 2)))
+        y = torch.from_numpy(np.ascontiguousarray(np.stack(ys)))[:, None]
+        z = torch.from_numpy(np.ascontiguousarray(np.stack(zs)))[:, None]
+        return x, y, z
+
     for epoch in range(state["epoch"], int(t["epochs"])):
         net.train()
         losses = []
-        n_batches = math.ceil(len(train_ds) / int(t["batch_size"]))
-        bar = tqdm(_batches(len(train_ds), int(t["batch_size"]), rng), total=n_batches,
-                   desc=f"epoch {epoch + 1}/{t['epochs']}", unit="batch", leave=False)
-        for idx in bar:
-            if t["max_steps"] and state["step"] >= t["max_steps"]:
+        batches = _prefetch(prepare, _batches(len(train_ds), int(t["batch_size"]), rng))
+        bar = tqdm(batches, total=n_batches, desc=f"epoch {epoch + 1}/{t['epochs']}", unit="batch", leave=False)
+        for batch in bar:
+            if out_of_budget():
                 break
+            for group in opt.param_groups:
+                group["lr"] = float(t["lr"]) * lr_factor(t["lr_schedule"], progress())
             if kind == "maskrcnn":
-                images, targets = [], []
-                for i in idx:
-                    frame, tgt = train_ds[int(i)]
-                    frame, masks, labels = _augment(frame, tgt, t, rng, fill, pool)
-                    images.append(torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1))).to(device))
-                    targets.append({
-                        "boxes": torch.from_numpy(aug.boxes_from_masks(masks)).reshape(-1, 4).to(device),
-                        "labels": torch.from_numpy(labels).to(device),
-                        "masks": torch.from_numpy(masks.astype(np.uint8)).to(device),
-                    })
+                images, targets = batch
+                images = [im.to(device, non_blocking=True) for im in images]
+                targets = [{k: v.to(device, non_blocking=True) for k, v in tg.items()} for tg in targets]
                 parts = net(images, targets)
                 loss = sum(parts.values())
             else:
-                xs, ys, zs = [], [], []
-                for i in idx:
-                    frame, tgt = train_ds[int(i)]
-                    Y, Z = _maps_for(train_ds, int(i), tgt, frame.shape[:2])
-                    stack = np.concatenate([frame, Y[..., None], Z[..., None]], axis=2)
-                    if t["crop"]:
-                        c = int(t["crop"])
-                        H, W = stack.shape[:2]
-                        if H >= c and W >= c:
-                            y0, x0 = int(rng.integers(0, H - c + 1)), int(rng.integers(0, W - c + 1))
-                            stack = stack[y0:y0 + c, x0:x0 + c]
-                    if rng.random() < t["augment"].get("hflip", 0):
-                        stack = stack[:, ::-1]
-                    if rng.random() < t["augment"].get("vflip", 0):
-                        stack = stack[::-1]
-                    H, W = stack.shape[:2]
-                    stack = np.pad(stack, ((0, (-H) % 16), (0, (-W) % 16), (0, 0)), mode="edge")
-                    xs.append(stack[..., :-2])
-                    ys.append(stack[..., -2])
-                    zs.append(stack[..., -1])
-                x = torch.from_numpy(np.ascontiguousarray(np.stack(xs).transpose(0, 3, 1, 2))).to(device)
-                y = torch.from_numpy(np.ascontiguousarray(np.stack(ys)))[:, None].to(device)
-                z = torch.from_numpy(np.ascontiguousarray(np.stack(zs)))[:, None].to(device)
+                x, y, z = (v.to(device, non_blocking=True) for v in batch)
                 ly, lz = net(seg.normalise(x))
                 lb, lo = bicameral_loss(ly, lz, y, z, float(model_cfg["mu"]))
                 loss = lb + lo
@@ -306,8 +393,10 @@ def _train_torch(cfg, model_cfg, train_ds, val_ds, resume, log) -> dict:
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         bar.close()
-        entry = {"epoch": epoch + 1, "step": state["step"], "train_loss": float(np.mean(losses)) if losses else None}
-        last_epoch = epoch + 1 == int(t["epochs"]) or (t["max_steps"] and state["step"] >= t["max_steps"])
+        batches.close()
+        entry = {"epoch": epoch + 1, "step": state["step"], "train_loss": float(np.mean(losses)) if losses else None,
+                 "lr": opt.param_groups[0]["lr"], "minutes": round((time.monotonic() - started) / 60, 2)}
+        last_epoch = epoch + 1 == int(t["epochs"]) or out_of_budget()
         if val_ds is not None and ((epoch + 1) % int(t["eval_every"]) == 0 or last_epoch):
             from msseg_ros.core.learning.evaluate import evaluate
 
@@ -327,7 +416,7 @@ def _train_torch(cfg, model_cfg, train_ds, val_ds, resume, log) -> dict:
             + (", val " + ", ".join(f"{k}={entry['val'][k]}" for k in _KEY_METRICS if entry["val"].get(k) is not None)
                if "val" in entry else ""))
         _save_state(out, net, opt, state)
-        if t["max_steps"] and state["step"] >= t["max_steps"]:
+        if out_of_budget():
             break
     if not (out / "model.safetensors").exists():
         _save_model(out, seg, model_cfg, t)

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -67,11 +69,11 @@ class _Stats:
         self.s = np.zeros(channels)
         self.s2 = np.zeros(channels)
 
-    def add(self, image: np.ndarray) -> None:
-        x = image.reshape(-1, image.shape[-1]).astype(np.float64)
-        self.n += len(x)
-        self.s += x.sum(0)
-        self.s2 += (x * x).sum(0)
+    def add(self, n: int, s: np.ndarray, s2: np.ndarray) -> None:
+        """Add one image's pixel count, channel sums and sums of squares."""
+        self.n += n
+        self.s += s
+        self.s2 += s2
 
     def result(self) -> tuple[list[float], list[float]]:
         mean = self.s / max(self.n, 1)
@@ -92,10 +94,16 @@ def base_config(cell: str, overrides: dict | None = None):
 def generate(cell: str, out: Path, count: int, seed: int, overrides: dict | None = None,
              single_class: bool = False, split: tuple[float, float, float] = (0.5, 0.25, 0.25),
              previews: int = 4, lines: int = 250,
-             progress: Callable[[int], None] | None = None) -> dict:
-    """Write a dataset; returns the summary. See the module docstring for the layout."""
+             progress: Callable[[int], None] | None = None, workers: int = 1) -> dict:
+    """Write a dataset; returns the summary. See the module docstring for the layout.
+
+    ``workers`` > 1 renders images in that many processes; every image depends only on
+    (seed, index), so the files are byte-identical whatever the number of workers.
+    """
     if count < 1:
         raise ConfigError(f"--count must be >= 1, got {count}")
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
     out = Path(out)
     splits = assign_splits(count, split, seed)
     base = base_config(cell, overrides)
@@ -110,58 +118,29 @@ def generate(cell: str, out: Path, count: int, seed: int, overrides: dict | None
     stats = _Stats(len(channels))
     for d in ("images", "annotations", "previews"):
         (out / d).mkdir(parents=True, exist_ok=True)
+    if cell == "bin_picking":
+        for d in ("depth", "boundaries", "occlusions"):
+            (out / d).mkdir(exist_ok=True)
+    job = partial(_write_image, cell, base, out, seed, single_class, lines, previews)
     next_ann = 1
-    for i in range(count):
-        name = f"{i:06d}"
-        s = splits[i]
-        if cell == "sorting_line":
-            cfg = base.with_overrides(seed=int(np.random.default_rng([seed, i]).integers(2**31)))
-            if single_class:
-                cfg = cfg.with_overrides(class_mix=CLASSES[i % len(CLASSES)])
-            frame = sorting_line.SortingLineWorld(cfg).render(0, lines)
-            np.save(out / "images" / f"{name}.npy", frame.image, allow_pickle=False)
-            labels, class_ids = frame.labels, [o.class_id for o in frame.objects]
-            extra = [{"object_id": int(o.id), "belt_b": round(float(o.b), 6)} for o in frame.objects]
-            img_entry = {"id": i + 1, "file_name": f"images/{name}.npy", "height": int(labels.shape[0]),
-                         "width": int(labels.shape[1]), "channels": len(CHANNELS)}
-            stats.add(frame.image)
-            preview = false_colour(frame.image)
-        else:
-            cfg = base.with_overrides(seed=seed)
-            pile = bin_pile.BinPileWorld(cfg).scene(i)
-            r = pile.render()
-            for d in ("depth", "boundaries", "occlusions"):
-                (out / d).mkdir(exist_ok=True)
-            cv2.imwrite(str(out / "images" / f"{name}.png"), cv2.cvtColor(r["rgb"], cv2.COLOR_RGB2BGR))
-            np.save(out / "depth" / f"{name}.npy", r["depth"], allow_pickle=False)
-            cv2.imwrite(str(out / "boundaries" / f"{name}.png"), r["boundaries"] * 255)
-            cv2.imwrite(str(out / "occlusions" / f"{name}.png"), r["occlusions"] * 255)
-            ids = sorted(int(v) for v in np.unique(r["labels"]) if v)
-            labels = np.searchsorted(ids, r["labels"]) + 1
-            labels[r["labels"] == 0] = 0
-            class_ids = [1] * len(ids)
-            occluded = pile.occluded_ids(r["labels"])
-            extra = [{"instance_id": k, "occluded": k in occluded} for k in ids]
-            img_entry = {"id": i + 1, "file_name": f"images/{name}.png", "height": int(labels.shape[0]),
-                         "width": int(labels.shape[1]), "channels": 3, "product": pile.product,
-                         "depth_file": f"depth/{name}.npy", "boundaries_file": f"boundaries/{name}.png",
-                         "occlusions_file": f"occlusions/{name}.png"}
-            stats.add(r["rgb"].astype(np.float64) / 255.0)
-            preview = r["rgb"]
-        new = annotations_from_labels(labels, class_ids, i + 1, next_ann, extra)
-        next_ann += len(new)
-        anns[s].extend(new)
-        images[s].append(img_entry)
-        for a in new:
-            counts[s][categories[a["category_id"] - 1]] += 1
-        if i < previews:
-            cv2.imwrite(str(out / "previews" / f"{name}.png"),
-                        cv2.cvtColor(_outline(preview, labels), cv2.COLOR_RGB2BGR))
-            if cell == "sorting_line" and i == 0:
-                save_channel_sheet(frame.image, out / "previews" / f"{name}_channels.png", labels,
-                                   title=f"{name}: the 11 channels")
-        if progress:
-            progress(1)
+    pool = ProcessPoolExecutor(workers) if workers > 1 and count > 1 else None
+    try:
+        # map() keeps the order, so annotation ids and statistics do not depend on workers
+        results = pool.map(job, range(count), chunksize=4) if pool else map(job, range(count))
+        for i, (img_entry, new, (n, s1, s2)) in enumerate(results):
+            s = splits[i]
+            for a in new:
+                a["id"] = next_ann
+                next_ann += 1
+                counts[s][categories[a["category_id"] - 1]] += 1
+            anns[s].extend(new)
+            images[s].append(img_entry)
+            stats.add(n, s1, s2)
+            if progress:
+                progress(1)
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(base).items()}
     info = {"description": f"msseg_ros synthetic {cell}", "version": str(FORMAT_VERSION),
             "seed": seed, "cell": cell}
@@ -185,6 +164,53 @@ def generate(cell: str, out: Path, count: int, seed: int, overrides: dict | None
     }
     (out / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n")
     return summary
+
+
+def _write_image(cell: str, base, out: Path, seed: int, single_class: bool, lines: int, previews: int,
+                 i: int) -> tuple[dict, list[dict], tuple[int, np.ndarray, np.ndarray]]:
+    """Render image ``i``, write its files; returns its COCO image entry, its annotations
+    (ids numbered from 1; the caller renumbers) and its channel sums (n, sum, sum of squares)."""
+    name = f"{i:06d}"
+    if cell == "sorting_line":
+        cfg = base.with_overrides(seed=int(np.random.default_rng([seed, i]).integers(2**31)))
+        if single_class:
+            cfg = cfg.with_overrides(class_mix=CLASSES[i % len(CLASSES)])
+        frame = sorting_line.SortingLineWorld(cfg).render(0, lines)
+        np.save(out / "images" / f"{name}.npy", frame.image, allow_pickle=False)
+        labels, class_ids = frame.labels, [o.class_id for o in frame.objects]
+        extra = [{"object_id": int(o.id), "belt_b": round(float(o.b), 6)} for o in frame.objects]
+        img_entry = {"id": i + 1, "file_name": f"images/{name}.npy", "height": int(labels.shape[0]),
+                     "width": int(labels.shape[1]), "channels": len(CHANNELS)}
+        pixels = frame.image
+        preview = false_colour(frame.image)
+    else:
+        cfg = base.with_overrides(seed=seed)
+        pile = bin_pile.BinPileWorld(cfg).scene(i)
+        r = pile.render()
+        cv2.imwrite(str(out / "images" / f"{name}.png"), cv2.cvtColor(r["rgb"], cv2.COLOR_RGB2BGR))
+        np.save(out / "depth" / f"{name}.npy", r["depth"], allow_pickle=False)
+        cv2.imwrite(str(out / "boundaries" / f"{name}.png"), r["boundaries"] * 255)
+        cv2.imwrite(str(out / "occlusions" / f"{name}.png"), r["occlusions"] * 255)
+        ids = sorted(int(v) for v in np.unique(r["labels"]) if v)
+        labels = np.searchsorted(ids, r["labels"]) + 1
+        labels[r["labels"] == 0] = 0
+        class_ids = [1] * len(ids)
+        occluded = pile.occluded_ids(r["labels"])
+        extra = [{"instance_id": k, "occluded": k in occluded} for k in ids]
+        img_entry = {"id": i + 1, "file_name": f"images/{name}.png", "height": int(labels.shape[0]),
+                     "width": int(labels.shape[1]), "channels": 3, "product": pile.product,
+                     "depth_file": f"depth/{name}.npy", "boundaries_file": f"boundaries/{name}.png",
+                     "occlusions_file": f"occlusions/{name}.png"}
+        pixels = r["rgb"].astype(np.float64) / 255.0
+        preview = r["rgb"]
+    new = annotations_from_labels(labels, class_ids, i + 1, 1, extra)
+    if i < previews:
+        cv2.imwrite(str(out / "previews" / f"{name}.png"), cv2.cvtColor(_outline(preview, labels), cv2.COLOR_RGB2BGR))
+        if cell == "sorting_line" and i == 0:
+            save_channel_sheet(frame.image, out / "previews" / f"{name}_channels.png", labels,
+                               title=f"{name}: the 11 channels")
+    x = pixels.reshape(-1, pixels.shape[-1]).astype(np.float64)
+    return img_entry, new, (len(x), x.sum(0), (x * x).sum(0))
 
 
 def _outline(rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:

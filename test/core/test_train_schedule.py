@@ -1,0 +1,30 @@
+"""The learning-rate schedule and the training options that bound a run."""
+import pytest
+
+from msseg_ros.core.errors import ConfigError
+from msseg_ros.core.learning.train import load_train_config, lr_factor
+
+
+def test_constant_schedule_is_flat():
+    assert [lr_factor("constant", p) for p in (0.0, 0.5, 1.0)] == [1.0, 1.0, 1.0]
+
+
+def test_cosine_warms_up_then_decays_to_five_percent():
+    assert lr_factor("cosine", 0.0) == pytest.approx(0.01)
+    assert lr_factor("cosine", 0.01) == pytest.approx(0.5)
+    assert lr_factor("cosine", 0.02) == pytest.approx(1.0)
+    assert lr_factor("cosine", 0.51) == pytest.approx(0.525)
+    assert lr_factor("cosine", 1.0) == pytest.approx(0.05)
+    assert lr_factor("cosine", 7.0) == pytest.approx(0.05)  # a run past its budget stays at the floor
+    values = [lr_factor("cosine", p / 100) for p in range(2, 101)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("train.lr_schedule", "step", "constant or cosine"),
+    ("train.max_minutes", -1, "max_minutes must be >= 0"),
+])
+def test_bad_options_refused(key, value, message):
+    sets = {"model.type": "maskrcnn", "data.train": "x.json", "out": "runs/x", key: value}
+    with pytest.raises(ConfigError, match=message):
+        load_train_config(None, sets)
