@@ -17,7 +17,7 @@ def test_cosine_warms_up_then_decays_to_five_percent():
     assert lr_factor("cosine", 1.0) == pytest.approx(0.05)
     assert lr_factor("cosine", 7.0) == pytest.approx(0.05)  # a run past its budget stays at the floor
     values = [lr_factor("cosine", p / 100) for p in range(2, 101)]
-    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
 
 
 @pytest.mark.parametrize("key, value, message", [

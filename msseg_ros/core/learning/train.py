@@ -221,7 +221,7 @@ def _prefetch(prepare: Callable, items, depth: int = 3):
                 if stop.is_set():
                     return
                 q.put((True, prepare(item)))
-        except BaseException as exc:  # re-raised in the consumer
+        except Exception as exc:  # noqa: BLE001 - re-raised in the consumer
             q.put((False, exc))
             return
         q.put((True, done))
