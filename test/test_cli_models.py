@@ -104,3 +104,30 @@ def test_same_seed_same_weights(tmp_path, data):
         outs.append(load_file(str(out / "model.safetensors")))
     assert outs[0].keys() == outs[1].keys()
     assert all((outs[0][k] == outs[1][k]).all() for k in outs[0])
+
+
+def test_fine_tune_from_a_checkpoint(tmp_path, data):
+    """train.init starts from a checkpoint's weights (lr 0: they come out unchanged) and
+    keeps its normalisation; a checkpoint of another model type is refused in one line."""
+    from safetensors.numpy import load_file
+
+    ann = data / "bins" / "annotations"
+    base = ["train", "--set", "model.type=bicameral", "--set", f"data.train={ann / 'learning.json'}",
+            "--set", "train.batch_size=2", "--set", "train.crop=32", "--set", "train.max_steps=1",
+            "--set", "train.epochs=1", "--set", "train.device=cpu", "--set", "model.width=25"]
+    first = tmp_path / "first"
+    assert _msseg(*base, "--set", f"out={first}", "--set", "model.image_mean=[0.1,0.2,0.3]",
+                  "--set", "model.image_std=[0.5,0.5,0.5]").returncode == 0
+    tuned = tmp_path / "tuned"
+    r = _msseg(*base, "--set", f"out={tuned}", "--set", f"train.init={first / 'model.safetensors'}",
+               "--set", "train.lr=0")
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert "initialised from" in r.stdout
+    a, b = load_file(first / "model.safetensors"), load_file(tuned / "model.safetensors")
+    weights = [k for k in a if "running" not in k and "num_batches" not in k]
+    assert weights and all((a[k] == b[k]).all() for k in weights)
+    cfg = json.loads((tuned / "train_config.json").read_text())["model"]
+    assert cfg["image_mean"] == [0.1, 0.2, 0.3]  # inherited, not recomputed from the data
+    wrong = _msseg("train", "--set", "model.type=maskrcnn", "--set", f"data.train={ann / 'learning.json'}",
+                   "--set", f"out={tmp_path / 'wrong'}", "--set", f"train.init={first / 'model.safetensors'}")
+    assert wrong.returncode == 2 and "is a bicameral checkpoint" in wrong.stderr, wrong.stderr

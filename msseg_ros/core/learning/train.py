@@ -45,6 +45,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "eval_every": 1,
     "max_steps": 0,  # 0: no limit
     "max_minutes": 0.0,  # wall-clock budget; 0: no limit (the last eval and save still happen)
+    "init": "",  # a checkpoint to start from (fine-tuning); its normalisation is kept
     "lr_schedule": "constant",  # or "cosine": 2 % linear warm-up, cosine to 5 % of lr
     "threads": 0,  # 0: torch's default
     "crop": 0,  # bicameral: random square crops of this size (0: whole images)
@@ -176,7 +177,10 @@ def train(cfg: dict, resume: bool = False, log: Callable[[str], None] = print) -
         raise ConfigError(str(exc)) from None
     if len(train_ds) == 0:
         raise ConfigError(f"training set {cfg['data']['train']!r} has no images")
-    model_cfg = complete_model_config(cfg["model"], train_ds)
+    model_cfg = cfg["model"]
+    if t["init"]:
+        model_cfg = _inherit_normalisation(model_cfg, Path(t["init"]))
+    model_cfg = complete_model_config(model_cfg, train_ds)
     kind = model_cfg["type"]
     (out / "train_config.json").write_text(json.dumps({**cfg, "model": model_cfg}, indent=1))
     if kind == "classic":
@@ -308,6 +312,8 @@ def _train_torch(cfg, model_cfg, train_ds, val_ds, resume, log) -> dict:
     state = {"epoch": 0, "step": 0, "history": [], "best": None}
     if resume:
         state = _load_state(out, net, opt, log)
+    elif t["init"]:
+        _load_init(Path(t["init"]), net, log)
     fill = np.asarray(model_cfg.get("fill_values") or model_cfg["image_mean"], np.float32)
     kind = model_cfg["type"]
     pool = [train_ds[i] for i in range(min(len(train_ds), 32))] if t["augment"].get("patchwork") else []
@@ -442,6 +448,44 @@ def _save_state(out: Path, net, opt, state: dict) -> None:
     save_checkpoint(out / "last.safetensors", tensors, {"type": "training-state",
                                                          "param_groups": osd["param_groups"]})
     (out / "state.json").write_text(json.dumps(state, indent=1))
+
+
+def _inherit_normalisation(model_cfg: dict, init: Path) -> dict:
+    """A fine-tuned model keeps the normalisation its starting weights were trained with."""
+    _, init_cfg = _read_init(init)
+    if init_cfg["type"] != model_cfg["type"]:
+        raise ConfigError(f"train.init {str(init)!r} is a {init_cfg['type']} checkpoint, "
+                          f"the config trains a {model_cfg['type']}")
+    cfg = dict(model_cfg)
+    for key in ("image_mean", "image_std", "fill_values"):
+        if cfg.get(key, "auto") in ("auto", None) and key in init_cfg:
+            cfg[key] = init_cfg[key]
+    return cfg
+
+
+def _read_init(init: Path):
+    from msseg_ros.core.segmentation.checkpoint import CheckpointError
+
+    try:
+        return load_checkpoint(init)
+    except CheckpointError as exc:
+        raise ConfigError(f"train.init: {exc}") from None
+
+
+def _load_init(init: Path, net, log) -> None:
+    import torch
+
+    from msseg_ros.core.segmentation.checkpoint import CheckpointError, check_matches
+
+    arrays, _ = _read_init(init)
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    try:
+        check_matches(expected, arrays, f"train.init {str(init)!r}")
+    except CheckpointError as exc:
+        raise ConfigError(str(exc)) from None
+    net.load_state_dict({k: torch.from_numpy(np.array(v, dtype=np.float32) if v.dtype == np.float16 else np.array(v))
+                         for k, v in arrays.items()})
+    log(f"initialised from {init}")
 
 
 def _load_state(out: Path, net, opt, log) -> dict:
