@@ -27,6 +27,7 @@ NODE_EXECUTABLES = (
     "line_scanner",
     "camera",
     "replay",
+    "recorder",
     "segmenter",
     "grasp_selector",
     "robot_bridge",
@@ -42,6 +43,13 @@ CELL_DEFAULTS = {
 REPLAY_TOPICS = {
     "sorting_line": ("conveyor/joint_states", "line_scanner/frames"),
     "bin_picking": ("camera/image_raw", "camera/camera_info"),
+}
+
+#: what ``record`` keeps by default: the sensor streams (to replay them) and the results
+#: computed from them (to compare a replay with the run that was recorded)
+RECORD_TOPICS = {
+    cell: (*topics, "segmentation/detections", "grasps/candidates", "robot/pick_results")
+    for cell, topics in REPLAY_TOPICS.items()
 }
 
 
@@ -162,6 +170,8 @@ def describe(
     bag: str | os.PathLike | None = None,
     rviz: bool = False,
     namespace: str = "",
+    record: str | os.PathLike | None = None,
+    record_topics: tuple[str, ...] | list[str] | None = None,
 ) -> GraphSpec:
     """The graph of ``cell`` in ``mode``.
 
@@ -175,6 +185,9 @@ def describe(
         bag: a rosbag2 folder or file; required in replay mode.
         rviz: also start RViz (launch file only).
         namespace: a ROS namespace for every node.
+        record: also record a rosbag2 (mcap) into this new folder.
+        record_topics: what to record (default :data:`RECORD_TOPICS` of the cell; an
+            empty sequence: every topic).
 
     Raises:
         GraphError: an unknown choice, a missing bag in replay mode, a missing parameter
@@ -212,6 +225,11 @@ def describe(
     nodes.append(NodeSpec("segmenter", "segmenter", {"cell": cell, "model.type": segmenter}))
     nodes.append(NodeSpec("grasp_selector", "grasp_selector", {"cell": cell}))
     nodes.append(NodeSpec("robot_bridge", "robot_bridge", {"cell": cell, "robot.type": robot}))
+    if record:
+        if Path(record).exists():
+            raise GraphError(f"record: {str(record)!r} already exists; choose a new bag folder")
+        topics = RECORD_TOPICS[cell] if record_topics is None else tuple(record_topics)
+        nodes.append(NodeSpec("recorder", "recorder", {"out": os.path.abspath(record), "topics": list(topics)}))
     return GraphSpec(
         cell=cell,
         mode=mode,

@@ -45,3 +45,18 @@ def test_bad_choices(kwargs, message):
     cell = kwargs.pop("cell")
     with pytest.raises(GraphError, match=message):
         describe(cell, **kwargs)
+
+
+def test_record_adds_a_recorder_node(tmp_path):
+    from msseg_ros.graph import RECORD_TOPICS, GraphError, describe
+
+    spec = describe("sorting_line", record=tmp_path / "bag")
+    rec = spec.node("recorder")
+    assert rec.executable == "recorder" and rec.installed
+    assert rec.parameters["out"] == str(tmp_path / "bag")
+    assert rec.parameters["topics"] == list(RECORD_TOPICS["sorting_line"])
+    assert "line_scanner/frames" in rec.parameters["topics"]
+    assert describe("bin_picking", record=tmp_path / "b2", record_topics=[]).node("recorder").parameters["topics"] == []
+    (tmp_path / "old").mkdir()
+    with pytest.raises(GraphError, match="already exists"):
+        describe("sorting_line", record=tmp_path / "old")

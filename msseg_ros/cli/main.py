@@ -33,10 +33,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
+    rec = sub.add_parser("record", help="record topics of a running graph into a rosbag2 (mcap)")
+    rec.add_argument("topics", nargs="*", metavar="TOPIC", help="topics to record (none: every topic)")
+    rec.add_argument("--out", required=True, metavar="BAG", help="bag folder to create (must not exist)")
+    rec.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    rec.add_argument("--duration", type=float, default=None, metavar="S",
+                     help="stop after S seconds (default: until Ctrl-C)")
+    rec.add_argument("--namespace", default="", help="namespace that relative topic names resolve in")
+
     run = sub.add_parser("run", help="start a cell's node graph (sim, replay or live)")
     _graph_args(run)
     run.add_argument("--duration", type=float, default=None, metavar="S",
-                     help="stop after S seconds (default: run until Ctrl-C)")
+                     help="stop after S seconds (default: until Ctrl-C; in replay mode, "
+                     "until the bag has played and the pipeline has drained)")
+    run.add_argument("--record", metavar="BAG", default=None,
+                     help="also record a rosbag2 (mcap) into the new folder BAG")
+    run.add_argument("--record-topics", nargs="*", default=None, metavar="TOPIC",
+                     help="topics for --record (default: the sensor streams, detections, "
+                     "candidates and pick results; none given: every topic)")
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE",
                      help="override a node parameter (VALUE is YAML); repeatable")
     run.add_argument("--quiet", action="store_true", help="do not forward the nodes' logs")
@@ -118,6 +132,8 @@ def _describe(args: argparse.Namespace):
         params_file=args.params_file,
         bag=args.bag,
         namespace=args.namespace,
+        record=getattr(args, "record", None),
+        record_topics=getattr(args, "record_topics", None),
     )
 
 
@@ -178,12 +194,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     runner.start()
     started = ", ".join(rn.spec.name for rn in runner.nodes)
     print(f"msseg run: {spec.cell} ({spec.mode}) started: {started}", file=sys.stderr)
+    # replay with no duration: until the bag has played, then a few seconds for the
+    # frames still in the pipeline
+    until = (lambda: monitor.node_message("replay") == "finished") \
+        if spec.mode == "replay" and args.duration is None else None
     try:
         if live_table:
             with Live(monitor.table(), console=console, refresh_per_second=1) as live:
-                _wait_with(runner, args.duration, lambda: live.update(monitor.table()), 1.0)
+                _wait_with(runner, args.duration, lambda: live.update(monitor.table()), 1.0, until)
         else:
-            _wait_with(runner, args.duration, lambda: print(monitor.line(), file=sys.stderr, flush=True), 10.0)
+            _wait_with(runner, args.duration, lambda: print(monitor.line(), file=sys.stderr, flush=True), 10.0,
+                       until)
     except NodeDiedError as exc:
         monitor.stop()
         print(f"msseg run: {exc}; stopped the graph", file=sys.stderr)
@@ -204,16 +225,88 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _wait_with(runner, duration: float | None, every, period: float) -> None:
-    """runner.wait in slices, calling ``every`` between them."""
+REPLAY_DRAIN_S = 5.0
+
+
+def _wait_with(runner, duration: float | None, every, period: float, until=None) -> None:
+    """runner.wait in slices, calling ``every`` between them; ``until()`` true ends the
+    wait ``REPLAY_DRAIN_S`` later."""
     import time
 
     end = None if duration is None else time.monotonic() + duration
+    next_every = time.monotonic() + period
     while True:
-        left = period if end is None else min(period, end - time.monotonic())
-        if left <= 0 or runner.wait(left):
+        if until is not None and until():
+            end, until = time.monotonic() + REPLAY_DRAIN_S, None
+        now = time.monotonic()
+        left = 0.5 if end is None else min(0.5, end - now)
+        if left <= 0 or runner.wait(min(left, max(next_every - now, 0.01))):
             return
-        every()
+        if time.monotonic() >= next_every:
+            next_every += period
+            every()
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    import time
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.signals import SignalHandlerOptions
+    from rich.console import Console
+    from rich.table import Table
+
+    from msseg_ros.ros.nodes.recorder import RecorderNode
+
+    if args.duration is not None and args.duration <= 0:
+        raise UsageError(f"--duration must be > 0 s, got {args.duration}")
+    stop = {"now": False}
+
+    def on_signal(_signum, _frame):
+        stop["now"] = True
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    node = None
+    try:
+        overrides = [Parameter("out", value=args.out), Parameter("storage", value=args.storage)]
+        if args.topics:
+            overrides.append(Parameter("topics", value=list(args.topics)))
+        node = RecorderNode(namespace=args.namespace or None, parameter_overrides=overrides)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        end = None if args.duration is None else time.monotonic() + args.duration
+        print(f"msseg record: writing {args.out} ({args.storage}); Ctrl-C to stop", file=sys.stderr)
+        last = time.monotonic()
+        while not stop["now"] and (end is None or time.monotonic() < end):
+            executor.spin_once(timeout_sec=0.1)
+            if time.monotonic() - last >= 5.0:
+                last = time.monotonic()
+                print(f"msseg record: {sum(node.bag.counts.values())} messages, "
+                      f"{node.bag.bytes / 1e6:.1f} MB", file=sys.stderr, flush=True)
+        bag = node.bag
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    t = Table(title=f"{args.out} ({args.storage})")
+    t.add_column("topic")
+    t.add_column("type")
+    t.add_column("messages", justify="right")
+    for topic, n in sorted(bag.counts.items()):
+        t.add_row(topic, bag.types[topic], str(n))
+    for topic in sorted(set(bag.types) - set(bag.counts)):
+        t.add_row(topic, bag.types[topic], "0")
+    Console(stderr=True).print(t)
+    if not bag.counts:
+        print("msseg record: no message was received (is the graph running, on this ROS_DOMAIN_ID?)",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_params(args: argparse.Namespace) -> int:
@@ -394,7 +487,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "graph": cmd_graph, "params": cmd_params, "sim-data": cmd_sim_data,
+COMMANDS = {"run": cmd_run, "record": cmd_record, "graph": cmd_graph, "params": cmd_params, "sim-data": cmd_sim_data,
             "train": cmd_train, "eval": cmd_eval, "models": cmd_models}
 
 

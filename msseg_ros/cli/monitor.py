@@ -125,6 +125,11 @@ class KpiMonitor:
         if self._thread is not None:
             self._thread.join(timeout=5.0)
 
+    def node_message(self, name: str) -> str | None:
+        """The latest /diagnostics message of node ``name``, or None before its first."""
+        with self._lock:
+            return self.nodes.get(name, {}).get("_message")
+
     def snapshot(self, history: bool = True) -> dict[str, Any]:
         """Everything the report holds; ``history=False`` for the per-second table."""
         with self._lock:

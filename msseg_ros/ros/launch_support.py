@@ -2,7 +2,7 @@
 
 Used by ``launch/*.launch.py`` on a ROS machine (``launch`` and ``launch_ros`` come from
 apt there). The arguments mirror ``msseg run``: mode, segmenter, robot, params_file, bag,
-rviz, namespace. Nothing here decides which nodes run: the graph description does.
+rviz, namespace, record. Nothing here decides which nodes run: the graph description does.
 """
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ def _nodes(context: LaunchContext, cell: str) -> list:
         bag=arg("bag") or None,
         rviz=arg("rviz").lower() in ("true", "1", "yes"),
         namespace=arg("namespace"),
+        record=arg("record") or None,
     )
     actions: list = []
     if spec.missing:
@@ -87,6 +88,8 @@ def cell_launch_description(cell: str) -> LaunchDescription:
             DeclareLaunchArgument("rviz", default_value="false", choices=["true", "false"],
                                   description="open RViz"),
             DeclareLaunchArgument("namespace", default_value="", description="namespace"),
+            DeclareLaunchArgument("record", default_value="",
+                                  description="also record a rosbag2 (mcap) into this new folder"),
             *[SetEnvironmentVariable(k, v) for k, v in dds_environment().items()],
             OpaqueFunction(function=_nodes, args=[cell]),
         ]

@@ -11,7 +11,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 
 from msseg_ros.core.replay import BagPlayback
-from msseg_ros.ros.nodes.replay import message_class
+from msseg_ros.ros.msgtypes import message_class
 
 from conftest import ROOT, SHARED, spin_until
 

@@ -314,12 +314,26 @@ REPLAY = Schema(
     ],
 )
 
+RECORDER = Schema(
+    "recorder",
+    [
+        Param("out", T.STR, "", "Bag folder to create (it must not exist).", read_only=True),
+        Param("storage", T.STR, "mcap", "Bag storage.", choices=("mcap", "sqlite3"), read_only=True),
+        Param("topics", T.STR_ARRAY, [], "Topics to record, relative names resolve in the node's namespace "
+              "(empty: every topic seen, except /rosout and /parameter_events).", read_only=True),
+        Param("discovery_period", T.FLOAT, 0.5, "How often new publishers are looked for, s.", min=0.05,
+              max=60.0, read_only=True),
+        Param("queue_depth", T.INT, 100, "Messages a subscription holds while the bag is written.",
+              min=1, max=100000, read_only=True),
+    ],
+)
+
 #: executable name -> full schema (node parameters plus BASE)
 NODE_SCHEMAS: dict[str, Schema] = {
     s.node: s.extend(BASE)
     for s in (CELL_SIM.extend(WORLD, BIN_SIM, ROBOTS, SORTING), LINE_SCANNER.extend(WORLD),
               CAMERA.extend(BIN_SIM), SEGMENTER, GRASP_SELECTOR.extend(SORTING), ROBOT_BRIDGE.extend(ROBOTS, SORTING),
-              REPLAY)
+              REPLAY, RECORDER)
 }
 
 

@@ -10,7 +10,6 @@ says so in /diagnostics (so a graph does not lose a node).
 """
 from __future__ import annotations
 
-import importlib
 import threading
 import time
 from typing import Any
@@ -19,19 +18,11 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from msseg_ros.core.params.nodes import schema_for
 from msseg_ros.core.replay import BagError, BagPlayback
+from msseg_ros.ros.msgtypes import message_class
 from msseg_ros.ros.node_base import ERROR, OK, WARN, MssegNode, run_node
 
 REPLAY_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE)
-
-
-def message_class(msgtype: str):
-    """'std_msgs/msg/String' -> the Python class, or None when not installed."""
-    pkg, _, name = msgtype.rpartition("/")
-    try:
-        return getattr(importlib.import_module(pkg.replace("/", ".")), name)
-    except (ImportError, AttributeError, ValueError):
-        return None
 
 
 class ReplayNode(MssegNode):
