@@ -216,7 +216,8 @@ def describe(
             NodeSpec(
                 "replay",
                 "replay",
-                {"bag": bag, "topics": list(REPLAY_TOPICS[cell]), "loop": False},
+                {"bag": bag, "topics": list(REPLAY_TOPICS[cell]), "loop": False,
+                 "wait_for_nodes": ["segmenter", "grasp_selector"]},
             )
         )
     else:

@@ -24,6 +24,18 @@ from msseg_ros.graph import dds_environment  # noqa: E402
 os.environ.update(dds_environment())
 
 
+def pytest_sessionstart(session):
+    from msseg_ros.shm import clean_stale_segments
+
+    clean_stale_segments()  # what killed processes of earlier runs left in /dev/shm (RAM)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    from msseg_ros.shm import clean_stale_segments
+
+    clean_stale_segments()
+
+
 #: Each ROS test gets a DDS domain of its own (cycling through the safe range 1..101), so
 #: participants a previous test left behind in this process or on this host cannot
 #: interfere (seen: later subscriptions that never matched).

@@ -41,6 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop after S seconds (default: until Ctrl-C)")
     rec.add_argument("--namespace", default="", help="namespace that relative topic names resolve in")
 
+    bi = sub.add_parser("bag-images", help="write image files as a camera rosbag2 (image_raw + camera_info)")
+    bi.add_argument("images", nargs="+", help="image files, in play order (PNG/JPEG)")
+    bi.add_argument("--out", required=True, metavar="BAG", help="bag folder to create (must not exist)")
+    bi.add_argument("--camera-info", required=True, metavar="YAML",
+                    help="the camera's intrinsics (ROS camera_info YAML)")
+    bi.add_argument("--rate", type=float, default=2.0, help="frames per second (default 2)")
+    bi.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    bi.add_argument("--namespace", default="camera", help="topics NAMESPACE/image_raw and NAMESPACE/camera_info")
+
     run = sub.add_parser("run", help="start a cell's node graph (sim, replay or live)")
     _graph_args(run)
     run.add_argument("--duration", type=float, default=None, metavar="S",
@@ -187,10 +196,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         log = lambda name, line: console.print(f"[{name}] {line}", markup=False, highlight=False)  # noqa: E731
     else:
         log = None
+    from msseg_ros.shm import clean_stale_segments
+
+    clean_stale_segments()  # left in /dev/shm (RAM) by graphs that were killed
     runner = GraphRunner(spec, sets, log=log)
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, runner.request_stop)
-    monitor = KpiMonitor(spec.namespace, record=bool(args.report)).start()
+    monitor = KpiMonitor(spec.namespace, record=bool(args.report), latency=spec.mode != "replay").start()
     runner.start()
     started = ", ".join(rn.spec.name for rn in runner.nodes)
     print(f"msseg run: {spec.cell} ({spec.mode}) started: {started}", file=sys.stderr)
@@ -211,6 +223,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     codes = runner.stop()
     monitor.stop()
+    clean_stale_segments()  # a node killed after the grace period leaves its segment
     console.print(monitor.table())
     if args.report:
         header = {"cell": spec.cell, "mode": spec.mode, "segmenter": spec.segmenter, "robot": spec.robot}
@@ -306,6 +319,19 @@ def cmd_record(args: argparse.Namespace) -> int:
         print("msseg record: no message was received (is the graph running, on this ROS_DOMAIN_ID?)",
               file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_bag_images(args: argparse.Namespace) -> int:
+    from msseg_ros.core.geometry.camera import CameraModel
+    from msseg_ros.core.recording import images_to_bag
+
+    camera = CameraModel.from_yaml(args.camera_info)
+    ns = "/" + args.namespace.strip("/")
+    n = images_to_bag(sorted(args.images), args.out, camera, rate=args.rate, storage=args.storage,
+                      image_topic=f"{ns}/image_raw", info_topic=f"{ns}/camera_info")
+    print(f"msseg bag-images: {n} frames ({camera.width}x{camera.height}, {args.rate:g} Hz) -> {args.out}: "
+          f"{ns}/image_raw, {ns}/camera_info", file=sys.stderr)
     return 0
 
 
@@ -487,7 +513,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "record": cmd_record, "graph": cmd_graph, "params": cmd_params, "sim-data": cmd_sim_data,
+COMMANDS = {"run": cmd_run, "record": cmd_record, "bag-images": cmd_bag_images, "graph": cmd_graph, "params": cmd_params, "sim-data": cmd_sim_data,
             "train": cmd_train, "eval": cmd_eval, "models": cmd_models}
 
 

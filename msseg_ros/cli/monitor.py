@@ -19,12 +19,14 @@ STATUS_NAMES = {0: "done", 1: "missed", 2: "failed", 3: "rejected", 4: "skipped"
 
 
 class KpiMonitor:
-    def __init__(self, namespace: str = "", record: bool = False) -> None:
+    def __init__(self, namespace: str = "", record: bool = False, latency: bool = True) -> None:
         """Args: record: also keep what the report needs (latency samples from
         grasps/candidates, the latest segmentation/overlay; subscribing to the overlay
-        makes the segmenter draw it)."""
+        makes the segmenter draw it). latency: measure frame-to-candidates latency (off in
+        replay, where stamps are the bag's, not this clock's)."""
         self.namespace = namespace.rstrip("/")
         self.record = record
+        self.measure_latency = latency
         self.latencies: list[float] = []
         self.overlay = None
         self.score: dict[str, Any] = {}
@@ -92,6 +94,8 @@ class KpiMonitor:
                             self.picks_by_robot[int(r["robot"])] += 1
 
             def on_candidates(msg) -> None:
+                if not self.measure_latency:
+                    return
                 now = node.get_clock().now().nanoseconds * 1e-9
                 stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
                 with self._lock:

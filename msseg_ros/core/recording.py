@@ -62,15 +62,19 @@ class BagRecorder:
         """Whether ``msgtype`` (``pkg/msg/Name``) has a definition to store with the bag."""
         return msgtype in self.typestore.fielddefs
 
-    def add_topic(self, topic: str, msgtype: str) -> None:
-        """Open a connection for ``topic``; raises RecordError for a type without a definition."""
+    def add_topic(self, topic: str, msgtype: str, latched: bool = False) -> None:
+        """Open a connection for ``topic``; raises RecordError for a type without a definition.
+
+        ``latched``: its publishers were transient local (stored in the bag's offered QoS,
+        so that replay offers it the same way and late subscribers still get it)."""
         if topic in self._connections:
             if self.types[topic] != msgtype:
                 raise RecordError(f"{topic}: already recorded as {self.types[topic]}, not {msgtype}")
             return
         if not self.can_record(msgtype):
             raise RecordError(f"{topic}: no message definition for {msgtype} in the Kilted typestore")
-        self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self.typestore)
+        self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self.typestore,
+                                                               offered_qos_profiles=[_offered_qos(latched)])
         self.types[topic] = msgtype
 
     def write(self, topic: str, stamp_ns: int, raw: bytes) -> None:
@@ -96,3 +100,73 @@ class BagRecorder:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _offered_qos(latched: bool):
+    from rosbags.interfaces import (
+        Qos,
+        QosDurability,
+        QosHistory,
+        QosLiveliness,
+        QosReliability,
+        QosTime,
+    )
+
+    zero = QosTime(0, 0)
+    return Qos(QosHistory.KEEP_LAST, 1 if latched else 10, QosReliability.RELIABLE,
+               QosDurability.TRANSIENT_LOCAL if latched else QosDurability.VOLATILE,
+               zero, zero, QosLiveliness.AUTOMATIC, zero, False)
+
+
+def images_to_bag(images: list[str | Path], out: str | Path, camera, *, rate: float = 2.0,
+                  start_ns: int = 1_700_000_000_000_000_000, storage: str = "mcap",
+                  image_topic: str = "/camera/image_raw", info_topic: str = "/camera/camera_info") -> int:
+    """Write image files as a camera stream: ``image_topic`` (rgb8) and ``info_topic``
+    (``camera``'s intrinsics, plumb_bob) with the same stamp, one frame every 1/``rate`` s
+    from ``start_ns``. Returns the number of frames.
+
+    Args:
+        images: image files in play order (PNG/JPEG; colour or grey, 8 bit).
+        camera: a :class:`~msseg_ros.core.geometry.camera.CameraModel`; every image must
+            have its size.
+
+    Raises:
+        RecordError: no images, an unreadable image, a size other than the camera's.
+    """
+    import cv2
+    import numpy as np
+
+    if not images:
+        raise RecordError("no images given")
+    if rate <= 0:
+        raise RecordError(f"rate must be > 0 Hz, got {rate}")
+    frames = []
+    for path in images:
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if img is None:
+            raise RecordError(f"{str(path)!r} cannot be read as an image")
+        if img.shape[:2] != (camera.height, camera.width):
+            raise RecordError(f"{str(path)!r} is {img.shape[1]}x{img.shape[0]} px, the camera_info says "
+                              f"{camera.width}x{camera.height}")
+        frames.append(np.ascontiguousarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)))
+    with BagRecorder(out, storage) as bag:
+        ts = bag.typestore
+        Header, Time = ts.types["std_msgs/msg/Header"], ts.types["builtin_interfaces/msg/Time"]
+        Image, CameraInfo = ts.types["sensor_msgs/msg/Image"], ts.types["sensor_msgs/msg/CameraInfo"]
+        RoI = ts.types["sensor_msgs/msg/RegionOfInterest"]
+        bag.add_topic(image_topic, "sensor_msgs/msg/Image")
+        bag.add_topic(info_topic, "sensor_msgs/msg/CameraInfo", latched=True)
+        K = np.asarray(camera.K, np.float64)
+        P = np.array([K[0, 0], K[0, 1], K[0, 2], 0.0, 0.0, K[1, 1], K[1, 2], 0.0, 0.0, 0.0, 1.0, 0.0])
+        for i, rgb in enumerate(frames):
+            stamp = start_ns + round(i * 1e9 / rate)
+            header = Header(stamp=Time(sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id=camera.frame_id)
+            image = Image(header=header, height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8",
+                          is_bigendian=0, step=rgb.shape[1] * 3, data=rgb.reshape(-1))
+            info = CameraInfo(header=header, height=camera.height, width=camera.width, distortion_model="plumb_bob",
+                              d=np.asarray(camera.D, np.float64), k=K.reshape(-1), r=np.eye(3).reshape(-1), p=P,
+                              binning_x=0, binning_y=0,
+                              roi=RoI(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+            bag.write(image_topic, stamp, ts.serialize_cdr(image, "sensor_msgs/msg/Image"))
+            bag.write(info_topic, stamp, ts.serialize_cdr(info, "sensor_msgs/msg/CameraInfo"))
+    return len(frames)

@@ -23,6 +23,14 @@ class BagTopic:
     name: str
     msgtype: str  # e.g. std_msgs/msg/String
     count: int
+    latched: bool = False  # recorded from transient-local publishers
+
+
+def _latched(connection) -> bool:
+    from rosbags.interfaces import QosDurability
+
+    profiles = getattr(getattr(connection, "ext", None), "offered_qos_profiles", None) or []
+    return bool(profiles) and all(q.durability == QosDurability.TRANSIENT_LOCAL for q in profiles)
 
 
 def topic_matches(name: str, filters: list[str]) -> bool:
@@ -56,7 +64,8 @@ class BagPlayback:
         seen: dict[str, BagTopic] = {}
         for c in self.connections:
             prev = seen.get(c.topic)
-            seen[c.topic] = BagTopic(c.topic, c.msgtype, c.msgcount + (prev.count if prev else 0))
+            seen[c.topic] = BagTopic(c.topic, c.msgtype, c.msgcount + (prev.count if prev else 0),
+                                     _latched(c) or bool(prev and prev.latched))
         return sorted(seen.values(), key=lambda t: t.name)
 
     @property

@@ -57,6 +57,7 @@ def test_records_reliable_best_effort_and_latched_topics(ros_context, tmp_path):
     types = {t.name: t.msgtype for t in play.topics}
     assert types == {"/chatter": "std_msgs/msg/String", "/cam/image": "sensor_msgs/msg/Image",
                      "/score": "std_msgs/msg/String"}
+    assert {t.name: t.latched for t in play.topics} == {"/chatter": False, "/cam/image": False, "/score": True}
     got = {}
     for _, topic, raw in play.schedule(rate=1e9):
         got.setdefault(topic, []).append(bytes(raw))

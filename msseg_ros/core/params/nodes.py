@@ -308,6 +308,10 @@ REPLAY = Schema(
               "(messages published before discovery are lost).", min=0.0, max=3600.0, read_only=True),
         Param("start_offset", T.FLOAT, 0.0, "Skip this many seconds of the bag.", min=0.0, max=1e9,
               read_only=True),
+        Param("wait_for_nodes", T.STR_ARRAY, [], "Before playing, wait until each of these nodes subscribes "
+              "to a played topic (a segmenter subscribes once its model is loaded).", read_only=True),
+        Param("wait_timeout", T.FLOAT, 120.0, "Longest wait for wait_for_nodes, s; then play anyway, with a "
+              "warning.", min=0.0, max=3600.0, read_only=True),
         Param("topics", T.STR_ARRAY, [], "Topics to play (empty: all).", read_only=True),
         Param("remap", T.STR_ARRAY, [], "FROM=TO topic renames.", read_only=True,
               check=lambda v: next((f"entry {e!r}: expected FROM=TO" for e in v if "=" not in e), None)),

@@ -53,10 +53,10 @@ class RecorderNode(MssegNode):
                 self.skipped.add(topic)
                 self.get_logger().warning(f"{topic}: type {msgtype} cannot be recorded here; skipped")
                 continue
-            self.bag.add_topic(topic, msgtype)
+            qos = _qos_for(publishers, self.params.queue_depth)
+            self.bag.add_topic(topic, msgtype, latched=qos.durability == DurabilityPolicy.TRANSIENT_LOCAL)
             self.subscriptions_by_topic[topic] = self.create_subscription(
-                cls, topic, lambda raw, t=topic: self._on_message(t, raw), _qos_for(publishers, self.params.queue_depth),
-                raw=True)
+                cls, topic, lambda raw, t=topic: self._on_message(t, raw), qos, raw=True)
             self.get_logger().info(f"recording {topic} ({msgtype})")
 
     def _on_message(self, topic: str, raw: bytes) -> None:

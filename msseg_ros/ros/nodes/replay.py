@@ -23,6 +23,11 @@ from msseg_ros.ros.node_base import ERROR, OK, WARN, MssegNode, run_node
 
 REPLAY_QOS = QoSProfile(history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE)
+#: topics recorded from transient-local publishers, and camera_info (latched by convention),
+#: are offered transient local, so that a subscriber that asks for it matches
+LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED_TYPES = frozenset({"sensor_msgs/msg/CameraInfo"})
 
 
 class ReplayNode(MssegNode):
@@ -41,7 +46,8 @@ class ReplayNode(MssegNode):
                 self.skipped.add(t.name)
                 self.get_logger().warning(f"{t.name}: type {t.msgtype} is not installed here; skipped")
                 continue
-            self.publishers_by_topic[t.name] = self.create_publisher(cls, remap.get(t.name, t.name), REPLAY_QOS)
+            qos = LATCHED_QOS if t.latched or t.msgtype in LATCHED_TYPES else REPLAY_QOS
+            self.publishers_by_topic[t.name] = self.create_publisher(cls, remap.get(t.name, t.name), qos)
         if self.bag.message_count == 0:
             self.get_logger().warning(f"bag {p.bag} is empty: nothing to play")
         self.state = "playing"
@@ -50,8 +56,22 @@ class ReplayNode(MssegNode):
         self._thread = threading.Thread(target=self._play, name="replay", daemon=True)
         self._thread.start()
 
+    def _waiting_for(self) -> list[str]:
+        """The nodes of ``wait_for_nodes`` with no subscription to a played topic yet."""
+        subscribed = {info.node_name for topic, pub in self.publishers_by_topic.items()
+                      for info in self.get_subscriptions_info_by_topic(pub.topic_name)}
+        return [n for n in self.params.wait_for_nodes if n not in subscribed]
+
     def _play(self) -> None:
         p = self.params
+        deadline = time.monotonic() + p.wait_timeout
+        while self._waiting_for():
+            if time.monotonic() > deadline:
+                self.get_logger().warning(f"still no subscription from {', '.join(self._waiting_for())} "
+                                          f"after {p.wait_timeout:g} s; playing anyway")
+                break
+            if self._stop.wait(0.1):
+                return
         if self._stop.wait(p.delay):  # let subscribers match
             return
         start = time.monotonic()
