@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop after S seconds (default: until Ctrl-C)")
     rec.add_argument("--namespace", default="", help="namespace that relative topic names resolve in")
 
+    rv = sub.add_parser("rviz", help="open RViz with the cell's shipped config (or print its path)")
+    rv.add_argument("cell", choices=CELLS)
+    rv.add_argument("--print", action="store_true", help="only print the config's path")
+
     bi = sub.add_parser("bag-images", help="write image files as a camera rosbag2 (image_raw + camera_info)")
     bi.add_argument("images", nargs="+", help="image files, in play order (PNG/JPEG)")
     bi.add_argument("--out", required=True, metavar="BAG", help="bag folder to create (must not exist)")
@@ -322,6 +326,27 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rviz(args: argparse.Namespace) -> int:
+    import os
+    import shutil
+
+    from msseg_ros.graph import share_dir
+
+    config = share_dir() / "config" / "rviz" / f"{args.cell}.rviz"
+    if not config.is_file():
+        raise UsageError(f"no RViz config at {config} (is the package installed?)")
+    if args.print:
+        print(config)
+        return 0
+    rviz = shutil.which("rviz2")
+    if rviz is None:
+        print(f"msseg rviz: rviz2 is not installed here (it comes with a ROS desktop install); "
+              f"on a ROS machine run: rviz2 -d {config}", file=sys.stderr)
+        return 1
+    os.execv(rviz, [rviz, "-d", str(config)])
+    return 0  # not reached
+
+
 def cmd_bag_images(args: argparse.Namespace) -> int:
     from msseg_ros.core.geometry.camera import CameraModel
     from msseg_ros.core.recording import images_to_bag
@@ -513,7 +538,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "record": cmd_record, "bag-images": cmd_bag_images, "graph": cmd_graph, "params": cmd_params, "sim-data": cmd_sim_data,
+COMMANDS = {"run": cmd_run, "record": cmd_record, "bag-images": cmd_bag_images, "rviz": cmd_rviz, "graph": cmd_graph, "params": cmd_params, "sim-data": cmd_sim_data,
             "train": cmd_train, "eval": cmd_eval, "models": cmd_models}
 
 
