@@ -104,3 +104,14 @@ def test_parse_bins():
     assert parse_bins(["copper=1", " zamak = 2"]) == {"copper": 1, "zamak": 2}
     with pytest.raises(ConfigError, match="expected CLASS=BIN"):
         parse_bins(["copper"])
+
+
+def test_pick_id_kept_when_the_model_changes_its_mind_about_the_class():
+    """Two overlapping frames, the same object classified copper then paint: one object,
+    one pick_id (two ids made two robots pick one object: seen with Mask R-CNN)."""
+    tracker = PickIdTracker(0.02)
+    first, new_first = tracker.assign(1.000, 0.20, class_id=1)
+    again, new_again = tracker.assign(1.008, 0.205, class_id=4)
+    other, new_other = tracker.assign(1.100, 0.20, class_id=1)
+    assert new_first and not new_again and again == first
+    assert new_other and other != first

@@ -10,8 +10,9 @@ Line cell (frame ``world``: x along the belt travel, z up):
     Overlapping frames: an instance touching a frame's last row is still being scanned
     and is deferred; one touching row 0 was complete in the previous frame (when
     ``overlap_lines`` >= the longest object) and is skipped; both are counted. The same
-    object seen complete in two frames keeps its pick_id (matched by belt coordinate and
-    class within ``match_radius``).
+    object seen complete in two frames keeps its pick_id (matched by belt coordinate within
+    ``match_radius``, whatever the class: a model may classify one object differently in
+    two frames, and it is still one object, to be picked once).
 
 Camera cell: the mask centroid is undistorted, its ray taken into ``world`` by the
 camera pose and intersected with the work plane; rays parallel to the plane or meeting
@@ -98,7 +99,8 @@ class LineGeometry:
 
 
 class PickIdTracker:
-    """Stable pick ids by belt coordinate (b, y) and class."""
+    """Stable pick ids by belt coordinate (b, y); the class is not compared (see the module
+    docstring)."""
 
     def __init__(self, radius: float, horizon: float = 5.0) -> None:
         self.radius = radius
@@ -109,9 +111,9 @@ class PickIdTracker:
     def assign(self, b: float, y: float, class_id: int) -> tuple[int, bool]:
         """(pick_id, is_new)."""
         best, best_d = None, self.radius
-        for sb, sy, sc, pid in self.seen:
+        for sb, sy, _class_id, pid in self.seen:
             d = math.hypot(sb - b, sy - y)
-            if sc == class_id and d <= best_d:
+            if d <= best_d:
                 best, best_d = pid, d
         if best is not None:
             return best, False
