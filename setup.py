@@ -68,6 +68,7 @@ setup(
         (share, ["package.xml"]),
         (os.path.join(share, "launch"), sorted(glob("launch/*.py"))),
         *tree("config", os.path.join(share, "config")),
+        *tree("benchmarks", os.path.join(share, "benchmarks")),
     ],
     install_requires=["setuptools"],
     extras_require={

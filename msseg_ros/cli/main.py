@@ -14,6 +14,8 @@ from msseg_ros import __version__
 from msseg_ros.core.errors import MssegError
 from msseg_ros.graph import CELLS, MODES, ROBOTS, SEGMENTERS, GraphError, describe
 
+DEFAULT_BENCHMARKS = ("pipeline", "model_speed", "multipick")
+
 
 class UsageError(Exception):
     """A user mistake: reported as one line, exit code 2."""
@@ -40,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--duration", type=float, default=None, metavar="S",
                      help="stop after S seconds (default: until Ctrl-C)")
     rec.add_argument("--namespace", default="", help="namespace that relative topic names resolve in")
+
+    be = sub.add_parser("bench", help="run benchmarks/ and print the ratios each measures in one run")
+    be.add_argument("names", nargs="*", metavar="NAME",
+                    help=f"benchmarks to run (default: {', '.join(DEFAULT_BENCHMARKS)})")
+    be.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    be.add_argument("--out", default=None, metavar="FILE", help="write every result as one JSON file")
 
     rv = sub.add_parser("rviz", help="open RViz with the cell's shipped config (or print its path)")
     rv.add_argument("cell", choices=CELLS)
@@ -326,6 +334,53 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from msseg_ros.graph import share_dir
+
+    folder = share_dir() / "benchmarks"
+    available = {p.stem: p for p in sorted(folder.glob("*.py"))}
+    if args.list:
+        for name, path in available.items():
+            doc = path.read_text().split('"""')[1].strip().splitlines()[0] if '"""' in path.read_text() else ""
+            print(f"{name:20s} {doc}")
+        return 0
+    names = args.names or list(DEFAULT_BENCHMARKS)
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise UsageError(f"unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(available)}")
+    results, failed = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            print(f"== {name} ==", flush=True)
+            out = Path(tmp) / f"{name}.json"
+            code = subprocess.call([sys.executable, str(available[name]), "--json", str(out)])
+            if code != 0:
+                failed.append(name)
+            elif out.is_file():
+                results.append(json.loads(out.read_text()))
+    t = Table(title="msseg bench: ratios, each measured within one run")
+    t.add_column("benchmark")
+    t.add_column("ratio")
+    t.add_column("value", justify="right")
+    for r in results:
+        for key, value in r["ratios"].items():
+            t.add_row(r["name"], key, f"{value:.3f}")
+    Console().print(t)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    if failed:
+        print(f"msseg bench: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_rviz(args: argparse.Namespace) -> int:
     import os
     import shutil
@@ -538,7 +593,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "record": cmd_record, "bag-images": cmd_bag_images, "rviz": cmd_rviz, "graph": cmd_graph, "params": cmd_params, "sim-data": cmd_sim_data,
+COMMANDS = {"run": cmd_run, "record": cmd_record, "bag-images": cmd_bag_images, "rviz": cmd_rviz, "bench": cmd_bench, "graph": cmd_graph, "params": cmd_params, "sim-data": cmd_sim_data,
             "train": cmd_train, "eval": cmd_eval, "models": cmd_models}
 
 

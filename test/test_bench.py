@@ -1,0 +1,31 @@
+"""`msseg bench` runs the scripts in benchmarks/ and collects the ratios they measure."""
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def _msseg(*args):
+    return subprocess.run([sys.executable, "-m", "msseg_ros.cli.main", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+
+
+def test_bench_runs_a_benchmark_and_collects_its_ratio(tmp_path):
+    out = tmp_path / "bench.json"
+    r = _msseg("bench", "multipick", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    (result,) = json.loads(out.read_text())
+    ratio = result["ratios"]["picked_over_upper_bound"]
+    assert result["name"] == "multipick" and 0.5 < ratio <= 1.0  # never above its own upper bound
+    assert result["figures"]["picked"] <= result["figures"]["upper_bound"] <= result["figures"]["objects"]
+    assert "picked_over_upper_bound" in r.stdout  # the summary table
+
+
+def test_bench_list_and_unknown_name():
+    listed = _msseg("bench", "--list")
+    assert listed.returncode == 0
+    for name in ("pipeline", "model_speed", "multipick"):
+        assert name in listed.stdout
+    bad = _msseg("bench", "nope")
+    assert bad.returncode == 2 and "unknown benchmark(s) nope" in bad.stderr
