@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   run the simulated sorting line and print its KPIs
+#   make demo   run the simulated sorting line, print its KPIs, write reports/demo
 #   make test   run the test suite (lint included)
 # Each creates the virtual environment (.venv) when it is missing.
 PYTHON ?= python3
@@ -22,7 +22,7 @@ $(STAMP): setup.py package.xml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/msseg run sorting_line --mode sim --duration $(DURATION)
+	$(VENV)/bin/msseg run sorting_line --mode sim --duration $(DURATION) --report reports/demo
 
 test: $(STAMP)
 	$(PY) -m pytest
