@@ -348,7 +348,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     available = {p.stem: p for p in sorted(folder.glob("*.py"))}
     if args.list:
         for name, path in available.items():
-            doc = path.read_text().split('"""')[1].strip().splitlines()[0] if '"""' in path.read_text() else ""
+            text = path.read_text()
+            doc = text.split('"""')[1].strip().splitlines()[0] if '"""' in text else ""
             print(f"{name:20s} {doc}")
         return 0
     names = args.names or list(DEFAULT_BENCHMARKS)

@@ -8,6 +8,7 @@ distribution the installed interfaces belong to (Kilted), so a bag is readable b
 """
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -140,16 +141,18 @@ def images_to_bag(images: list[str | Path], out: str | Path, camera, *, rate: fl
         raise RecordError("no images given")
     if rate <= 0:
         raise RecordError(f"rate must be > 0 Hz, got {rate}")
-    frames = []
-    for path in images:
+
+    def read(path) -> np.ndarray:
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is None:
             raise RecordError(f"{str(path)!r} cannot be read as an image")
         if img.shape[:2] != (camera.height, camera.width):
             raise RecordError(f"{str(path)!r} is {img.shape[1]}x{img.shape[0]} px, the camera_info says "
                               f"{camera.width}x{camera.height}")
-        frames.append(np.ascontiguousarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)))
-    with BagRecorder(out, storage) as bag:
+        return np.ascontiguousarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+
+    bag = BagRecorder(out, storage)
+    try:
         ts = bag.typestore
         Header, Time = ts.types["std_msgs/msg/Header"], ts.types["builtin_interfaces/msg/Time"]
         Image, CameraInfo = ts.types["sensor_msgs/msg/Image"], ts.types["sensor_msgs/msg/CameraInfo"]
@@ -158,7 +161,8 @@ def images_to_bag(images: list[str | Path], out: str | Path, camera, *, rate: fl
         bag.add_topic(info_topic, "sensor_msgs/msg/CameraInfo", latched=True)
         K = np.asarray(camera.K, np.float64)
         P = np.array([K[0, 0], K[0, 1], K[0, 2], 0.0, 0.0, K[1, 1], K[1, 2], 0.0, 0.0, 0.0, 1.0, 0.0])
-        for i, rgb in enumerate(frames):
+        for i, path in enumerate(images):  # one image in memory at a time
+            rgb = read(path)
             stamp = start_ns + round(i * 1e9 / rate)
             header = Header(stamp=Time(sec=stamp // 10**9, nanosec=stamp % 10**9), frame_id=camera.frame_id)
             image = Image(header=header, height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8",
@@ -169,4 +173,9 @@ def images_to_bag(images: list[str | Path], out: str | Path, camera, *, rate: fl
                               roi=RoI(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
             bag.write(image_topic, stamp, ts.serialize_cdr(image, "sensor_msgs/msg/Image"))
             bag.write(info_topic, stamp, ts.serialize_cdr(info, "sensor_msgs/msg/CameraInfo"))
-    return len(frames)
+    except BaseException:
+        bag.close()
+        shutil.rmtree(bag.path, ignore_errors=True)  # no half-written bag left behind
+        raise
+    bag.close()
+    return len(images)

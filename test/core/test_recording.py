@@ -47,3 +47,27 @@ def test_refusals(tmp_path):
             bag.add_topic("/z", "sensor_msgs/msg/Image")
     with pytest.raises(RecordError, match="is closed"):
         bag.write("/z", 0, _raw("late"))
+
+
+def test_images_to_bag_refuses_a_wrong_size_and_leaves_no_half_bag(tmp_path):
+    import cv2
+    import numpy as np
+
+    from msseg_ros.core.geometry.camera import CameraModel
+    from msseg_ros.core.recording import images_to_bag
+
+    camera = CameraModel.from_values(50.0, 50.0, 16.0, 12.0, 32, 24)
+    good, wrong = tmp_path / "a.png", tmp_path / "b.png"
+    cv2.imwrite(str(good), np.full((24, 32, 3), (10, 20, 30), np.uint8))  # BGR on disk
+    cv2.imwrite(str(wrong), np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(RecordError, match="b.png' is 10x10 px, the camera_info says 32x24"):
+        images_to_bag([good, wrong], tmp_path / "bag", camera)
+    assert not (tmp_path / "bag").exists()
+    assert images_to_bag([good, good], tmp_path / "ok", camera, rate=4.0) == 2
+    play = BagPlayback(tmp_path / "ok")
+    assert {t.name: t.count for t in play.topics} == {"/camera/image_raw": 2, "/camera/camera_info": 2}
+    offsets = [off for off, topic, _ in play.schedule(rate=1.0) if topic == "/camera/image_raw"]
+    assert offsets == pytest.approx([0.0, 0.25])
+    raw = next(r for _, topic, r in play.schedule(rate=1e9) if topic == "/camera/image_raw")
+    img = TS.deserialize_cdr(raw, "sensor_msgs/msg/Image")
+    assert img.encoding == "rgb8" and bytes(img.data[:3]) == bytes([30, 20, 10])  # RGB order
