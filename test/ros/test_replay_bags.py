@@ -35,7 +35,10 @@ def _expected(bag):
 
 def _replay(bag, *params):
     args = [sys.executable, "-m", "msseg_ros.ros.nodes.replay", "--ros-args", "-p", f"bag:={bag}",
-            "-p", "rate:=20.0", "-p", "delay:=2.5", "-p", "remap:=[/rosout=/bag/rosout]"]
+            "-p", "rate:=20.0", "-p", "delay:=2.5", "-p", "remap:=[/rosout=/bag/rosout]",
+            # play once this test's listener is seen subscribed (a fixed delay alone lost the
+            # first messages on a slow CI machine)
+            "-p", "wait_for_nodes:=[bag_listener]", "-p", "wait_timeout:=30.0"]
     for p in params:
         args += ["-p", p]
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)

@@ -65,7 +65,7 @@ class ReplayNode(MssegNode):
     def _play(self) -> None:
         p = self.params
         deadline = time.monotonic() + p.wait_timeout
-        while self._waiting_for():
+        while self.publishers_by_topic and self._waiting_for():  # nothing to play: no wait
             if time.monotonic() > deadline:
                 self.get_logger().warning(f"still no subscription from {', '.join(self._waiting_for())} "
                                           f"after {p.wait_timeout:g} s; playing anyway")
