@@ -39,11 +39,13 @@ def _tables(bag, topic, table):
 
 def test_record_sim_then_replay_gives_the_same_detections(tmp_path):
     live, again = tmp_path / "live", tmp_path / "replayed"
-    _msseg("run", "sorting_line", "--mode", "sim", "--segmenter", "classic", "--duration", "25", "--quiet",
+    _msseg("run", "sorting_line", "--mode", "sim", "--segmenter", "classic", "--duration", "30", "--quiet",
            "--record", str(live))
     counts = {t.name: t.count for t in BagPlayback(live).topics}
-    assert counts["/line_scanner/frames"] >= 10 and counts["/conveyor/joint_states"] >= 1000, counts
-    assert counts["/segmentation/detections"] >= 8 and counts["/grasps/candidates"] >= 8, counts
+    # floors that keep the comparison from being vacuous, low enough for a loaded 2-core
+    # machine (a fresh clone there recorded 3 candidates in 25 s: the graph starts slowly)
+    assert counts["/line_scanner/frames"] >= 5 and counts["/conveyor/joint_states"] >= 500, counts
+    assert counts["/segmentation/detections"] >= 3 and counts["/grasps/candidates"] >= 2, counts
     # no --duration: the run ends once the bag has played and the pipeline has drained
     proc = _msseg("run", "sorting_line", "--mode", "replay", "--bag", str(live), "--segmenter", "classic",
                   "--quiet", "--record", str(again), "--record-topics", "segmentation/detections",
@@ -62,7 +64,7 @@ def test_record_sim_then_replay_gives_the_same_detections(tmp_path):
         for name in a.dtype.names:
             np.testing.assert_array_equal(a[name], b[name], err_msg=f"{name} at {stamp}")
         instances += len(a)
-    assert instances >= 10
+    assert instances >= 3
 
     cand_live = _tables(live, "/grasps/candidates", tables.CANDIDATES)
     cand_again = _tables(again, "/grasps/candidates", tables.CANDIDATES)

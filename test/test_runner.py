@@ -14,7 +14,7 @@ from msseg_ros.cli.runner import GraphRunner, NodeDiedError, node_command, parse
 from msseg_ros.core.errors import ConfigError
 from msseg_ros.graph import dds_environment, describe
 
-from conftest import ROOT, spin_until
+from conftest import ROOT, spin_until, wait_until
 
 MSSEG = [sys.executable, "-m", "msseg_ros.cli.main"]
 
@@ -137,6 +137,49 @@ def test_cli_run_sigterm_stops_cleanly():
     assert proc.wait(timeout=30) == 0
     t.join(5)
     assert any("node(s) cleanly" in line for line in err)
+
+
+def test_segmenter_stopped_while_its_model_loads_exits_0():
+    """SIGTERM while the Mask R-CNN loads (torch import and build: seconds): the node
+    stops without waiting for the load, exit 0, and says it was shutting down."""
+    env = {**os.environ, **dds_environment(), "MSSEG_NODE_PROCESS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "msseg_ros.ros.nodes.segmenter", "--ros-args",
+                             "-p", "cell:=sorting_line", "-p", "model.type:=maskrcnn"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "]: ready" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=60)
+    out = "".join(lines) + rest
+    assert proc.returncode == 0, out
+    assert "shutting down" in out and "model sorting_line_maskrcnn" not in out, out
+
+
+def test_runner_names_a_node_that_ignores_the_stop(tmp_path):
+    """A hung node is killed at the end of the grace period and named with what it did."""
+    from msseg_ros.cli.runner import RunningNode
+    from msseg_ros.graph import NodeSpec
+
+    script = tmp_path / "hung.py"
+    script.write_text("import signal, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                      "print('[hung]: ready', flush=True)\nprint('busy with frame 7', flush=True)\n"
+                      "time.sleep(60)\n")
+    spec = describe("sorting_line")
+    lines = []
+    runner = GraphRunner(spec, log=lambda n, line: lines.append((n, line)))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    rn = RunningNode(NodeSpec("hung", "hung"), proc)
+    runner.nodes.append(rn)
+    t = threading.Thread(target=runner._forward, args=(rn, proc.stdout), daemon=True)
+    t.start()
+    assert wait_until(lambda: rn.last_line == "busy with frame 7", 30)
+    codes = runner.stop(grace=0.5)
+    assert codes == {"hung": -9}
+    assert ("hung", "did not stop within 0.5 s (running; last log line: 'busy with frame 7'); killed") in lines
 
 
 def test_cli_run_node_dies_exit_1_naming_it(tmp_path):

@@ -5,8 +5,15 @@ Each node of :func:`msseg_ros.graph.describe` is started from its console_script
 generated file with the graph's and the user's overrides (so values keep their exact
 ROS types). Their output is forwarded line by line, prefixed with the node name.
 
-The runner stops every node with SIGINT on Ctrl-C, SIGTERM or ``duration``, waits for
-them (SIGKILL after a grace period), and reports a node that died on its own.
+The runner stops every node with SIGTERM on Ctrl-C, SIGTERM or ``duration`` and waits
+for them for a grace period (``STOP_GRACE_S``, 5 s); a node still running then is killed
+(SIGKILL) and named with what it was doing (starting or running, and its last log line).
+A node stops within a fraction of a second in any phase (see ``node_base.run_node``), so
+the grace period is only reached by a hung node. SIGTERM, not SIGINT: a node signalled
+before Python has imported msseg_ros (which installs the node's handler) then simply
+ends (exit -15, counted as a clean stop during start-up) instead of raising
+KeyboardInterrupt inside the interpreter's own start-up. A node that died on its own is
+reported by name.
 """
 from __future__ import annotations
 
@@ -118,11 +125,27 @@ def node_command(node: NodeSpec, spec: GraphSpec, overrides_file: str | None) ->
     return cmd
 
 
+#: Seconds a node is given to stop before it is killed.
+STOP_GRACE_S = 5.0
+
+
 @dataclass
 class RunningNode:
+    """One node's process, its output threads, and what it was last seen doing."""
+
     spec: NodeSpec
     process: subprocess.Popen
     threads: list[threading.Thread] = field(default_factory=list)
+    ready: bool = False  #: it logged "ready" (its constructor finished)
+    last_line: str = ""
+
+    def doing(self) -> str:
+        phase = "running" if self.ready else "still starting"
+        return f"{phase}; last log line: {self.last_line!r}" if self.last_line else phase
+
+    def clean_exit(self, code: int) -> bool:
+        """0, or SIGTERM's default action on a node signalled before its handler existed."""
+        return code == 0 or (code == -signal.SIGTERM and not self.ready)
 
 
 class GraphRunner:
@@ -174,14 +197,19 @@ class GraphRunner:
             )
             running = RunningNode(node, proc)
             for stream in (proc.stdout, proc.stderr):
-                t = threading.Thread(target=self._forward, args=(node.name, stream), daemon=True)
+                t = threading.Thread(target=self._forward, args=(running, stream), daemon=True)
                 t.start()
                 running.threads.append(t)
             self.nodes.append(running)
 
-    def _forward(self, name: str, stream: IO[str]) -> None:
+    def _forward(self, node: RunningNode, stream: IO[str]) -> None:
         for line in stream:
-            self.log(name, line.rstrip("\n"))
+            line = line.rstrip("\n")
+            if line.endswith("]: ready"):
+                node.ready = True
+            if line.strip():
+                node.last_line = line.strip()[-160:]
+            self.log(node.spec.name, line)
 
     def request_stop(self, *_: object) -> None:
         self._stop.set()
@@ -204,20 +232,27 @@ class GraphRunner:
             self._stop.wait(poll)
         return True
 
-    def stop(self, grace: float = 10.0) -> dict[str, int]:
-        """SIGINT every node, SIGKILL what is left after ``grace`` s. Returns exit codes."""
+    def stop(self, grace: float = STOP_GRACE_S) -> dict[str, int]:
+        """SIGTERM every node, SIGKILL what is left after ``grace`` s.
+
+        Returns:
+            exit codes by node name; a node that ended by SIGTERM before it had
+            installed its handler (still starting) counts as 0.
+        """
         for rn in self.nodes:
             if rn.process.poll() is None:
-                rn.process.send_signal(signal.SIGINT)
+                rn.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
         codes: dict[str, int] = {}
         for rn in self.nodes:
             try:
-                codes[rn.spec.name] = rn.process.wait(max(0.0, deadline - time.monotonic()))
+                code = rn.process.wait(max(0.0, deadline - time.monotonic()))
+                codes[rn.spec.name] = 0 if rn.clean_exit(code) else code
             except subprocess.TimeoutExpired:
+                doing = rn.doing()
                 rn.process.kill()
                 codes[rn.spec.name] = rn.process.wait()
-                self.log(rn.spec.name, f"did not stop within {grace:g} s; killed")
+                self.log(rn.spec.name, f"did not stop within {grace:g} s ({doing}); killed")
             for t in rn.threads:
                 t.join(timeout=1.0)
         self._tmp.cleanup()

@@ -17,6 +17,7 @@ The base provides:
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -38,6 +39,7 @@ from msseg_ros.ros.parameters import SchemaParameters
 from msseg_ros.ros.qos import DIAGNOSTICS_QOS
 
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
+
 
 class MssegNode(Node):
     """A node with schema parameters, diagnostics and counters.
@@ -106,17 +108,29 @@ class MssegNode(Node):
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     """Create the node and spin it until SIGINT/SIGTERM; the body of every node's ``main``.
 
+    Stopping is prompt in every phase: a stop requested before the node exists returns at
+    once (nothing to tear down); a node's slow start-up work (a model load) runs off the
+    executor thread, so a stop during it is seen within one spin (0.1 s). In a process
+    started by ``msseg run`` (MSSEG_NODE_PROCESS=1) the process then ends with
+    ``os._exit`` once the node is destroyed and rclpy shut down: nothing is left to
+    flush, and interpreter finalisation (torch's, or a loader thread still importing)
+    would only delay the stop.
+
     Returns the process exit code: 0 after a signal, 2 when the node refuses its
     configuration (the reason is logged as one line), 1 on an unexpected error.
     """
     from msseg_ros import STOP_REQUESTED as stop  # may already be set during start-up
 
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    node_process = os.environ.get("MSSEG_NODE_PROCESS") == "1"
 
     def on_signal(signum, _frame):
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    if stop.is_set():  # asked to stop while importing: no DDS entity exists yet
+        print("stopped during start-up (before the node was created)", file=sys.stderr, flush=True)
+        return _finish(0, node_process)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     code = 0
     try:
@@ -139,6 +153,14 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
             rclpy.shutdown()
         for s, h in previous.items():
             signal.signal(s, h)
+    return _finish(code, node_process)
+
+
+def _finish(code: int, node_process: bool) -> int:
+    if node_process:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     return code
 
 

@@ -26,6 +26,7 @@ def graph(ros_context):
     node = SegmenterNode(context=ros_context, parameter_overrides=[
         Parameter("model.type", value="classic"), Parameter("model.score_threshold", value=0.3),
         Parameter("diagnostics_period", value=0.2)])
+    assert node.first_load_done.wait(60) and node.model is not None, node.model_error
     probe = rclpy.create_node("seg_probe", context=ros_context)
     got = {"inst": [], "det": [], "overlay": [], "diag": []}
     probe.create_subscription(Image, "segmentation/instances", got["inst"].append, results_qos())
@@ -107,3 +108,54 @@ def test_live_swap_refused_then_accepted(graph):
     assert not r.successful and node.model is old
     r = node.set_parameters([Parameter("classic.min_area_px", value=200)])[0]
     assert r.successful and node.model is not old and node.model.config["min_area_px"] == 200
+
+
+def test_first_model_loads_off_the_executor_and_the_input_waits_for_it(ros_context):
+    """A stop must be answered during a slow first load: the node exists (and spins) before
+    its model is loaded, says so in diagnostics, refuses model changes meanwhile, and
+    subscribes to its input only once the model is there."""
+    import threading
+
+    from msseg_ros.ros.nodes import segmenter as seg_module
+
+    gate = threading.Event()
+    real = seg_module.SegmenterNode._load
+
+    def slow_load(self, values):
+        gate.wait(30)  # the load takes as long as the test wants
+        return real(self, values)
+
+    node = None
+    try:
+        seg_module.SegmenterNode._load = slow_load
+        node = SegmenterNode(context=ros_context, parameter_overrides=[Parameter("model.type", value="classic")])
+        ex = SingleThreadedExecutor(context=ros_context)
+        ex.add_node(node)
+        for _ in range(5):
+            ex.spin_once(timeout_sec=0.05)
+        assert node.model is None and not node.first_load_done.is_set()
+        assert node.diagnostics_status()[:2] == (DiagnosticStatus.WARN, "loading the model")
+        assert node.get_subscriptions_info_by_topic("line_scanner/frames") == []
+        r = node.set_parameters([Parameter("classic.min_area_px", value=200)])[0]
+        assert not r.successful and "still loading" in r.reason
+        gate.set()
+        assert node.first_load_done.wait(60) and node.model is not None
+        assert spin_until(ex, lambda: len(node.get_subscriptions_info_by_topic("line_scanner/frames")) == 1, 10)
+        ex.shutdown()
+    finally:
+        seg_module.SegmenterNode._load = real
+        gate.set()
+        if node is not None:
+            node.destroy_node()
+
+
+def test_cuda_without_a_gpu_is_refused_with_its_reason(graph):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    node, *_ = graph
+    old = node.model
+    r = node.set_parameters([Parameter("model.device", value="cuda")])[0]
+    assert not r.successful and "torch sees no CUDA device" in r.reason
+    assert node.model is old and node.params.model.device != "cuda"

@@ -229,13 +229,26 @@ SEGMENTERS: Registry[type[Segmenter]] = Registry("segmenter", required=("from_co
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``."""
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise ModelConfigError(f"model.device must be auto, cpu or cuda, got {device!r}")
-    if device == "auto":
-        import torch
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``.
 
+    Raises:
+        ModelConfigError: an unknown device, or ``cuda`` where torch sees no CUDA device
+            (refused here, before any model is built on it).
+    """
+    if device not in ("auto", "cpu", "cuda") and not (device.startswith("cuda:") and device[5:].isdigit()):
+        raise ModelConfigError(f"model.device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if device == "cpu":
+        return device
+    import torch
+
+    if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if not torch.cuda.is_available():
+        raise ModelConfigError(f"model.device {device!r}: torch sees no CUDA device on this machine "
+                               "(use auto or cpu)")
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise ModelConfigError(f"model.device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 

@@ -52,6 +52,11 @@ def frame_from_image(msg: Image, channels: int):
 
 
 class SegmenterNode(MssegNode):
+    """The first model loads on a thread of its own (importing torch and building a
+    network takes seconds), so the node answers a stop at once; the input subscription is
+    created once that model is loaded. A graph waiting for the segmenter (a replay) can
+    therefore wait for its subscription."""
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("segmenter", schema_for("segmenter"), **kwargs)
         self.model = None
@@ -59,8 +64,8 @@ class SegmenterNode(MssegNode):
         self.model_name = ""
         self.last_error = ""
         self.last_error_time = -1e9
-        self._load(self._parameters_flat())
-        p = self.params
+        #: set once the first model load has finished, loaded or not
+        self.first_load_done = threading.Event()
         self._inst_pub = self.create_publisher(Image, "segmentation/instances", results_qos())
         self._det_pub = self.create_publisher(PointCloud2, "segmentation/detections", results_qos())
         self._overlay_pub = self.create_publisher(Image, "segmentation/overlay", sensor_qos(1))
@@ -70,7 +75,23 @@ class SegmenterNode(MssegNode):
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="segmenter-worker", daemon=True)
         self._worker.start()
+        self._subscribe_timer = self.create_timer(0.1, self._subscribe_when_loaded)
+
+    def _subscribe_when_loaded(self) -> None:
+        if not self.first_load_done.is_set():
+            return
+        self._subscribe_timer.cancel()
+        p = self.params
         self.create_subscription(Image, p.input_topic, self._on_frame, sensor_qos(p.input_depth))
+
+    def _first_load(self) -> None:
+        try:
+            self._load(self._parameters_flat())
+        except Exception as exc:  # noqa: BLE001 - any failure leaves the node up, in ERROR
+            self.model_error = f"model not loaded: {type(exc).__name__}: {exc}"
+            self.get_logger().error(self.model_error)
+        finally:
+            self.first_load_done.set()
 
     def _parameters_flat(self) -> dict:
         return dict(self._schema_params.values)
@@ -94,6 +115,8 @@ class SegmenterNode(MssegNode):
 
     def on_parameters_change(self, proposed: Mapping[str, Any], changed: Mapping[str, Any]) -> str | None:
         if any(k.startswith(MODEL_GROUPS) for k in changed):
+            if not self.first_load_done.is_set():
+                return "the first model is still loading; set model parameters once it has loaded"
             return self._load(proposed)
         return None
 
@@ -105,6 +128,7 @@ class SegmenterNode(MssegNode):
         self._wake.set()
 
     def _work(self) -> None:
+        self._first_load()
         while not self._stop.is_set():
             if not self._wake.wait(0.2):
                 continue
@@ -145,6 +169,8 @@ class SegmenterNode(MssegNode):
 
     def diagnostics_status(self):
         extra = {"model": self.model_name or "-", "device": self.model.device if self.model else "-"}
+        if not self.first_load_done.is_set():
+            return WARN, "loading the model", extra
         if self.model is None:
             return ERROR, self.model_error or "no model", extra
         if self.last_error:
@@ -157,7 +183,8 @@ class SegmenterNode(MssegNode):
         if hasattr(self, "_worker"):  # rclpy destroys a node whose __init__ failed
             self._stop.set()
             self._wake.set()
-            self._worker.join(timeout=5.0)
+            if self.first_load_done.is_set():  # a load in progress is not waited for
+                self._worker.join(timeout=1.0)  # the frame in progress
         super().destroy_node()
 
 
