@@ -16,9 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from msseg_ros.core.paths import share_dir
+from msseg_ros.core.segmentation.base import SEGMENTERS as _SEGMENTER_TYPES
+
 CELLS = ("sorting_line", "bin_picking")
 MODES = ("sim", "replay", "live")
-SEGMENTERS = ("maskrcnn", "bicameral", "classic")
+#: the registered model types (the registry is the one list; listing imports no torch)
+SEGMENTERS = tuple(_SEGMENTER_TYPES.names())
 ROBOTS = ("delta", "fanuc", "dry_run")
 
 #: Every node executable of the package (console_scripts of the same name).
@@ -111,23 +115,6 @@ class GraphSpec:
 
 def executable_available(executable: str) -> bool:
     return importlib.util.find_spec(f"msseg_ros.ros.nodes.{executable}") is not None
-
-
-def share_dir() -> Path:
-    """The package's share folder: the source tree (editable or colcon --symlink-install
-    from source), the ament index (colcon), or ``<prefix>/share/msseg_ros`` (pip)."""
-    source = Path(__file__).resolve().parent.parent
-    if (source / "package.xml").is_file() and (source / "config").is_dir():
-        return source
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory("msseg_ros"))
-    except Exception:  # noqa: BLE001 - ament index absent or package not indexed
-        pass
-    import sys
-
-    return Path(sys.prefix) / "share" / "msseg_ros"
 
 
 def default_params_file(cell: str) -> str:

@@ -2,13 +2,8 @@ import numpy as np
 import pytest
 
 from msseg_ros.core.errors import ConfigError
-from msseg_ros.core.sim.bin_pile import (
-    PRODUCTS,
-    BinPileConfig,
-    BinPileWorld,
-    boundaries,
-    occlusion_map,
-)
+from msseg_ros.core.learning.targets import boundaries, occlusion_map
+from msseg_ros.core.sim.bin_pile import PRODUCTS, BinPileConfig, BinPileWorld
 
 CFG = BinPileConfig(seed=3, width=96, height=96, min_instances=6, max_instances=12)
 

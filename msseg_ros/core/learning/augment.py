@@ -6,8 +6,13 @@ that come from outside the frame is the per-channel ``fill`` (the empty belt).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from msseg_ros.core.learning.options import TrainingContext
 
 
 def flip(frame: np.ndarray, masks: np.ndarray, horizontal: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -80,3 +85,27 @@ def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
         ys, xs = np.nonzero(m)
         out[k] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
     return out
+
+
+def augment_instances(frame: np.ndarray, target: dict, context: TrainingContext
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One training sample augmented per ``context.options.augment``: patchwork, flips,
+    affine, in that order, each drawn from ``context.rng``. Instances left with fewer than
+    4 pixels are dropped.
+
+    Returns:
+        (frame (H, W, C), masks (N, H, W) bool, labels (N,) int64).
+    """
+    a, rng, fill = context.options.augment, context.rng, context.fill
+    masks, labels = target["masks"], target["labels"]
+    if a.patchwork and rng.random() < a.patchwork:
+        samples = [context.pool[int(rng.integers(len(context.pool)))] for _ in range(6)]
+        frame, masks, labels = patchwork(samples, frame.shape[:2], fill, rng)
+    if rng.random() < a.hflip:
+        frame, masks = flip(frame, masks, horizontal=True)
+    if rng.random() < a.vflip:
+        frame, masks = flip(frame, masks, horizontal=False)
+    if a.affine and rng.random() < a.affine:
+        frame, masks = affine(frame, masks, rng, fill)
+    keep = masks.reshape(len(masks), -1).sum(1) >= 4 if len(masks) else np.zeros(0, bool)
+    return frame, masks[keep], labels[keep]

@@ -9,8 +9,8 @@
   recall (correct / ground truth); accuracy = correct / matched; missed % = unmatched
   ground truth / all ground truth;
 * inference time per image (batch 1): median and p90, ms;
-* bicameral: ODS and AP of the boundary and occlusion maps against their ground truth,
-  0 px tolerance (synthetic data, as seed 001).
+* the model type's own metrics (``Segmenter.extra_metrics``): for bicameral, ODS and AP
+  of the boundary and occlusion maps (see ``map_metrics``).
 """
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ import numpy as np
 
 from msseg_ros.core.learning.coco import encode_mask
 from msseg_ros.core.learning.data import CocoFrames
+from msseg_ros.core.learning.map_metrics import THRESHOLDS, map_pr  # noqa: F401 - re-exported
 
 AP_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")
-THRESHOLDS = np.linspace(0.01, 0.99, 99)
 
 
 def _iou_matrix(pred_labels: np.ndarray, n_pred: int, gt_masks: np.ndarray) -> np.ndarray:
@@ -59,20 +59,6 @@ def match(iou: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict[i
             out[int(p)] = int(g)
             taken.add(g)
     return out
-
-
-def map_pr(acc: dict) -> tuple[float, float, np.ndarray, np.ndarray]:
-    """(ODS, AP, precision, recall) from accumulated TP/FP/FN per threshold."""
-    tp, fp, fn = acc["tp"], acc["fp"], acc["fn"]
-    p = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 1.0)
-    r = tp / np.maximum(tp + fn, 1)
-    f = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0)
-    order = np.argsort(r)
-    rr, pp = np.concatenate([[0], r[order], [r.max() if len(r) else 0]]), np.concatenate([[p[order][0]], p[order], [0]])
-    # interpolated precision (non-increasing in recall), then the area
-    pp = np.maximum.accumulate(pp[::-1])[::-1]
-    ap = float(np.sum(np.diff(rr) * pp[1:]))
-    return float(f.max()), ap, p, r
 
 
 def coco_eval(gt_doc: dict, results: list[dict], iou_type: str, backend: str = "pycocotools"):
@@ -110,9 +96,7 @@ def evaluate(seg, ds: CocoFrames, limit: int | None = None, score_threshold: flo
     unmatched_pred = np.zeros(K, np.int64)
     results: list[dict] = []
     times: list[float] = []
-    is_bicameral = getattr(seg, "type_name", "") == "bicameral"
-    maps = {m: {"tp": np.zeros(len(THRESHOLDS)), "fp": np.zeros(len(THRESHOLDS)), "fn": np.zeros(len(THRESHOLDS))}
-            for m in ("boundary", "occlusion")}
+    extra = seg.extra_metrics()  # the model type's own metrics, e.g. bicameral map ODS/AP
     ids = []
     it = tqdm(range(n), desc="eval", unit="img", leave=False, disable=not progress)
     for i in it:
@@ -139,16 +123,8 @@ def evaluate(seg, ds: CocoFrames, limit: int | None = None, score_threshold: flo
         for p_local in range(len(confident)):
             if p_local not in matched:
                 unmatched_pred[inst.class_ids[confident[p_local]] - 1] += 1
-        if is_bicameral:
-            from msseg_ros.core.learning.train import _maps_for
-
-            Y, Z = _maps_for(ds, i, tgt, frame.shape[:2])
-            y, z = seg.maps(seg.check_frame(frame)[0])
-            for name, pred, gt in (("boundary", y, Y > 0), ("occlusion", z, Z > 0)):
-                above = pred[None] > THRESHOLDS[:, None, None]
-                maps[name]["tp"] += (above & gt).sum((1, 2))
-                maps[name]["fp"] += (above & ~gt).sum((1, 2))
-                maps[name]["fn"] += (~above & gt).sum((1, 2))
+        if extra is not None:
+            extra.update(ds, i, frame, tgt)
     gt_doc = dict(ds.doc)
     keep = set(ids)
     gt_doc["images"] = [im for im in ds.doc["images"] if im["id"] in keep]
@@ -176,13 +152,10 @@ def evaluate(seg, ds: CocoFrames, limit: int | None = None, score_threshold: flo
     if timing and times:
         summary["time_median_ms"] = round(1000 * float(np.median(times)), 1)
         summary["time_p90_ms"] = round(1000 * float(np.percentile(times, 90)), 1)
-    pr = {}
-    if is_bicameral:
-        for name, acc in maps.items():
-            ods, ap, p, r = map_pr(acc)
-            summary[f"{name}_ODS"] = round(ods, 4)
-            summary[f"{name}_AP"] = round(ap, 4)
-            pr[name] = {"precision": p.tolist(), "recall": r.tolist()}
+    pr: dict = {}
+    if extra is not None:
+        values, pr = extra.summary()
+        summary.update(values)
     class_pr = {}
     if ev is not None:
         prec = ev.eval["precision"]  # (T, R, K, A, M)

@@ -1,11 +1,17 @@
-"""``msseg train``: one entry for the three models.
+"""``msseg train``: one entry for every model type.
 
 A training config (YAML) has four sections; ``--set section.key=value`` overrides any key::
 
-    model: {type: maskrcnn|bicameral|classic, ...model config...}
-    data:  {train: path/annotations/learning.json, val: path/annotations/validation.json}
+    model: {type: TYPE, ...model config...}            # TYPE: a registered model type
+    data:  {train: path/annotations/learning.json, val: path/annotations/validation.json,
+            image_root: optional folder of the images (COCO's usual separate folder)}
     train: {epochs, batch_size, lr, weight_decay, seed, device, eval_every, augment, ...}
     out:   runs/NAME
+
+The trainer knows no model type: the type's class (the plugin contract in
+``segmentation.base``) makes each batch of training targets and returns its own losses,
+or, for a fitted type, fits itself. The ``train`` options are
+:class:`~msseg_ros.core.learning.options.TrainOptions`.
 
 Defaults follow the seeds: Adam, lr 1e-4, weight decay 1e-4 (seed 000 Table 7.6, seed 001
 §4.1.3); bicameral trains on random crops (256 x 256 in the seed). ``in_channels``,
@@ -17,43 +23,51 @@ OUT receives ``model.safetensors`` (+ ``.yaml``; the best by the validation metr
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from msseg_ros.core.errors import ConfigError
-from msseg_ros.core.learning import augment as aug
 from msseg_ros.core.learning.data import CocoFrames, DatasetError
-from msseg_ros.core.segmentation import loading as _registers_models  # noqa: F401
-from msseg_ros.core.segmentation.base import SEGMENTERS, resolve_device
+from msseg_ros.core.learning.options import TrainingContext, TrainOptions
+from msseg_ros.core.segmentation.base import SEGMENTERS, Segmenter, resolve_device
 from msseg_ros.core.segmentation.checkpoint import load_checkpoint, save_checkpoint
 
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "epochs": 10,
-    "batch_size": 4,
-    "lr": 1e-4,
-    "weight_decay": 1e-4,
-    "seed": 0,
-    "device": "auto",
-    "eval_every": 1,
-    "max_steps": 0,  # 0: no limit
-    "max_minutes": 0.0,  # wall-clock budget; 0: no limit (the last eval and save still happen)
-    "init": "",  # a checkpoint to start from (fine-tuning); its normalisation is kept
-    "lr_schedule": "constant",  # or "cosine": 2 % linear warm-up, cosine to 5 % of lr
-    "threads": 0,  # 0: torch's default
-    "crop": 0,  # bicameral: random square crops of this size (0: whole images)
-    "save_dtype": "float32",  # or float16, for small shipped checkpoints
-    "pixels_per_class": 4000,  # classic
-    "augment": {"hflip": 0.5, "vflip": 0.5, "affine": 0.0, "patchwork": 0.0},
-    "eval_images": 0,  # 0: the whole validation set
-}
+if TYPE_CHECKING:
+    from msseg_ros.core.segmentation.torch_base import TorchSegmenter
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A validated training config.
+
+    Attributes:
+        model: the model config (``type`` and the type's keys; validated by the type when
+            the model is built, after ``auto`` values are filled from the training set).
+        train_file: the training set's COCO annotation file.
+        val_file: the validation set's, or None.
+        image_root: the folder image paths are relative to (None: the dataset's root).
+        options: the ``train`` section.
+        out: the run folder.
+    """
+
+    model: dict[str, Any]
+    train_file: str
+    val_file: str | None
+    options: TrainOptions
+    out: Path
+    image_root: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "data": {"train": self.train_file, "val": self.val_file,
+                                              "image_root": self.image_root},
+                "train": self.options.as_dict(), "out": str(self.out)}
 
 
 def set_dotted(tree: dict, key: str, value: Any) -> None:
@@ -66,7 +80,8 @@ def set_dotted(tree: dict, key: str, value: Any) -> None:
     node[leaf] = value
 
 
-def load_train_config(path: str | Path | None, sets: dict[str, Any]) -> dict:
+def load_train_config(path: str | Path | None, sets: dict[str, Any]) -> TrainConfig:
+    """Read a training config (YAML) and apply ``--set`` overrides (dotted keys)."""
     import yaml
 
     cfg: dict = {}
@@ -74,37 +89,33 @@ def load_train_config(path: str | Path | None, sets: dict[str, Any]) -> dict:
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"training config {str(p)!r} does not exist")
-        cfg = yaml.safe_load(p.read_text()) or {}
+        try:
+            cfg = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"training config {str(p)!r} is not valid YAML: {exc}") from None
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"training config {str(p)!r} is not a mapping of sections")
     for k, v in sets.items():
         set_dotted(cfg, k, list(v) if isinstance(v, tuple) else v)
     for section in ("model", "data"):
         if not isinstance(cfg.get(section), dict):
             raise ConfigError(f"training config lacks the {section!r} section")
     if "type" not in cfg["model"]:
-        raise ConfigError("training config lacks model.type (maskrcnn, bicameral or classic)")
+        raise ConfigError(f"training config lacks model.type ({', '.join(SEGMENTERS.names())})")
     if cfg["model"]["type"] not in SEGMENTERS:
         raise ConfigError(f"unknown model.type {cfg['model']['type']!r}; choose {', '.join(SEGMENTERS.names())}")
     if "train" not in cfg["data"]:
         raise ConfigError("training config lacks data.train (a COCO annotation file)")
-    train = copy.deepcopy(TRAIN_DEFAULTS)
-    for k, v in (cfg.get("train") or {}).items():
-        if k not in train:
-            raise ConfigError(f"unknown train option {k!r}; options: {', '.join(sorted(train))}")
-        if k == "augment":
-            unknown = set(v) - set(train["augment"])
-            if unknown:
-                raise ConfigError(f"unknown augment option(s) {sorted(unknown)}")
-            train["augment"].update(v)
-        else:
-            train[k] = v
-    cfg["train"] = train
-    if train["lr_schedule"] not in ("constant", "cosine"):
-        raise ConfigError(f"train.lr_schedule must be constant or cosine, got {train['lr_schedule']!r}")
-    if float(train["max_minutes"]) < 0:
-        raise ConfigError(f"train.max_minutes must be >= 0, got {train['max_minutes']}")
+    unknown = sorted(set(cfg["data"]) - {"train", "val", "image_root"})
+    if unknown:
+        raise ConfigError(f"unknown data option {unknown[0]!r}; options: image_root, train, val")
+    options = TrainOptions.from_mapping(cfg.get("train"))
     if not cfg.get("out"):
         raise ConfigError("training config lacks out (the run folder)")
-    return cfg
+    return TrainConfig(model=dict(cfg["model"]), train_file=str(cfg["data"]["train"]),
+                       val_file=str(cfg["data"]["val"]) if cfg["data"].get("val") else None,
+                       image_root=str(cfg["data"]["image_root"]) if cfg["data"].get("image_root") else None,
+                       options=options, out=Path(cfg["out"]))
 
 
 def lr_factor(schedule: str, progress: float) -> float:
@@ -165,39 +176,47 @@ def seed_everything(seed: int) -> np.random.Generator:
 
 
 # --------------------------------------------------------------------------------------
-def train(cfg: dict, resume: bool = False, log: Callable[[str], None] = print) -> dict:
-    """Run a training config (see the module docstring); returns the final state."""
-    out = Path(cfg["out"])
+def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print) -> dict:
+    """Run a training config (see the module docstring); returns the final state
+    (``epoch``, ``step``, ``history``, ``best``)."""
+    out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
-    t = cfg["train"]
+    t = cfg.options
     try:
-        train_ds = CocoFrames(cfg["data"]["train"])
-        val_ds = CocoFrames(cfg["data"]["val"]) if cfg["data"].get("val") else None
+        train_ds = CocoFrames(cfg.train_file, cfg.image_root)
+        val_ds = CocoFrames(cfg.val_file, cfg.image_root) if cfg.val_file else None
     except DatasetError as exc:
         raise ConfigError(str(exc)) from None
     if len(train_ds) == 0:
-        raise ConfigError(f"training set {cfg['data']['train']!r} has no images")
-    model_cfg = cfg["model"]
-    if t["init"]:
-        model_cfg = _inherit_normalisation(model_cfg, Path(t["init"]))
+        raise ConfigError(f"training set {cfg.train_file!r} has no images")
+    model_cfg = cfg.model
+    if t.init:
+        model_cfg = _inherit_normalisation(model_cfg, Path(t.init))
     model_cfg = complete_model_config(model_cfg, train_ds)
-    kind = model_cfg["type"]
-    (out / "train_config.json").write_text(json.dumps({**cfg, "model": model_cfg}, indent=1))
-    if kind == "classic":
-        from msseg_ros.core.learning.train_classic import fit_classic
+    cls = SEGMENTERS.get(model_cfg["type"])
+    model_cfg = cls.validate_config(model_cfg)
+    (out / "train_config.json").write_text(json.dumps({**cfg.as_dict(), "model": model_cfg}, indent=1))
+    if cls.trained_by == "fit":
+        return _fit(cls, model_cfg, cfg, train_ds, val_ds, log)
+    return _train_gradient(cls, model_cfg, cfg, train_ds, val_ds, resume, log)
 
-        rng = np.random.default_rng(t["seed"])
-        model = fit_classic(model_cfg, train_ds, rng, t["pixels_per_class"], log=log)
-        save_checkpoint(out / "model.safetensors", model.state_dict(), model.config)
-        state = {"epoch": 1, "step": 1, "history": [], "model": str(out / "model.safetensors")}
-        if val_ds is not None:
-            from msseg_ros.core.learning.evaluate import evaluate
 
-            metrics = evaluate(model, val_ds, limit=t["eval_images"] or None)
-            state["history"].append({"epoch": 1, "val": metrics["summary"]})
-        (out / "state.json").write_text(json.dumps(state, indent=1))
-        return state
-    return _train_torch(cfg, model_cfg, train_ds, val_ds, resume, log)
+def _fit(cls: type[Segmenter], model_cfg: dict, cfg: TrainConfig, train_ds: CocoFrames,
+         val_ds: CocoFrames | None, log: Callable[[str], None]) -> dict:
+    """A model fitted in one pass (``trained_by == "fit"``), then evaluated once."""
+    t = cfg.options
+    rng = np.random.default_rng(t.seed)
+    fill = np.asarray(model_cfg.get("fill_values") or np.zeros(model_cfg["in_channels"]), np.float32)
+    model = cls.fit(model_cfg, TrainingContext(train_ds, t, rng, fill), log)
+    save_checkpoint(cfg.out / "model.safetensors", model.state_dict(), model.config)
+    state: dict[str, Any] = {"epoch": 1, "step": 1, "history": [], "model": str(cfg.out / "model.safetensors")}
+    if val_ds is not None:
+        from msseg_ros.core.learning.evaluate import evaluate
+
+        metrics = evaluate(model, val_ds, limit=t.eval_images or None)
+        state["history"].append({"epoch": 1, "val": metrics["summary"]})
+    (cfg.out / "state.json").write_text(json.dumps(state, indent=1))
+    return state
 
 
 _KEY_METRICS = ("segm_AP", "bbox_AP", "accuracy", "missed_pct", "boundary_ODS", "occlusion_ODS")
@@ -253,75 +272,38 @@ def _prefetch(prepare: Callable, items, depth: int = 3):
     return gen()
 
 
-def _augment(frame, tgt, t, rng, fill, pool):
-    a = t["augment"]
-    masks, labels = tgt["masks"], tgt["labels"]
-    if a.get("patchwork", 0) and rng.random() < a["patchwork"]:
-        samples = [pool[int(rng.integers(len(pool)))] for _ in range(6)]
-        frame, masks, labels = aug.patchwork(samples, frame.shape[:2], fill, rng)
-    if rng.random() < a.get("hflip", 0):
-        frame, masks = aug.flip(frame, masks, horizontal=True)
-    if rng.random() < a.get("vflip", 0):
-        frame, masks = aug.flip(frame, masks, horizontal=False)
-    if a.get("affine", 0) and rng.random() < a["affine"]:
-        frame, masks = aug.affine(frame, masks, rng, fill)
-    keep = masks.reshape(len(masks), -1).sum(1) >= 4 if len(masks) else np.zeros(0, bool)
-    return frame, masks[keep], labels[keep]
-
-
-def _maps_for(ds: CocoFrames, i: int, tgt: dict, shape) -> tuple[np.ndarray, np.ndarray]:
-    """Boundary and occlusion maps of image i: the dataset's files (msseg sim-data
-    bin_picking writes them) or, with a depth file, computed by seed 001's procedure."""
-    import cv2
-
-    from msseg_ros.core.sim.bin_pile import boundaries, occlusion_map
-
-    im = ds.images[i]
-    if "boundaries_file" in im and "occlusions_file" in im:
-        Y = cv2.imread(str(ds.root / im["boundaries_file"]), cv2.IMREAD_GRAYSCALE) > 0
-        Z = cv2.imread(str(ds.root / im["occlusions_file"]), cv2.IMREAD_GRAYSCALE) > 0
-        return Y.astype(np.float32), Z.astype(np.float32)
-    if "depth_file" in im:
-        labels = np.zeros(shape, np.int32)
-        for k, m in enumerate(tgt["masks"], start=1):
-            labels[m] = k
-        z = -np.load(ds.root / im["depth_file"], allow_pickle=False)
-        Y = boundaries(labels)
-        return Y.astype(np.float32), occlusion_map(labels, z, Y, 5).astype(np.float32)
-    raise ConfigError(f"bicameral training needs boundary and occlusion maps; image {im['file_name']!r} "
-                      "has neither boundaries_file/occlusions_file nor depth_file")
-
-
-def _train_torch(cfg, model_cfg, train_ds, val_ds, resume, log) -> dict:
+def _train_gradient(cls: type[Segmenter], model_cfg: dict, cfg: TrainConfig, train_ds: CocoFrames,
+                    val_ds: CocoFrames | None, resume: bool, log: Callable[[str], None]) -> dict:
+    """Adam on the sum of the model's own losses; the model type makes the batches."""
     import torch
     from tqdm import tqdm
 
-    from msseg_ros.core.segmentation.bicameral import bicameral_loss
+    from msseg_ros.core.segmentation.torch_base import TorchSegmenter
 
-    t = cfg["train"]
-    out = Path(cfg["out"])
-    rng = seed_everything(int(t["seed"]))
-    if t["threads"]:
-        torch.set_num_threads(int(t["threads"]))
-    device = resolve_device(t["device"])
-    cls = SEGMENTERS.get(model_cfg["type"])
-    model_cfg = cls.validate_config(model_cfg)
+    t = cfg.options
+    out = cfg.out
+    rng = seed_everything(t.seed)
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    device = resolve_device(t.device)
     seg = cls.from_config(model_cfg, device=device)
+    if not isinstance(seg, TorchSegmenter):
+        raise ConfigError(f"{cls.type_name} is trained by gradient steps but is no TorchSegmenter")
     net = seg.net
-    opt = torch.optim.Adam(net.parameters(), lr=float(t["lr"]), weight_decay=float(t["weight_decay"]))
-    state = {"epoch": 0, "step": 0, "history": [], "best": None}
+    opt = torch.optim.Adam(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "history": [], "best": None}
     if resume:
         state = _load_state(out, net, opt, log)
-    elif t["init"]:
-        _load_init(Path(t["init"]), net, log)
+    elif t.init:
+        _load_init(Path(t.init), net, log)
     fill = np.asarray(model_cfg.get("fill_values") or model_cfg["image_mean"], np.float32)
-    kind = model_cfg["type"]
-    pool = [train_ds[i] for i in range(min(len(train_ds), 32))] if t["augment"].get("patchwork") else []
-    n_batches = math.ceil(len(train_ds) / int(t["batch_size"]))
-    planned = int(t["epochs"]) * n_batches
-    if t["max_steps"]:
-        planned = min(planned, int(t["max_steps"]))
-    budget_s = float(t["max_minutes"]) * 60.0
+    pool = [train_ds[i] for i in range(min(len(train_ds), 32))] if t.augment.patchwork else []
+    context = TrainingContext(train_ds, t, rng, fill, pool)
+    n_batches = math.ceil(len(train_ds) / t.batch_size)
+    planned = t.epochs * n_batches
+    if t.max_steps:
+        planned = min(planned, t.max_steps)
+    budget_s = t.max_minutes * 60.0
     started = time.monotonic()
 
     def progress() -> float:
@@ -329,69 +311,25 @@ def _train_torch(cfg, model_cfg, train_ds, val_ds, resume, log) -> dict:
         return max(p, (time.monotonic() - started) / budget_s) if budget_s else p
 
     def out_of_budget() -> bool:
-        return bool((t["max_steps"] and state["step"] >= t["max_steps"])
+        return bool((t.max_steps and state["step"] >= t.max_steps)
                     or (budget_s and time.monotonic() - started >= budget_s))
 
-    def prepare(idx):
-        """One batch as CPU tensors; runs in the prefetch thread, which alone draws from rng."""
-        if kind == "maskrcnn":
-            images, targets = [], []
-            for i in idx:
-                frame, tgt = train_ds[int(i)]
-                frame, masks, labels = _augment(frame, tgt, t, rng, fill, pool)
-                images.append(torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1))))
-                targets.append({
-                    "boxes": torch.from_numpy(aug.boxes_from_masks(masks)).reshape(-1, 4),
-                    "labels": torch.from_numpy(labels),
-                    "masks": torch.from_numpy(masks.astype(np.uint8)),
-                })
-            return images, targets
-        xs, ys, zs = [], [], []
-        for i in idx:
-            frame, tgt = train_ds[int(i)]
-            Y, Z = _maps_for(train_ds, int(i), tgt, frame.shape[:2])
-            stack = np.concatenate([frame, Y[..., None], Z[..., None]], axis=2)
-            if t["crop"]:
-                c = int(t["crop"])
-                H, W = stack.shape[:2]
-                if H >= c and W >= c:
-                    y0, x0 = int(rng.integers(0, H - c + 1)), int(rng.integers(0, W - c + 1))
-                    stack = stack[y0:y0 + c, x0:x0 + c]
-            if rng.random() < t["augment"].get("hflip", 0):
-                stack = stack[:, ::-1]
-            if rng.random() < t["augment"].get("vflip", 0):
-                stack = stack[::-1]
-            H, W = stack.shape[:2]
-            stack = np.pad(stack, ((0, (-H) % 16), (0, (-W) % 16), (0, 0)), mode="edge")
-            xs.append(stack[..., :-2])
-            ys.append(stack[..., -2])
-            zs.append(stack[..., -1])
-        x = torch.from_numpy(np.ascontiguousarray(np.stack(xs).transpose(0, 3, 1, 2)))
-        y = torch.from_numpy(np.ascontiguousarray(np.stack(ys)))[:, None]
-        z = torch.from_numpy(np.ascontiguousarray(np.stack(zs)))[:, None]
-        return x, y, z
+    def prepare(indices: np.ndarray) -> Any:
+        # runs in the prefetch thread, which alone draws from rng
+        return seg.training_batch([int(i) for i in indices], context)
 
-    for epoch in range(state["epoch"], int(t["epochs"])):
+    for epoch in range(state["epoch"], t.epochs):
         net.train()
         losses = []
-        batches = _prefetch(prepare, _batches(len(train_ds), int(t["batch_size"]), rng))
-        bar = tqdm(batches, total=n_batches, desc=f"epoch {epoch + 1}/{t['epochs']}", unit="batch", leave=False)
+        batches = _prefetch(prepare, _batches(len(train_ds), t.batch_size, rng))
+        bar = tqdm(batches, total=n_batches, desc=f"epoch {epoch + 1}/{t.epochs}", unit="batch", leave=False)
         for batch in bar:
             if out_of_budget():
                 break
             for group in opt.param_groups:
-                group["lr"] = float(t["lr"]) * lr_factor(t["lr_schedule"], progress())
-            if kind == "maskrcnn":
-                images, targets = batch
-                images = [im.to(device, non_blocking=True) for im in images]
-                targets = [{k: v.to(device, non_blocking=True) for k, v in tg.items()} for tg in targets]
-                parts = net(images, targets)
-                loss = sum(parts.values())
-            else:
-                x, y, z = (v.to(device, non_blocking=True) for v in batch)
-                ly, lz = net(seg.normalise(x))
-                lb, lo = bicameral_loss(ly, lz, y, z, float(model_cfg["mu"]))
-                loss = lb + lo
+                group["lr"] = t.lr * lr_factor(t.lr_schedule, progress())
+            parts = seg.training_losses(batch)
+            loss = sum(parts.values())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -402,14 +340,14 @@ def _train_torch(cfg, model_cfg, train_ds, val_ds, resume, log) -> dict:
         batches.close()
         entry = {"epoch": epoch + 1, "step": state["step"], "train_loss": float(np.mean(losses)) if losses else None,
                  "lr": opt.param_groups[0]["lr"], "minutes": round((time.monotonic() - started) / 60, 2)}
-        last_epoch = epoch + 1 == int(t["epochs"]) or out_of_budget()
-        if val_ds is not None and ((epoch + 1) % int(t["eval_every"]) == 0 or last_epoch):
+        last_epoch = epoch + 1 == t.epochs or out_of_budget()
+        if val_ds is not None and ((epoch + 1) % t.eval_every == 0 or last_epoch):
             from msseg_ros.core.learning.evaluate import evaluate
 
             net.eval()
-            metrics = evaluate(seg, val_ds, limit=t["eval_images"] or None, timing=False)
+            metrics = evaluate(seg, val_ds, limit=t.eval_images or None, timing=False)
             entry["val"] = metrics["summary"]
-            score = metrics["summary"].get("segm_AP", metrics["summary"].get("boundary_ODS", 0.0))
+            score = metrics["summary"].get("segm_AP") or 0.0
             if state["best"] is None or score >= state["best"]:
                 state["best"] = score
                 _save_model(out, seg, model_cfg, t)
@@ -430,12 +368,10 @@ def _train_torch(cfg, model_cfg, train_ds, val_ds, resume, log) -> dict:
     return state
 
 
-def _save_model(out: Path, seg, model_cfg: dict, t: dict) -> None:
+def _save_model(out: Path, seg: TorchSegmenter, model_cfg: dict, t: TrainOptions) -> None:
     sd = seg.net.state_dict()
-    if t["save_dtype"] == "float16":
+    if t.save_dtype == "float16":
         sd = {k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}
-    elif t["save_dtype"] != "float32":
-        raise ConfigError(f"train.save_dtype must be float32 or float16, got {t['save_dtype']!r}")
     save_checkpoint(out / "model.safetensors", {k: v.detach().cpu() for k, v in sd.items()}, model_cfg)
 
 

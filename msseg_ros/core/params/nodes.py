@@ -6,7 +6,9 @@ checks config/*.yaml against them.
 """
 from __future__ import annotations
 
+from msseg_ros.core import cells
 from msseg_ros.core.params.schema import Param, ParamType, Schema
+from msseg_ros.core.segmentation.base import SEGMENTERS
 
 T = ParamType
 CELLS = ("sorting_line", "bin_picking")
@@ -128,7 +130,7 @@ LINE_SCANNER = Schema(
     ],
 )
 
-SORTING_CLASSES = ["copper", "laminated_zinc", "paint", "brass", "aluminium", "pcb", "nickel", "rubber", "zamak"]
+SORTING_CLASSES = list(cells.SORTING_LINE_CLASSES)
 
 SEGMENTER = Schema(
     "segmenter",
@@ -139,7 +141,7 @@ SEGMENTER = Schema(
               "Frames to segment (sensor_msgs/Image), relative name.", read_only=True),
         Param("input_depth", T.INT, 1, "Queue depth of the frame subscription (1: newest only).",
               min=1, max=100, read_only=True),
-        Param("model.type", T.STR, "classic", "Model type.", choices=("maskrcnn", "bicameral", "classic")),
+        Param("model.type", T.STR, "classic", "Model type.", choices=tuple(SEGMENTERS.names())),
         Param("model.weights", T.STR, "",
               "Checkpoint (.safetensors path) or shipped model name; empty: the cell's default."),
         Param("model.device", T.STR, "auto", "Inference device.", choices=("auto", "cpu", "cuda")),

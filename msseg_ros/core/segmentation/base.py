@@ -1,7 +1,25 @@
-"""The Segmenter interface, its output, and the registry of models.
+"""The Segmenter interface (the model plugin contract), its output, and the registry of
+model types.
 
 A segmenter is called on one frame, ``(H, W, C)`` float (C = its ``in_channels``), and
 returns :class:`Instances`. Loading and inference live here in core; nodes only call them.
+
+The plugin contract. A model type is one module with one :class:`Segmenter` subclass,
+registered by one line in :data:`SEGMENTERS` (below). The class owns everything that
+depends on the type, so ``msseg train``, ``msseg eval``, ``msseg models`` and the
+segmenter node never branch on a type name:
+
+* ``default_config`` and :meth:`Segmenter.validate_config`: its config and defaults;
+* :meth:`Segmenter.from_config`: building it (the network, with or without weights);
+* :meth:`Segmenter.config_from_parameters`: its node parameter group (``param_group``);
+* training, either by gradient steps (``trained_by = "gradient"``: a
+  :class:`~msseg_ros.core.segmentation.torch_base.TorchSegmenter` turns COCO samples into
+  a batch of training targets with ``training_batch`` and returns its own losses from
+  ``training_losses``, as torchvision's detection models do) or by a closed-form fit
+  (``trained_by = "fit"``: :meth:`Segmenter.fit`);
+* :meth:`Segmenter.extra_metrics`: metrics beyond COCO AP and the contingency table;
+* :meth:`Segmenter.parameter_counts` and :meth:`Segmenter.parameter_counts_for`;
+* :meth:`Segmenter.export_spec`: the module and example inputs another runtime exports.
 
 NaN policy: non-finite pixels (NaN, ±inf, e.g. profiler drop-outs) are replaced by the
 model's fill value for that channel (its background, e.g. the empty belt), predicted
@@ -13,14 +31,19 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
 from msseg_ros.core import tables
 from msseg_ros.core.errors import MssegError
 from msseg_ros.core.registry import Registry
+
+if TYPE_CHECKING:
+    from msseg_ros.core.learning.data import CocoFrames
+    from msseg_ros.core.learning.options import TrainingContext
 
 
 class SegmentationError(MssegError):
@@ -33,6 +56,39 @@ class InvalidFrameError(SegmentationError, ValueError):
 
 class ModelConfigError(SegmentationError, ValueError):
     """A model configuration is invalid; the message names the key."""
+
+
+class ExportError(SegmentationError):
+    """A model cannot be exported to another runtime; the message says why."""
+
+
+class ExtraMetrics(Protocol):
+    """A model type's own evaluation metrics, accumulated over a dataset by ``msseg eval``."""
+
+    def update(self, dataset: CocoFrames, index: int, frame: np.ndarray, target: dict[str, Any]) -> None:
+        """Add image ``index`` (its frame and COCO target) of ``dataset``."""
+
+    def summary(self) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+        """(summary values by name, precision-recall curves by name)."""
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """What another runtime (ONNX Runtime, OpenVINO) exports of a model.
+
+    Attributes:
+        module: a ``torch.nn.Module`` whose forward takes ``example_inputs``.
+        example_inputs: inputs of the shapes and dtypes it runs on.
+        input_names: names of the exported graph's inputs.
+        output_names: names of its outputs, in the order ``module`` returns them.
+        dynamic_axes: ``{name: {axis: label}}`` for axes whose size may vary.
+    """
+
+    module: Any
+    example_inputs: tuple[Any, ...]
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -142,8 +198,9 @@ def masks_to_labels(masks: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, 
 
 @dataclass
 class Segmenter(abc.ABC):
-    """Base of all models. Subclasses set ``type_name`` and implement :meth:`predict`
-    and :meth:`from_config`.
+    """Base of all models: the plugin contract (see the module docstring). Subclasses set
+    ``type_name``, ``default_config`` and ``param_group``, and implement
+    :meth:`from_config` and :meth:`predict`, and extend :meth:`validate_config`.
 
     Attributes:
         config: the model config (``type``, ``in_channels``, ``classes`` and type keys).
@@ -155,6 +212,12 @@ class Segmenter(abc.ABC):
     fill_values: np.ndarray = field(default=None)  # type: ignore[assignment]
     max_invalid_fraction: float = 0.25
     type_name: ClassVar[str] = ""
+    #: the config a type starts from; a config given by a user or a checkpoint overrides it
+    default_config: ClassVar[Mapping[str, Any]] = {}
+    #: the node parameter group of this type's options (``{param_group}.{key}``)
+    param_group: ClassVar[str] = ""
+    #: "gradient" (msseg train's loop, TorchSegmenter hooks) or "fit" (:meth:`fit`)
+    trained_by: ClassVar[str] = "gradient"
 
     def __post_init__(self) -> None:
         if self.fill_values is None:
@@ -216,16 +279,59 @@ class Segmenter(abc.ABC):
         """Inference on a validated (H, W, C) float32 frame."""
 
     @classmethod
+    def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """``default_config`` updated with ``config``, checked; raises ModelConfigError.
+        Types extend this with their own keys."""
+        cfg = {**cls.default_config, **config}
+        require(cfg, "in_channels", int, lambda v: 1 <= v <= 512)
+        require(cfg, "classes", list, lambda v: len(v) >= 1)
+        return cfg
+
+    @classmethod
     @abc.abstractmethod
     def from_config(cls, config: dict, weights: dict | None = None, device: str = "cpu") -> Segmenter:
         """Build the model from its config and, if given, a checkpoint's tensors."""
+
+    @classmethod
+    def config_from_parameters(cls, group: Mapping[str, Any], score_threshold: float) -> dict[str, Any]:
+        """Config keys from the node's ``{param_group}.*`` parameters (prefix removed) and
+        its ``model.score_threshold`` (applied after the model by the node)."""
+        return dict(group)
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors or arrays to save; see msseg_ros.core.segmentation.checkpoint."""
         raise NotImplementedError
 
+    def parameter_counts(self) -> tuple[int, int]:
+        """(total, trainable) parameters; a fitted model's are all "trainable"."""
+        total = int(sum(np.asarray(v).size for v in self.state_dict().values()))
+        return total, total
+
+    @classmethod
+    def parameter_counts_for(cls, config: Mapping[str, Any]) -> tuple[int, int]:
+        """(total, trainable) parameters of a model of this config, without weights."""
+        return cls.from_config(dict(config)).parameter_counts()
+
+    @classmethod
+    def fit(cls, config: dict[str, Any], context: TrainingContext,
+            log: Callable[[str], None]) -> Segmenter:
+        """Fit a ``trained_by == "fit"`` model to ``context.dataset``."""
+        raise ModelConfigError(f"{cls.type_name} models are trained by gradient steps, not fitted")
+
+    def extra_metrics(self) -> ExtraMetrics | None:
+        """A fresh accumulator of this type's own evaluation metrics, or None."""
+        return None
+
+    def export_spec(self) -> ExportSpec:
+        """The module and inputs another runtime exports (see :class:`ExportSpec`)."""
+        raise ExportError(f"{self.type_name} models cannot be exported")
+
 
 SEGMENTERS: Registry[type[Segmenter]] = Registry("segmenter", required=("from_config", "predict"))
+# The model types, one line each; imported on first use (listing them imports no torch).
+SEGMENTERS.add_lazy("maskrcnn", "msseg_ros.core.segmentation.maskrcnn:MaskRCNNSegmenter")
+SEGMENTERS.add_lazy("bicameral", "msseg_ros.core.segmentation.bicameral:BicameralSegmenter")
+SEGMENTERS.add_lazy("classic", "msseg_ros.core.segmentation.classic:ClassicSegmenter")
 
 
 def resolve_device(device: str) -> str:

@@ -29,14 +29,22 @@ Defaults α = β = 0.1, P = 9.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
 from torch import nn
 
-from msseg_ros.core.segmentation.base import SEGMENTERS, Instances, require
+from msseg_ros.core import cells
+from msseg_ros.core.segmentation.base import ExportSpec, Instances, require
 from msseg_ros.core.segmentation.torch_base import TorchSegmenter, require_normalisation
+
+if TYPE_CHECKING:
+    from msseg_ros.core.learning.data import CocoFrames
+    from msseg_ros.core.learning.options import TrainingContext
 
 VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 DECODER = (256, 128, 64, 32)
@@ -45,7 +53,7 @@ WIDTHS = (25, 50, 75, 100)
 DEFAULT_CONFIG = {
     "type": "bicameral",
     "in_channels": 3,
-    "classes": ["object"],
+    "classes": list(cells.BIN_PICKING_CLASSES),
     "width": 25,
     "dropout": 0.5,
     "mu": 10.0,
@@ -167,9 +175,50 @@ def candidates_and_affordance(Y: np.ndarray, Z: np.ndarray, alpha: float = 0.1, 
     return labels, s1, s2
 
 
-@SEGMENTERS.register("bicameral")
+class _ProbabilityMaps(nn.Module):
+    """Normalisation, the network and the sigmoids: (1, C, H, W) raw frame, H and W
+    multiples of 16 -> (Ŷ, Ẑ), each (1, 1, H, W) in [0, 1]. What other runtimes export."""
+
+    def __init__(self, net: BicameralNet, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ly, lz = self.net((x - self.mean) / self.std)
+        return torch.sigmoid(ly), torch.sigmoid(lz)
+
+
+class BicameralMapMetrics:
+    """ODS and AP of the boundary and occlusion maps against their ground truth (seed 001
+    §5.2), over a dataset: ``msseg eval``'s extra metrics for this model type."""
+
+    def __init__(self, seg: BicameralSegmenter) -> None:
+        from msseg_ros.core.learning.map_metrics import PixelMapMetrics
+
+        self.seg = seg
+        self.metrics = PixelMapMetrics(("boundary", "occlusion"))
+
+    def update(self, dataset: CocoFrames, index: int, frame: np.ndarray, target: dict[str, Any]) -> None:
+        from msseg_ros.core.learning.targets import boundary_occlusion_maps
+
+        Y, Z = boundary_occlusion_maps(dataset, index, target, frame.shape[:2])
+        y, z = self.seg.maps(self.seg.check_frame(frame)[0])
+        self.metrics.update("boundary", y, Y > 0)
+        self.metrics.update("occlusion", z, Z > 0)
+
+    def summary(self) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+        return self.metrics.summary()
+
+
 class BicameralSegmenter(TorchSegmenter):
+    """The bicameral boundary/occlusion network (seed 001). Trains on random crops
+    (``train.crop``; 256 x 256 in the seed) with the seed's weighted losses (eqs 4.1, 4.2)."""
+
     type_name = "bicameral"
+    default_config = DEFAULT_CONFIG
+    param_group = "bicameral"
 
     def __init__(self, config: dict, net: BicameralNet, device: str) -> None:
         super().__init__(config, net, device)
@@ -177,9 +226,9 @@ class BicameralSegmenter(TorchSegmenter):
         self.mean = torch.tensor(config["image_mean"], dtype=torch.float32, device=device).view(1, c, 1, 1)
         self.std = torch.tensor(config["image_std"], dtype=torch.float32, device=device).view(1, c, 1, 1)
 
-    @staticmethod
-    def validate_config(config: dict) -> dict:
-        cfg = {**DEFAULT_CONFIG, **config}
+    @classmethod
+    def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        cfg = {**cls.default_config, **config}
         c = require(cfg, "in_channels", int, lambda v: 1 <= v <= 512)
         require(cfg, "width", int, lambda v: v in WIDTHS)
         require(cfg, "alpha", (int, float), lambda v: 0 <= v <= 1)
@@ -198,6 +247,54 @@ class BicameralSegmenter(TorchSegmenter):
 
     def normalise(self, frames: torch.Tensor) -> torch.Tensor:
         return (frames - self.mean) / self.std
+
+    def training_batch(self, indices: Sequence[int], context: TrainingContext
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x (B, C, H, W) raw frames, y (B, 1, H, W) boundaries, z (B, 1, H, W) occlusions):
+        random crops of ``train.crop`` px, flips, padded to multiples of 16 by edge values."""
+        from msseg_ros.core.learning.targets import boundary_occlusion_maps
+
+        opts, rng = context.options, context.rng
+        xs, ys, zs = [], [], []
+        for i in indices:
+            frame, tgt = context.dataset[int(i)]
+            Y, Z = boundary_occlusion_maps(context.dataset, int(i), tgt, frame.shape[:2])
+            stack = np.concatenate([frame, Y[..., None], Z[..., None]], axis=2)
+            if opts.crop:
+                c = int(opts.crop)
+                H, W = stack.shape[:2]
+                if H >= c and W >= c:
+                    y0, x0 = int(rng.integers(0, H - c + 1)), int(rng.integers(0, W - c + 1))
+                    stack = stack[y0:y0 + c, x0:x0 + c]
+            if rng.random() < opts.augment.hflip:
+                stack = stack[:, ::-1]
+            if rng.random() < opts.augment.vflip:
+                stack = stack[::-1]
+            H, W = stack.shape[:2]
+            stack = np.pad(stack, ((0, (-H) % 16), (0, (-W) % 16), (0, 0)), mode="edge")
+            xs.append(stack[..., :-2])
+            ys.append(stack[..., -2])
+            zs.append(stack[..., -1])
+        x = torch.from_numpy(np.ascontiguousarray(np.stack(xs).transpose(0, 3, 1, 2)))
+        y = torch.from_numpy(np.ascontiguousarray(np.stack(ys)))[:, None]
+        z = torch.from_numpy(np.ascontiguousarray(np.stack(zs)))[:, None]
+        return x, y, z
+
+    def training_losses(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x, y, z = (v.to(self._device, non_blocking=True) for v in batch)
+        ly, lz = self.net(self.normalise(x))
+        lb, lo = bicameral_loss(ly, lz, y, z, float(self.config["mu"]))
+        return {"loss_boundaries": lb, "loss_occlusions": lo}
+
+    def extra_metrics(self) -> BicameralMapMetrics:
+        return BicameralMapMetrics(self)
+
+    def export_spec(self) -> ExportSpec:
+        module = _ProbabilityMaps(self.net, self.mean, self.std).eval()
+        example = self.mean.expand(1, self.in_channels, 256, 256).contiguous()
+        return ExportSpec(module, (example,), ("frame",), ("boundaries", "occlusions"),
+                          {"frame": {2: "height", 3: "width"}, "boundaries": {2: "height", 3: "width"},
+                           "occlusions": {2: "height", 3: "width"}})
 
     @torch.inference_mode()
     def maps(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,10 +15,13 @@ Weights (arrays): ``scaler_mean``, ``scaler_scale`` (F,); ``rff_weights`` (F, D)
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
+from msseg_ros.core import cells
 from msseg_ros.core.segmentation.base import (
-    SEGMENTERS,
     Instances,
     ModelConfigError,
     Segmenter,
@@ -27,10 +30,13 @@ from msseg_ros.core.segmentation.base import (
 from msseg_ros.core.segmentation.blobs import height_blobs
 from msseg_ros.core.segmentation.checkpoint import CheckpointError, check_matches
 
+if TYPE_CHECKING:
+    from msseg_ros.core.learning.options import TrainingContext
+
 DEFAULT_CONFIG = {
     "type": "classic",
     "in_channels": 11,
-    "classes": ["copper", "laminated_zinc", "paint", "brass", "aluminium", "pcb", "nickel", "rubber", "zamak"],
+    "classes": list(cells.SORTING_LINE_CLASSES),
     "height_channel": 0,
     "feature_channels": list(range(1, 11)),
     "height_threshold_mm": 1.0,
@@ -52,18 +58,24 @@ def object_statistics(pixel_classes: np.ndarray, n_classes: int, area: int) -> n
     return np.concatenate([shares, [np.log1p(area)]])
 
 
-@SEGMENTERS.register("classic")
 class ClassicSegmenter(Segmenter):
+    """Height blobs classified by two SVMs (seed 000 §2.2): per pixel on random Fourier
+    features of the VNIR/X-ray channels, then per blob on its pixels' class shares.
+    Fitted in closed form (``trained_by = "fit"``), run in numpy."""
+
     type_name = "classic"
+    default_config = DEFAULT_CONFIG
+    param_group = "classic"
+    trained_by = "fit"
 
     def __init__(self, config: dict, weights: dict[str, np.ndarray]) -> None:
         super().__init__(config, fill_values=np.asarray(
             config.get("fill_values") or [0.0] * config["in_channels"], np.float32))
         self.w = {k: np.asarray(v, np.float64) for k, v in weights.items()}
 
-    @staticmethod
-    def validate_config(config: dict) -> dict:
-        cfg = {**DEFAULT_CONFIG, **config}
+    @classmethod
+    def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        cfg = {**cls.default_config, **config}
         c = require(cfg, "in_channels", int, lambda v: 1 <= v <= 512)
         require(cfg, "classes", list, lambda v: len(v) >= 1)
         require(cfg, "height_channel", int, lambda v: 0 <= v < c)
@@ -76,7 +88,12 @@ class ClassicSegmenter(Segmenter):
         return cfg
 
     def expected_shapes(self) -> dict[str, tuple[int, ...]]:
-        F, D, K = len(self.config["feature_channels"]), self.config["rff_components"], len(self.classes)
+        return self.shapes_for(self.config)
+
+    @staticmethod
+    def shapes_for(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        """The weight arrays of a model of ``config``, by name."""
+        F, D, K = len(config["feature_channels"]), config["rff_components"], len(config["classes"])
         return {"scaler_mean": (F,), "scaler_scale": (F,), "rff_weights": (F, D), "rff_offset": (D,),
                 "pixel_coef": (K, D), "pixel_intercept": (K,), "object_mean": (K + 1,),
                 "object_scale": (K + 1,), "object_coef": (K, K + 1), "object_intercept": (K,)}
@@ -90,6 +107,80 @@ class ClassicSegmenter(Segmenter):
         model = cls(cfg, weights)
         check_matches(model.expected_shapes(), weights, "(classic)")
         return model
+
+    @classmethod
+    def parameter_counts_for(cls, config: Mapping[str, Any]) -> tuple[int, int]:
+        total = int(sum(np.prod(shape) for shape in cls.shapes_for(cls.validate_config(config)).values()))
+        return total, total
+
+    @classmethod
+    def fit(cls, config: dict[str, Any], context: TrainingContext,
+            log: Callable[[str], None]) -> ClassicSegmenter:
+        """Fit both SVMs with scikit-learn on ``train.pixels_per_class`` pixels per class,
+        exported as plain arrays."""
+        from sklearn.kernel_approximation import RBFSampler
+        from sklearn.preprocessing import StandardScaler
+        from sklearn.svm import LinearSVC
+
+        cfg = cls.validate_config(config)
+        ds, rng, pixels_per_class = context.dataset, context.rng, context.options.pixels_per_class
+        K = len(cfg["classes"])
+        fc = cfg["feature_channels"]
+        per_class: dict[int, list[np.ndarray]] = {k: [] for k in range(1, K + 1)}
+        objects: list[tuple[np.ndarray, int, int]] = []
+        for i in range(len(ds)):
+            frame, tgt = ds[i]
+            for m, lab in zip(tgt["masks"], tgt["labels"], strict=True):
+                px = frame[m][:, fc]
+                per_class[int(lab)].append(px)
+                objects.append((px, int(lab), int(m.sum())))
+        xs, ys = [], []
+        for k, chunks in per_class.items():
+            if not chunks:
+                continue
+            allpx = np.concatenate(chunks)
+            pick = rng.choice(len(allpx), min(len(allpx), pixels_per_class), replace=False)
+            xs.append(allpx[pick])
+            ys.append(np.full(len(pick), k))
+        if not xs:
+            raise ModelConfigError("the training set has no annotated object")
+        X, Y = np.concatenate(xs).astype(np.float64), np.concatenate(ys)
+        scaler = StandardScaler().fit(X)
+        rff = RBFSampler(gamma=cfg["rff_gamma"], n_components=cfg["rff_components"],
+                         random_state=int(rng.integers(2**31))).fit(scaler.transform(X))
+        svm = LinearSVC(C=1.0, max_iter=5000, random_state=int(rng.integers(2**31)))
+        svm.fit(rff.transform(scaler.transform(X)), Y)
+        coef = np.zeros((K, cfg["rff_components"]))
+        icpt = np.full(K, -1e6)  # a class absent from training can never win
+        coef[svm.classes_ - 1] = svm.coef_ if len(svm.classes_) > 2 else np.vstack([-svm.coef_, svm.coef_])
+        icpt[svm.classes_ - 1] = svm.intercept_ if len(svm.classes_) > 2 else [-svm.intercept_[0], svm.intercept_[0]]
+        weights = {
+            "scaler_mean": scaler.mean_, "scaler_scale": scaler.scale_,
+            "rff_weights": rff.random_weights_, "rff_offset": rff.random_offset_,
+            "pixel_coef": coef, "pixel_intercept": icpt,
+        }
+        log(f"classic: pixel SVM on {len(X)} pixels of {len(svm.classes_)} classes")
+        tmp = cls(cfg, {**weights, "object_mean": np.zeros(K + 1), "object_scale": np.ones(K + 1),
+                                     "object_coef": np.zeros((K, K + 1)), "object_intercept": np.zeros(K)})
+        stats, labels = [], []
+        for px, lab, area in objects:
+            pred = np.argmax(tmp.pixel_scores(px.astype(np.float64)), axis=1) + 1
+            stats.append(object_statistics(pred, K, area))
+            labels.append(lab)
+        S, L = np.array(stats), np.array(labels)
+        oscaler = StandardScaler().fit(S)
+        osvm = LinearSVC(C=1.0, max_iter=5000, random_state=int(rng.integers(2**31))).fit(oscaler.transform(S), L)
+        ocoef = np.zeros((K, K + 1))
+        oicpt = np.full(K, -1e6)
+        if len(osvm.classes_) > 2:
+            ocoef[osvm.classes_ - 1], oicpt[osvm.classes_ - 1] = osvm.coef_, osvm.intercept_
+        else:
+            ocoef[osvm.classes_ - 1] = np.vstack([-osvm.coef_, osvm.coef_])
+            oicpt[osvm.classes_ - 1] = [-osvm.intercept_[0], osvm.intercept_[0]]
+        weights.update({"object_mean": oscaler.mean_, "object_scale": np.where(oscaler.scale_ > 0, oscaler.scale_, 1.0),
+                        "object_coef": ocoef, "object_intercept": oicpt})
+        log(f"classic: object SVM on {len(S)} objects")
+        return cls.from_config(cfg, weights)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {k: v.astype(np.float32) for k, v in self.w.items()}

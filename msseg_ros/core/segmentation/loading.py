@@ -1,25 +1,57 @@
 """Build segmenters from a config, a checkpoint path, or a shipped model's name.
 
 Shipped models live in ``config/models/NAME.safetensors`` (with ``NAME.yaml``, and a
-model card ``NAME.md``). Importing this module registers every model type.
+model card ``NAME.md``). Model types come from the registry (``base.SEGMENTERS``); a
+type's module is imported when a model of that type is first built.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from msseg_ros.core.segmentation import bicameral, classic, maskrcnn  # noqa: F401 - registers the types
-from msseg_ros.core.segmentation.base import SEGMENTERS, ModelConfigError, Segmenter
+from msseg_ros.core.paths import share_dir
+from msseg_ros.core.segmentation.base import SEGMENTERS, ModelConfigError, Segmenter, resolve_device
 from msseg_ros.core.segmentation.checkpoint import CheckpointError, load_checkpoint
 
-DEFAULTS = {"maskrcnn": maskrcnn.DEFAULT_CONFIG, "bicameral": bicameral.DEFAULT_CONFIG,
-            "classic": classic.DEFAULT_CONFIG}
+
+@dataclass(frozen=True)
+class ModelSelection:
+    """The model a segmenter node's parameters select.
+
+    Attributes:
+        cell: the cell (names the shipped model ``{cell}_{type}`` when ``weights`` is empty).
+        type: a registered model type.
+        weights: a checkpoint path or shipped model name; empty: the cell's shipped model.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        score_threshold: instances scoring lower are dropped (by the node, after the model).
+        classes: class names that must match the model's (empty: the checkpoint's).
+        options: the type's own options (its parameter group, prefix removed).
+    """
+
+    cell: str
+    type: str
+    weights: str = ""
+    device: str = "cpu"
+    score_threshold: float = 0.5
+    classes: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def weights_name(self) -> str:
+        return self.weights or f"{self.cell}_{self.type}"
+
+    def model_config(self) -> dict[str, Any]:
+        """The config keys this selection sets over the checkpoint's."""
+        cls = SEGMENTERS.get(self.type)
+        cfg: dict[str, Any] = {"type": self.type, **cls.config_from_parameters(self.options, self.score_threshold)}
+        if self.classes:
+            cfg["classes"] = list(self.classes)
+        return cfg
 
 
 def models_dir() -> Path:
-    from msseg_ros.graph import share_dir
-
     return share_dir() / "config" / "models"
 
 
@@ -68,42 +100,10 @@ def load_segmenter(weights: str | None = None, config: dict | None = None, devic
     return cls.from_config(cfg, arrays, device)
 
 
-def parameter_counts(seg: Segmenter) -> tuple[int, int]:
-    """(total, trainable) parameters."""
-    net = getattr(seg, "net", None)
-    if net is not None:
-        total = sum(p.numel() for p in net.parameters())
-        return total, sum(p.numel() for p in net.parameters() if p.requires_grad)
-    total = int(sum(np.asarray(v).size for v in seg.state_dict().values()))
-    return total, total
-
-
-def config_from_params(p: dict) -> tuple[str, dict]:
-    """Node parameters (flat, e.g. ``model.type``) -> (weights, config overrides).
-
-    An empty ``model.weights`` means the shipped model ``{cell}_{model.type}``.
-    """
-    kind = p["model.type"]
-    weights = p["model.weights"] or f"{p['cell']}_{kind}"
-    cfg: dict = {"type": kind}
-    if p.get("model.classes"):
-        cfg["classes"] = list(p["model.classes"])
-    if kind == "bicameral":
-        cfg.update(alpha=p["bicameral.alpha"], beta=p["bicameral.beta"], patch=p["bicameral.patch"])
-    elif kind == "maskrcnn":
-        cfg.update(mask_threshold=p["maskrcnn.mask_threshold"],
-                   score_threshold=min(p["model.score_threshold"], 0.05))  # filter after, not in the net
-    elif kind == "classic":
-        cfg.update(height_threshold_mm=p["classic.height_threshold_mm"], min_area_px=p["classic.min_area_px"])
-    return weights, cfg
-
-
-def segmenter_from_params(p: dict) -> Segmenter:
-    """Load the model that node parameters describe (raises a specific MssegError)."""
-    from msseg_ros.core.segmentation.base import resolve_device
-
-    weights, cfg = config_from_params(p)
-    seg = load_segmenter(weights, config=cfg, device=resolve_device(p["model.device"]))
-    if p.get("model.classes") and len(p["model.classes"]) != len(seg.classes):
-        raise ModelConfigError(f"model.classes has {len(p['model.classes'])} names; the model has {len(seg.classes)}")
+def load_selected(selection: ModelSelection) -> Segmenter:
+    """Load the model a node's parameters select (raises a specific MssegError)."""
+    seg = load_segmenter(selection.weights_name, config=selection.model_config(),
+                         device=resolve_device(selection.device))
+    if selection.classes and len(selection.classes) != len(seg.classes):
+        raise ModelConfigError(f"model.classes has {len(selection.classes)} names; the model has {len(seg.classes)}")
     return seg

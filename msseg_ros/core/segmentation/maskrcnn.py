@@ -15,6 +15,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,8 +29,9 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+from msseg_ros.core import cells
 from msseg_ros.core.segmentation.base import (
-    SEGMENTERS,
+    ExportSpec,
     Instances,
     ModelConfigError,
     masks_to_labels,
@@ -36,16 +39,21 @@ from msseg_ros.core.segmentation.base import (
 )
 from msseg_ros.core.segmentation.torch_base import TorchSegmenter, require_normalisation
 
+if TYPE_CHECKING:
+    from msseg_ros.core.learning.options import TrainingContext
+
+#: the score threshold inside the network: low, so that the node (model.score_threshold)
+#: and msseg eval (AP over all scores) filter afterwards
+NET_SCORE_THRESHOLD = 0.05
+
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnext50_32x4d",
              "resnext101_32x8d", "mobilenet_v3_large")
 
-TABLE_6_1_MEAN = [0.16, 64593, 64404, 2014, 1911, 2502, 2479, 2318, 2281, 2200, 2187.0]
-TABLE_6_1_STD = [1.73, 3390, 3003, 1335, 858, 474, 417, 404, 414, 453, 554.0]
 
 DEFAULT_CONFIG = {
     "type": "maskrcnn",
     "in_channels": 11,
-    "classes": ["copper", "laminated_zinc", "paint", "brass", "aluminium", "pcb", "nickel", "rubber", "zamak"],
+    "classes": list(cells.SORTING_LINE_CLASSES),
     "backbone": "resnet50",
     "anchor_sizes": [8, 16, 32, 64, 128],
     "aspect_ratios": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0],
@@ -57,8 +65,8 @@ DEFAULT_CONFIG = {
     "fpn_channels": 256,
     "box_representation": 1024,
     "mask_channels": 256,
-    "image_mean": TABLE_6_1_MEAN,
-    "image_std": TABLE_6_1_STD,
+    "image_mean": list(cells.TABLE_6_1_MEAN),
+    "image_std": list(cells.TABLE_6_1_STD),
 }
 
 
@@ -123,13 +131,17 @@ def build_maskrcnn(cfg: dict) -> MaskRCNN:
     )
 
 
-@SEGMENTERS.register("maskrcnn")
 class MaskRCNNSegmenter(TorchSegmenter):
-    type_name = "maskrcnn"
+    """torchvision's Mask R-CNN for C channels (seed 000). In training the network returns
+    its own losses (RPN objectness and box, RoI classifier, box and mask)."""
 
-    @staticmethod
-    def validate_config(config: dict) -> dict:
-        cfg = {**DEFAULT_CONFIG, **config}
+    type_name = "maskrcnn"
+    default_config = DEFAULT_CONFIG
+    param_group = "maskrcnn"
+
+    @classmethod
+    def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        cfg = {**cls.default_config, **config}
         c = require(cfg, "in_channels", int, lambda v: 1 <= v <= 512)
         require(cfg, "classes", list, lambda v: len(v) >= 1)
         if cfg["backbone"] not in BACKBONES:
@@ -151,6 +163,44 @@ class MaskRCNNSegmenter(TorchSegmenter):
     @classmethod
     def describe(cls, cfg: dict) -> str:
         return f"(maskrcnn {cfg['backbone']})"
+
+    @classmethod
+    def config_from_parameters(cls, group: Mapping[str, Any], score_threshold: float) -> dict[str, Any]:
+        return {**group, "score_threshold": min(score_threshold, NET_SCORE_THRESHOLD)}
+
+    def training_batch(self, indices: Sequence[int], context: TrainingContext
+                       ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+        """(images (C, H, W) float32, targets {boxes (N, 4), labels (N,), masks (N, H, W) uint8})."""
+        from msseg_ros.core.learning.augment import augment_instances, boxes_from_masks
+
+        images, targets = [], []
+        for i in indices:
+            frame, tgt = context.dataset[int(i)]
+            frame, masks, labels = augment_instances(frame, tgt, context)
+            images.append(torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1))))
+            targets.append({
+                "boxes": torch.from_numpy(boxes_from_masks(masks)).reshape(-1, 4),
+                "labels": torch.from_numpy(labels),
+                "masks": torch.from_numpy(masks.astype(np.uint8)),
+            })
+        return images, targets
+
+    def training_losses(self, batch: tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]
+                        ) -> dict[str, torch.Tensor]:
+        images, targets = batch
+        dev = self._device
+        images = [im.to(dev, non_blocking=True) for im in images]
+        targets = [{k: v.to(dev, non_blocking=True) for k, v in tg.items()} for tg in targets]
+        return self.net(images, targets)
+
+    def export_spec(self) -> ExportSpec:
+        """torchvision's Mask R-CNN at test time: one (C, H, W) image in a list; boxes,
+        labels, scores and (N, 1, H, W) mask probabilities out."""
+        c = self.in_channels
+        example = torch.as_tensor(self.config["image_mean"], dtype=torch.float32).view(c, 1, 1).expand(c, 256, 256)
+        return ExportSpec(self.net, ([example.contiguous()],), ("image",),
+                          ("boxes", "labels", "scores", "masks"),
+                          {"image": {1: "height", 2: "width"}})
 
     @torch.inference_mode()
     def raw(self, frame: np.ndarray) -> dict[str, torch.Tensor]:

@@ -4,7 +4,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from msseg_ros.core import cells
 from msseg_ros.core.segmentation.base import Instances
+
+
+def false_colour(image: np.ndarray) -> np.ndarray:
+    """(H, W, 11) frame -> (H, W, 3) uint8: VNIR 691/561/433 nm as R/G/B, stretched by
+    the Table 6.1 statistics so that the dark belt is dark and metals are visible."""
+    bands = image[..., [7, 5, 3]].astype(np.float64)
+    lo = np.array([cells.TABLE_6_1_MEAN[i] - cells.TABLE_6_1_STD[i] for i in (7, 5, 3)])
+    hi = 8000.0
+    return (np.clip((bands - lo) / (hi - lo), 0, 1) ** 0.7 * 255).astype(np.uint8)
 
 
 def class_colours(n: int) -> np.ndarray:
@@ -20,8 +30,6 @@ def display_rgb(frame: np.ndarray) -> np.ndarray:
     """Something to draw on: RGB uint8 from a 3-channel image, the 11-channel false colour,
     or the first channel stretched to grey."""
     if frame.ndim == 3 and frame.shape[2] == 11:
-        from msseg_ros.core.sim.preview import false_colour
-
         return false_colour(frame)
     if frame.ndim == 3 and frame.shape[2] == 3:
         f = frame if frame.dtype == np.uint8 else np.clip(frame, 0, 255).astype(np.uint8)

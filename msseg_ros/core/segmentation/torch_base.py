@@ -1,11 +1,19 @@
-"""What the torch models share: building the network, loading weights, the device."""
+"""What the torch models share: building the network, loading weights, the device, and
+the hooks of gradient training."""
 from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from msseg_ros.core.segmentation.base import ModelConfigError, Segmenter, require, resolve_device
 from msseg_ros.core.segmentation.checkpoint import check_matches
+
+if TYPE_CHECKING:
+    from msseg_ros.core.learning.options import TrainingContext
 
 
 def require_normalisation(cfg: dict, channels: int) -> None:
@@ -20,7 +28,14 @@ def require_normalisation(cfg: dict, channels: int) -> None:
 
 class TorchSegmenter(Segmenter):
     """A segmenter around ``net`` (a torch module). Subclasses define ``validate_config``,
-    ``build_net`` and ``describe``; NaN pixels are filled with ``image_mean``."""
+    ``build_net``, ``describe`` and the two training hooks; NaN pixels are filled with
+    ``image_mean``.
+
+    Training (``msseg train``): ``training_batch`` turns the COCO samples ``indices`` into
+    one batch of CPU tensors (inputs and targets; it runs in a prefetch thread and alone
+    draws from ``context.rng``), and ``training_losses`` runs the network in training mode
+    on that batch and returns its named losses, which the trainer sums.
+    """
 
     def __init__(self, config: dict, net: torch.nn.Module, device: str) -> None:
         super().__init__(config, fill_values=np.asarray(config["image_mean"], np.float32))
@@ -50,3 +65,15 @@ class TorchSegmenter(Segmenter):
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.net.state_dict()
+
+    def parameter_counts(self) -> tuple[int, int]:
+        total = sum(p.numel() for p in self.net.parameters())
+        return total, sum(p.numel() for p in self.net.parameters() if p.requires_grad)
+
+    @abc.abstractmethod
+    def training_batch(self, indices: Sequence[int], context: TrainingContext) -> Any:
+        """Samples ``indices`` of ``context.dataset`` as one batch of CPU tensors."""
+
+    @abc.abstractmethod
+    def training_losses(self, batch: Any) -> dict[str, torch.Tensor]:
+        """Named scalar losses of ``batch`` (moved to the model's device here)."""

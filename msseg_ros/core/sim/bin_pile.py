@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from msseg_ros.core.errors import ConfigError
+from msseg_ros.core.learning.targets import boundaries, occlusion_map
 from msseg_ros.core.sim import replace_checked
 
 PRODUCTS = ("sachet", "stick", "box")
@@ -264,48 +264,6 @@ class Pile:
             self.instances = [i for i in self.instances if i.id != iid]
             self.settle()
         return PickOutcome(iid, contact, contact >= 0.9, unoccluded, success)
-
-
-def boundaries(labels: np.ndarray) -> np.ndarray:
-    """Y: 1 where the right or lower neighbour has another label and one of the two is an
-    instance (bin-to-bin is no boundary)."""
-    Y = np.zeros(labels.shape, bool)
-    right = labels[:, :-1] != labels[:, 1:]
-    down = labels[:-1, :] != labels[1:, :]
-    Y[:, :-1] |= right & ((labels[:, :-1] > 0) | (labels[:, 1:] > 0))
-    Y[:-1, :] |= down & ((labels[:-1, :] > 0) | (labels[1:, :] > 0))
-    return Y.astype(np.uint8)
-
-
-def occlusion_map(labels: np.ndarray, z: np.ndarray, Y: np.ndarray, patch: int) -> np.ndarray:
-    """Z per seed 001 §4.1.2 (see the module docstring); vectorised over boundary pixels."""
-    r = patch // 2
-    H, W = labels.shape
-    lab = np.pad(labels, r, mode="edge")
-    zz = np.pad(z, r, mode="edge")
-    ys, xs = np.nonzero(Y)
-    if len(ys) == 0:
-        return np.zeros((H, W), np.uint8)
-    win_l = sliding_window_view(lab, (patch, patch))[ys, xs].reshape(len(ys), -1)
-    win_z = sliding_window_view(zz, (patch, patch))[ys, xs].reshape(len(ys), -1)
-    srt = np.sort(win_l, axis=1)
-    n_seg = 1 + np.count_nonzero(np.diff(srt, axis=1), axis=1)
-    a, b = srt[:, 0], srt[:, -1]
-    in_a = win_l == a[:, None]
-    in_b = win_l == b[:, None]
-    mean_a = np.where(in_a, win_z, 0).sum(1) / np.maximum(in_a.sum(1), 1)
-    mean_b = np.where(in_b, win_z, 0).sum(1) / np.maximum(in_b.sum(1), 1)
-    higher = np.where(mean_a > mean_b, a, b)
-    ones = (win_l == higher[:, None]) & (n_seg == 2)[:, None]
-    zeros = np.broadcast_to((n_seg > 2)[:, None], ones.shape)
-    dy, dx = np.divmod(np.arange(patch * patch), patch)
-    py, px = ys[:, None] + dy[None] - r, xs[:, None] + dx[None] - r
-    ok = (py >= 0) & (py < H) & (px >= 0) & (px < W)
-    Zp = np.zeros((H, W), bool)
-    Zn = np.zeros((H, W), bool)
-    Zp[py[ones & ok], px[ones & ok]] = True
-    Zn[py[zeros & ok], px[zeros & ok]] = True
-    return (Zp & ~Zn & (Y == 0)).astype(np.uint8)
 
 
 def _palette(rng: np.random.Generator) -> dict:

@@ -30,9 +30,10 @@ import numpy as np
 
 from msseg_ros.core.errors import ConfigError
 from msseg_ros.core.learning.coco import annotations_from_labels, write_coco
+from msseg_ros.core.segmentation.overlay import false_colour
 from msseg_ros.core.sim import bin_pile, sorting_line
 from msseg_ros.core.sim.materials import CHANNELS, CLASSES
-from msseg_ros.core.sim.preview import false_colour, save_channel_sheet
+from msseg_ros.core.sim.preview import save_channel_sheet
 
 SPLITS = ("learning", "validation", "test")
 FORMAT_VERSION = 1

@@ -25,20 +25,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CHANNELS = (
-    "height_mm", "xray_low", "xray_high",
-    "vnir_433", "vnir_497", "vnir_561", "vnir_626", "vnir_691", "vnir_778", "vnir_866", "vnir_955",
-)
+from msseg_ros.core import cells
+
+CHANNELS = cells.SORTING_LINE_CHANNELS
 VNIR_NM = (433, 497, 561, 626, 691, 778, 866, 955)
 
 #: The 9 classes of seed 000, in the order of its contingency tables; class id = index + 1.
-CLASSES = (
-    "copper", "laminated_zinc", "paint", "brass", "aluminium", "pcb", "nickel", "rubber", "zamak",
-)
+CLASSES = cells.SORTING_LINE_CLASSES
 
 #: seed 000 Table 6.1: mean and std of each channel over the original learning set.
-TABLE_6_1_MEAN = np.array([0.16, 64593, 64404, 2014, 1911, 2502, 2479, 2318, 2281, 2200, 2187.0])
-TABLE_6_1_STD = np.array([1.73, 3390, 3003, 1335, 858, 474, 417, 404, 414, 453, 554.0])
+TABLE_6_1_MEAN = np.array(cells.TABLE_6_1_MEAN)
+TABLE_6_1_STD = np.array(cells.TABLE_6_1_STD)
 
 FULL_SCALE = 65535.0
 

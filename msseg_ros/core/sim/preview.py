@@ -5,16 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from msseg_ros.core.sim.materials import CHANNELS, TABLE_6_1_MEAN, TABLE_6_1_STD
-
-
-def false_colour(image: np.ndarray) -> np.ndarray:
-    """(H, W, 11) frame -> (H, W, 3) uint8: VNIR 691/561/433 nm as R/G/B, stretched by
-    the Table 6.1 statistics so that the dark belt is dark and metals are visible."""
-    bands = image[..., [7, 5, 3]].astype(np.float64)
-    lo = TABLE_6_1_MEAN[[7, 5, 3]] - 1.0 * TABLE_6_1_STD[[7, 5, 3]]
-    hi = 8000.0
-    return (np.clip((bands - lo) / (hi - lo), 0, 1) ** 0.7 * 255).astype(np.uint8)
+from msseg_ros.core.segmentation.overlay import false_colour
+from msseg_ros.core.sim.materials import CHANNELS
 
 
 def save_channel_sheet(image: np.ndarray, path: str | Path, labels: np.ndarray | None = None,

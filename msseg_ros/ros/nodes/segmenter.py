@@ -33,7 +33,16 @@ from msseg_ros.ros.node_base import ERROR, OK, WARN, MssegNode, run_node
 from msseg_ros.ros.pointcloud_table import table_to_cloud
 from msseg_ros.ros.qos import results_qos, sensor_qos
 
-MODEL_GROUPS = ("model.", "bicameral.", "maskrcnn.", "classic.")
+
+def _model_groups() -> tuple[str, ...]:
+    """Parameter prefixes whose change reloads the model: ``model.`` and each model type's
+    group (named after the type, as the schema declares them)."""
+    from msseg_ros.core.segmentation.base import SEGMENTERS
+
+    return ("model.", *(f"{name}." for name in SEGMENTERS.names()))
+
+
+MODEL_GROUPS = _model_groups()
 
 
 def frame_from_image(msg: Image, channels: int):
@@ -49,6 +58,20 @@ def frame_from_image(msg: Image, channels: int):
     if arr.shape[2] != channels:
         raise ImageCodecError(f"encoding {enc!r} has {arr.shape[2]} channel(s); the model takes {channels}")
     return arr.astype("float32", copy=False)
+
+
+def model_selection(values: Mapping[str, Any]):
+    """The node's flat parameters (``model.type``, ``bicameral.alpha``, ...) as the typed
+    :class:`~msseg_ros.core.segmentation.loading.ModelSelection` core loads from."""
+    from msseg_ros.core.segmentation.base import SEGMENTERS
+    from msseg_ros.core.segmentation.loading import ModelSelection
+
+    kind = values["model.type"]
+    prefix = f"{SEGMENTERS.get(kind).param_group}."
+    return ModelSelection(
+        cell=values["cell"], type=kind, weights=values["model.weights"], device=values["model.device"],
+        score_threshold=values["model.score_threshold"], classes=tuple(values.get("model.classes") or ()),
+        options={k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)})
 
 
 class SegmenterNode(MssegNode):
@@ -97,10 +120,11 @@ class SegmenterNode(MssegNode):
         return dict(self._schema_params.values)
 
     def _load(self, values: Mapping[str, Any]) -> str | None:
-        from msseg_ros.core.segmentation.loading import config_from_params, segmenter_from_params
+        from msseg_ros.core.segmentation.loading import load_selected
 
         try:
-            model = segmenter_from_params(dict(values))
+            selection = model_selection(values)
+            model = load_selected(selection)
         except (MssegError, KeyError, ValueError, OSError) as exc:
             reason = f"model not loaded: {exc}"
             if self.model is None:
@@ -109,7 +133,7 @@ class SegmenterNode(MssegNode):
             return reason
         self.model = model  # the swap: one reference assignment
         self.model_error = ""
-        self.model_name = config_from_params(dict(values))[0]
+        self.model_name = selection.weights_name
         self.get_logger().info(f"model {self.model_name} ({model.type_name}, {model.in_channels} ch) on {model.device}")
         return None
 

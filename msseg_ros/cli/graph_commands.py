@@ -1,0 +1,175 @@
+"""``msseg run`` and ``msseg graph``: a cell's node graph, started or described."""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+from msseg_ros.cli.common import UsageError
+from msseg_ros.graph import CELLS, MODES, ROBOTS, SEGMENTERS, describe
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="start a cell's node graph (sim, replay or live)")
+    _graph_args(run)
+    run.add_argument("--duration", type=float, default=None, metavar="S",
+                     help="stop after S seconds (default: until Ctrl-C; in replay mode, "
+                     "until the bag has played and the pipeline has drained)")
+    run.add_argument("--record", metavar="BAG", default=None,
+                     help="also record a rosbag2 (mcap) into the new folder BAG")
+    run.add_argument("--record-topics", nargs="*", default=None, metavar="TOPIC",
+                     help="topics for --record (default: the sensor streams, detections, "
+                     "candidates and pick results; none given: every topic)")
+    run.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE",
+                     help="override a node parameter (VALUE is YAML); repeatable")
+    run.add_argument("--quiet", action="store_true", help="do not forward the nodes' logs")
+    run.add_argument("--report", metavar="DIR", default=None,
+                     help="write report.json (the KPIs at the end and over time) into DIR")
+    run.set_defaults(func=cmd_run)
+
+    graph = sub.add_parser("graph", help="print the node graph that `run` would start")
+    _graph_args(graph)
+    graph.add_argument("--json", action="store_true", help="machine-readable output")
+    graph.set_defaults(func=cmd_graph)
+
+
+def _graph_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("cell", choices=CELLS)
+    p.add_argument("--mode", choices=MODES, default="sim")
+    p.add_argument("--segmenter", choices=SEGMENTERS, default=None,
+                   help="model type (default: maskrcnn on the line, bicameral for bins)")
+    p.add_argument("--robot", choices=ROBOTS, default=None,
+                   help="robot backend (default: delta on the line, fanuc for bins)")
+    p.add_argument("--bag", default=None, help="rosbag2 to replay (replay mode)")
+    p.add_argument("--params-file", default=None, help="cell parameter file (default: shipped)")
+    p.add_argument("--namespace", default="", help="ROS namespace for every node")
+
+
+def _describe(args: argparse.Namespace):
+    return describe(
+        args.cell,
+        mode=args.mode,
+        segmenter=args.segmenter,
+        robot=args.robot,
+        params_file=args.params_file,
+        bag=args.bag,
+        namespace=args.namespace,
+        record=getattr(args, "record", None),
+        record_topics=getattr(args, "record_topics", None),
+    )
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    spec = _describe(args)
+    if args.json:
+        out = {
+            "cell": spec.cell, "mode": spec.mode, "segmenter": spec.segmenter,
+            "robot": spec.robot, "namespace": spec.namespace,
+            "params_files": list(spec.params_files), "bag": spec.bag,
+            "nodes": [
+                {"name": n.name, "executable": n.executable, "parameters": n.parameters,
+                 "remappings": [list(r) for r in n.remappings], "installed": n.installed}
+                for n in spec.nodes
+            ],
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{spec.cell} / {spec.mode}: segmenter={spec.segmenter} robot={spec.robot} "
+          f"namespace={spec.namespace or '/'}")
+    print(f"params: {', '.join(spec.params_files)}")
+    for n in spec.nodes:
+        state = "" if n.installed else "   (not in this version yet)"
+        overrides = " ".join(f"{k}:={v}" for k, v in n.parameters.items())
+        print(f"  {n.name:<15} exe={n.executable:<15} {overrides}{state}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from msseg_ros.cli.runner import GraphRunner, NodeDiedError, parse_sets
+
+    spec = _describe(args)
+    sets = parse_sets(args.sets, spec)
+    if args.duration is not None and args.duration <= 0:
+        raise UsageError(f"--duration must be > 0 s, got {args.duration}")
+    if spec.missing:
+        names = ", ".join(n.name for n in spec.missing)
+        print(f"msseg run: not in this version yet, not started: {names}", file=sys.stderr)
+    if not spec.runnable:
+        raise UsageError("no node of this graph is installed")
+    from rich.console import Console
+    from rich.live import Live
+
+    from msseg_ros.cli.monitor import KpiMonitor
+
+    console = Console(stderr=True)
+    live_table = console.is_terminal and not args.quiet
+    if args.quiet:
+        log = lambda name, line: None  # noqa: E731
+    elif live_table:
+        log = lambda name, line: console.print(f"[{name}] {line}", markup=False, highlight=False)  # noqa: E731
+    else:
+        log = None
+    from msseg_ros.shm import clean_stale_segments
+
+    clean_stale_segments()  # left in /dev/shm (RAM) by graphs that were killed
+    runner = GraphRunner(spec, sets, log=log)
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, runner.request_stop)
+    monitor = KpiMonitor(spec.namespace, record=bool(args.report), latency=spec.mode != "replay").start()
+    runner.start()
+    started = ", ".join(rn.spec.name for rn in runner.nodes)
+    print(f"msseg run: {spec.cell} ({spec.mode}) started: {started}", file=sys.stderr)
+    # replay with no duration: until the bag has played, then a few seconds for the
+    # frames still in the pipeline
+    until = (lambda: monitor.node_message("replay") == "finished") \
+        if spec.mode == "replay" and args.duration is None else None
+    try:
+        if live_table:
+            with Live(monitor.table(), console=console, refresh_per_second=1) as live:
+                _wait_with(runner, args.duration, lambda: live.update(monitor.table()), 1.0, until)
+        else:
+            _wait_with(runner, args.duration, lambda: print(monitor.line(), file=sys.stderr, flush=True), 10.0,
+                       until)
+    except NodeDiedError as exc:
+        monitor.stop()
+        print(f"msseg run: {exc}; stopped the graph", file=sys.stderr)
+        return 1
+    codes = runner.stop()
+    monitor.stop()
+    clean_stale_segments()  # a node killed after the grace period leaves its segment
+    console.print(monitor.table())
+    if args.report:
+        header = {"cell": spec.cell, "mode": spec.mode, "segmenter": spec.segmenter, "robot": spec.robot}
+        files = monitor.write_report(args.report, header)
+        print(f"msseg run: report in {args.report}: {', '.join(files)}", file=sys.stderr)
+    bad = {n: c for n, c in codes.items() if c != 0}
+    if bad:
+        detail = ", ".join(f"{n} (exit {c})" for n, c in bad.items())
+        print(f"msseg run: nodes did not stop cleanly: {detail}", file=sys.stderr)
+        return 1
+    print(f"msseg run: stopped {len(codes)} node(s) cleanly", file=sys.stderr)
+    return 0
+
+
+#: seconds a replay run goes on after the bag has played (frames still in the pipeline)
+REPLAY_DRAIN_S = 5.0
+
+
+def _wait_with(runner, duration: float | None, every, period: float, until=None) -> None:
+    """runner.wait in slices, calling ``every`` between them; ``until()`` true ends the
+    wait ``REPLAY_DRAIN_S`` later."""
+    import time
+
+    end = None if duration is None else time.monotonic() + duration
+    next_every = time.monotonic() + period
+    while True:
+        if until is not None and until():
+            end, until = time.monotonic() + REPLAY_DRAIN_S, None
+        now = time.monotonic()
+        left = 0.5 if end is None else min(0.5, end - now)
+        if left <= 0 or runner.wait(min(left, max(next_every - now, 0.01))):
+            return
+        if time.monotonic() >= next_every:
+            next_every += period
+            every()

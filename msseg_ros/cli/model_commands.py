@@ -1,0 +1,195 @@
+"""``msseg sim-data``, ``msseg train``, ``msseg eval`` and ``msseg models``: data and models.
+
+Nothing here knows a model type: each type's class (the plugin contract in
+``core.segmentation.base``) answers for itself."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from msseg_ros.cli.common import CliParser, UsageError, parse_key_values
+from msseg_ros.graph import CELLS
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("sim-data", help="write a synthetic dataset (COCO, RLE masks)")
+    data.add_argument("cell", choices=CELLS)
+    data.add_argument("--out", required=True, help="output folder (must be empty or new)")
+    data.add_argument("--count", type=int, required=True, help="number of images")
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                      help="world option (VALUE is YAML), e.g. pixel_size=0.001; repeatable")
+    data.add_argument("--single-class", action="store_true",
+                      help="one class per sorting-line image, as the seed's dataset")
+    data.add_argument("--split", default="0.5,0.25,0.25", metavar="LS,VS,TS",
+                      help="learning/validation/test fractions (default 0.5,0.25,0.25)")
+    data.add_argument("--lines", type=int, default=250, help="sorting_line: lines per image")
+    data.add_argument("--previews", type=int, default=4, help="PNG previews of the first images")
+    data.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    data.add_argument("--workers", type=int, default=1,
+                      help="render in this many processes (same files whatever the number)")
+    data.set_defaults(func=cmd_sim_data)
+
+    tr = sub.add_parser("train", help="train a model of any registered type (see `msseg models list`)")
+    tr.add_argument("config", nargs="?", help="training config YAML (model/data/train/out)")
+    tr.add_argument("--set", dest="sets", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override a config key, e.g. train.epochs=3; repeatable")
+    tr.add_argument("--resume", action="store_true", help="continue the run in `out`")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a model on a COCO dataset")
+    ev.add_argument("weights", help="checkpoint (.safetensors) or shipped model name")
+    ev.add_argument("--data", required=True, help="COCO annotation file")
+    ev.add_argument("--out", default=None, help="folder for metrics.json and plots")
+    ev.add_argument("--limit", type=int, default=0, help="evaluate the first N images only")
+    ev.add_argument("--score-threshold", type=float, default=0.75,
+                    help="contingency table threshold (seed 000: 0.75)")
+    ev.add_argument("--device", default="cpu", help="auto, cpu or cuda")
+    ev.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="model config override at load time (e.g. score_threshold=0.3)")
+    ev.set_defaults(func=cmd_eval)
+
+    models = sub.add_parser("models", help="list models, show their config and size")
+    msub = models.add_subparsers(dest="models_command", metavar="list|info", parser_class=CliParser)
+    msub.required = True
+    msub.add_parser("list", help="registered model types and shipped checkpoints")
+    info = msub.add_parser("info", help="a model's config and parameter counts")
+    info.add_argument("name", help="a model type, a shipped model or a checkpoint path")
+    info.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    info.add_argument("--json", action="store_true")
+    models.set_defaults(func=cmd_models)
+
+
+def cmd_sim_data(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+    from tqdm import tqdm
+
+    from msseg_ros.core.sim.dataset import base_config, generate, parse_split
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise UsageError(f"--out {str(out)!r} is not empty; use --force to write into it")
+    if args.count < 1:
+        raise UsageError(f"--count must be >= 1, got {args.count}")
+    if args.lines < 8:
+        raise UsageError(f"--lines must be >= 8, got {args.lines}")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    split = parse_split(args.split)
+    overrides = parse_key_values(args.sets)
+    base_config(args.cell, overrides)  # refuse a bad option before writing anything
+    with tqdm(total=args.count, desc=f"sim-data {args.cell}", unit="img") as bar:
+        summary = generate(args.cell, out, args.count, args.seed, overrides,
+                           single_class=args.single_class, split=split, lines=args.lines,
+                           previews=args.previews, progress=bar.update, workers=args.workers)
+    console = Console()
+    counts = summary["instances_per_class"]
+    t = Table(title=f"{args.cell}: {args.count} images in {out}")
+    t.add_column("class")
+    for s in counts:
+        t.add_column(f"{s} ({summary['images_per_split'][s]} img)", justify="right")
+    for cls in next(iter(counts.values())):
+        t.add_row(cls, *(str(counts[s][cls]) for s in counts))
+    console.print(t)
+    c = Table(title="per-channel statistics (all images)")
+    c.add_column("channel")
+    c.add_column("mean", justify="right")
+    c.add_column("std", justify="right")
+    for name, m, sd in zip(summary["channels"], summary["channel_mean"], summary["channel_std"],
+                           strict=True):
+        c.add_row(name, f"{m:.4g}", f"{sd:.4g}")
+    console.print(c)
+    console.print(f"summary: {out / 'summary.json'}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from msseg_ros.core.learning.train import load_train_config, train
+
+    cfg = load_train_config(args.config, parse_key_values(args.sets))
+    state = train(cfg, resume=args.resume, log=lambda m: print(m, flush=True))
+    print(f"model: {cfg.out}/model.safetensors ({state['step']} steps)")
+    return 0
+
+
+def _print_metrics(metrics: dict, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    s = metrics["summary"]
+    t = Table(title=title)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for k, v in s.items():
+        t.add_row(k, "n/a" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v)))
+    c = Table(title=f"per class (score >= {s['score_threshold']}, mask IoU >= 0.5)")
+    for col in ("class", "ground truth", "precision", "recall"):
+        c.add_column(col, justify="right" if col != "class" else "left")
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f} %"
+
+    for name, r in metrics["per_class"].items():
+        c.add_row(name, str(r["ground_truth"]), fmt(r["precision"]), fmt(r["recall"]))
+    con = Console()
+    con.print(t)
+    con.print(c)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from msseg_ros.core.learning.data import CocoFrames, DatasetError
+    from msseg_ros.core.learning.evaluate import evaluate, save_plots
+    from msseg_ros.core.segmentation.loading import load_segmenter
+
+    if not 0 <= args.score_threshold <= 1:
+        raise UsageError(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
+    try:
+        ds = CocoFrames(args.data)
+    except DatasetError as exc:
+        raise UsageError(str(exc)) from None
+    seg = load_segmenter(args.weights, device=args.device, overrides=parse_key_values(args.sets))
+    if len(seg.classes) != len(ds.class_names):
+        raise UsageError(f"the model has {len(seg.classes)} classes but the dataset {len(ds.class_names)}")
+    metrics = evaluate(seg, ds, limit=args.limit or None, score_threshold=args.score_threshold, progress=True)
+    metrics["model"] = {"weights": args.weights, "config": seg.config}
+    _print_metrics(metrics, f"{args.weights} on {args.data}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float))
+        for p in save_plots(metrics, out):
+            print(f"plot: {p}")
+        print(f"metrics: {out / 'metrics.json'}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from msseg_ros.core.segmentation.base import SEGMENTERS
+    from msseg_ros.core.segmentation.loading import load_segmenter, shipped_models
+
+    if args.models_command == "list":
+        print("model types: " + ", ".join(SEGMENTERS.names()))
+        shipped = shipped_models()
+        print("shipped models: " + (", ".join(shipped) if shipped else "none"))
+        return 0
+    sets = parse_key_values(args.sets)
+    sets = {k: list(v) if isinstance(v, tuple) else v for k, v in sets.items()}
+    if args.name in SEGMENTERS:  # a type: its defaults, no weights
+        cls = SEGMENTERS.get(args.name)
+        cfg = cls.validate_config({**cls.default_config, **sets})
+        counts = cls.parameter_counts_for(cfg)
+    else:
+        seg = load_segmenter(args.name, overrides=sets)
+        cfg, counts = seg.config, seg.parameter_counts()
+    if args.json:
+        print(json.dumps({"name": args.name, "config": cfg, "parameters": {"total": counts[0], "trainable": counts[1]}},
+                         indent=1))
+        return 0
+    print(f"{args.name}: {cfg['type']}, {counts[0]:,} parameters ({counts[1]:,} trainable)")
+    for k, v in cfg.items():
+        print(f"  {k}: {v}")
+    return 0

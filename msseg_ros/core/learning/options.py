@@ -1,0 +1,152 @@
+"""Typed training options: the ``train`` section of a training config, validated once.
+
+A model type's training hooks (see :class:`msseg_ros.core.segmentation.base.Segmenter`)
+receive a :class:`TrainingContext`, never the raw config.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from msseg_ros.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from msseg_ros.core.learning.data import CocoFrames
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Probabilities of each augmentation per training sample (seed 000 §7.3)."""
+
+    hflip: float = 0.5
+    vflip: float = 0.5
+    affine: float = 0.0
+    patchwork: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """The ``train`` section. Defaults follow the seeds: Adam, lr 1e-4, weight decay 1e-4
+    (seed 000 Table 7.6, seed 001 §4.1.3).
+
+    Attributes:
+        epochs: passes over the training set.
+        batch_size: images per optimiser step.
+        lr: the peak learning rate.
+        weight_decay: Adam's L2 weight decay.
+        seed: seeds Python, numpy and torch; a seeded CPU run is repeatable.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        eval_every: evaluate on the validation set every this many epochs.
+        max_steps: stop after this many optimiser steps (0: no limit).
+        max_minutes: wall-clock budget, minutes (0: none); the last eval and save still happen.
+        init: a checkpoint to start from (fine-tuning); its normalisation is kept.
+        lr_schedule: ``constant``, or ``cosine`` (2 % linear warm-up, cosine to 5 % of lr).
+        threads: torch's intra-op threads (0: torch's default).
+        crop: random square crops of this size, px (0: whole images); models that crop.
+        save_dtype: ``float32``, or ``float16`` for small shipped checkpoints.
+        pixels_per_class: pixels sampled per class by models that are fitted (classic).
+        augment: augmentation probabilities.
+        eval_images: validation images per evaluation (0: all).
+    """
+
+    epochs: int = 10
+    batch_size: int = 4
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    seed: int = 0
+    device: str = "auto"
+    eval_every: int = 1
+    max_steps: int = 0
+    max_minutes: float = 0.0
+    init: str = ""
+    lr_schedule: str = "constant"
+    threads: int = 0
+    crop: int = 0
+    save_dtype: str = "float32"
+    pixels_per_class: int = 4000
+    augment: Augment = field(default_factory=Augment)
+    eval_images: int = 0
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any] | None) -> TrainOptions:
+        """Validate a ``train`` section (unknown keys, types and ranges are refused)."""
+        values = dict(values or {})
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown train option {unknown[0]!r}; options: {', '.join(sorted(known))}")
+        aug = values.pop("augment", None) or {}
+        if not isinstance(aug, dict):
+            raise ConfigError(f"train.augment must be a mapping, got {aug!r}")
+        aug_fields = {f.name for f in dataclasses.fields(Augment)}
+        bad_aug = sorted(set(aug) - aug_fields)
+        if bad_aug:
+            raise ConfigError(f"unknown augment option(s) {bad_aug}")
+        typed: dict[str, Any] = {}
+        defaults = cls()
+        for name, raw in values.items():
+            kind = type(getattr(defaults, name))
+            typed[name] = _coerce(f"train.{name}", raw, kind)
+        augment = Augment(**{k: _coerce(f"train.augment.{k}", v, float) for k, v in aug.items()})
+        opts = cls(**typed, augment=augment)
+        opts.check()
+        return opts
+
+    def check(self) -> None:
+        """Ranges and choices; raises ConfigError naming the option."""
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "eval_every": self.eval_every}
+        for name, v in positive.items():
+            if v < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {v}")
+        non_negative = {"lr": self.lr, "weight_decay": self.weight_decay, "max_steps": self.max_steps,
+                        "max_minutes": self.max_minutes, "threads": self.threads, "crop": self.crop,
+                        "eval_images": self.eval_images, "pixels_per_class": self.pixels_per_class}
+        for name, v in non_negative.items():
+            if not v >= 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {v}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"train.lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
+        if self.save_dtype not in ("float32", "float16"):
+            raise ConfigError(f"train.save_dtype must be float32 or float16, got {self.save_dtype!r}")
+        for name in ("hflip", "vflip", "affine", "patchwork"):
+            p = getattr(self.augment, name)
+            if not 0.0 <= p <= 1.0:
+                raise ConfigError(f"train.augment.{name} is a probability in [0, 1], got {p}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(key: str, value: Any, kind: type) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is float and isinstance(value, str):  # YAML reads 1e-4 as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ConfigError(f"{key} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+@dataclass
+class TrainingContext:
+    """What a model type's ``training_batch`` gets besides the sample indices.
+
+    Attributes:
+        dataset: the training set.
+        options: the train section.
+        rng: the one generator a seeded run draws from (in the batch-preparing thread).
+        fill: (C,) the background value of each input channel (augmentations fill with it).
+        pool: samples for patchwork augmentation (empty when patchwork is off).
+    """
+
+    dataset: CocoFrames
+    options: TrainOptions
+    rng: np.random.Generator
+    fill: np.ndarray
+    pool: list[tuple[np.ndarray, dict[str, Any]]] = field(default_factory=list)
