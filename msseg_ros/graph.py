@@ -226,6 +226,6 @@ def describe(
         namespace=_namespace(namespace),
         params_files=(params,),
         nodes=tuple(nodes),
-        bag=bag if mode == "replay" else None,
+        bag=str(bag) if mode == "replay" and bag is not None else None,
         rviz=bool(rviz),
     )

@@ -11,8 +11,14 @@ from __future__ import annotations
 import shutil
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from msseg_ros.core.errors import MssegError
+
+if TYPE_CHECKING:
+    from rosbags.interfaces import Qos
+
+    from msseg_ros.core.geometry.camera import CameraModel
 
 STORAGES = ("mcap", "sqlite3")
 
@@ -53,7 +59,7 @@ class BagRecorder:
             self._writer.open()
         except Exception as exc:  # noqa: BLE001 - rosbags raises several kinds
             raise RecordError(f"cannot create bag {str(self.path)!r}: {exc}") from None
-        self._connections: dict[str, object] = {}
+        self._connections: dict[str, Any] = {}
         self.types: dict[str, str] = {}
         self.counts: Counter[str] = Counter()
         self.bytes = 0
@@ -78,7 +84,7 @@ class BagRecorder:
                                                                offered_qos_profiles=[_offered_qos(latched)])
         self.types[topic] = msgtype
 
-    def write(self, topic: str, stamp_ns: int, raw: bytes) -> None:
+    def write(self, topic: str, stamp_ns: int, raw: bytes | memoryview) -> None:
         """Store one serialized (CDR) message of ``topic`` received at ``stamp_ns``."""
         if self.closed:
             raise RecordError(f"bag {str(self.path)!r} is closed")
@@ -99,11 +105,11 @@ class BagRecorder:
     def __enter__(self) -> BagRecorder:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def _offered_qos(latched: bool):
+def _offered_qos(latched: bool) -> Qos:
     from rosbags.interfaces import (
         Qos,
         QosDurability,
@@ -119,7 +125,7 @@ def _offered_qos(latched: bool):
                zero, zero, QosLiveliness.AUTOMATIC, zero, False)
 
 
-def images_to_bag(images: list[str | Path], out: str | Path, camera, *, rate: float = 2.0,
+def images_to_bag(images: list[str | Path], out: str | Path, camera: CameraModel, *, rate: float = 2.0,
                   start_ns: int = 1_700_000_000_000_000_000, storage: str = "mcap",
                   image_topic: str = "/camera/image_raw", info_topic: str = "/camera/camera_info") -> int:
     """Write image files as a camera stream: ``image_topic`` (rgb8) and ``info_topic``
@@ -142,7 +148,7 @@ def images_to_bag(images: list[str | Path], out: str | Path, camera, *, rate: fl
     if rate <= 0:
         raise RecordError(f"rate must be > 0 Hz, got {rate}")
 
-    def read(path) -> np.ndarray:
+    def read(path: str | Path) -> np.ndarray:
         img = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if img is None:
             raise RecordError(f"{str(path)!r} cannot be read as an image")

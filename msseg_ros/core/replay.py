@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from msseg_ros.core.errors import MssegError
 
@@ -26,7 +27,7 @@ class BagTopic:
     latched: bool = False  # recorded from transient-local publishers
 
 
-def _latched(connection) -> bool:
+def _latched(connection: Any) -> bool:
     from rosbags.interfaces import QosDurability
 
     profiles = getattr(getattr(connection, "ext", None), "offered_qos_profiles", None) or []
@@ -76,7 +77,7 @@ class BagPlayback:
     def duration(self) -> float:
         return self.reader.duration / 1e9 if self.reader.message_count else 0.0
 
-    def _raw_messages(self, topics: set[str]):
+    def _raw_messages(self, topics: set[str]) -> Iterator[tuple[str, int, bytes]]:
         """(topic, ns, raw) for ``topics``, in bag order.
 
         rosbags (0.11) pairs the metadata's connections with each file's by comparing QoS

@@ -72,5 +72,5 @@ class LatencyStats:
         }
 
 
-class Counters(collections.Counter):
+class Counters(collections.Counter[str]):
     """Named event counts (``counters['bad_encoding'] += 1``), reported as they are."""

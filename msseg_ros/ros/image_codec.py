@@ -15,6 +15,7 @@ import array
 import re
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -140,7 +141,7 @@ def image_to_array(msg, *, copy: bool = False) -> np.ndarray:
 _NATIVE = "<" if sys.byteorder == "little" else ">"
 
 
-def _as_buffer(data) -> memoryview | bytes:
+def _as_buffer(data: Any) -> memoryview | bytes | bytearray:
     """The message's data as a bytes-like object, without copying when possible."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         return data
@@ -204,6 +205,6 @@ def array_to_image(
     msg.step = int(arr.shape[1] * channels * info.dtype.itemsize)
     # rclpy accepts array('B') without a per-element check; one copy of the pixels
     data = array.array("B")
-    data.frombytes(memoryview(arr.reshape(-1)).cast("B") if arr.size else b"")
+    data.frombytes(arr.reshape(-1).data.cast("B") if arr.size else b"")
     msg.data = data
     return msg

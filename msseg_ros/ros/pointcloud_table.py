@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import array
 import sys
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import numpy as np
 
@@ -20,7 +22,7 @@ class TableCodecError(MssegError, ValueError):
 
 
 # sensor_msgs/PointField datatype constants
-_DATATYPE_TO_DTYPE = {
+_DATATYPE_TO_DTYPE: dict[int, np.dtype[Any]] = {
     1: np.dtype("i1"),
     2: np.dtype("u1"),
     3: np.dtype("i2"),
@@ -31,6 +33,10 @@ _DATATYPE_TO_DTYPE = {
     8: np.dtype("f8"),
 }
 _DTYPE_TO_DATATYPE = {(dt.kind, dt.itemsize): code for code, dt in _DATATYPE_TO_DTYPE.items()}
+
+
+def _names(dtype: np.dtype[Any]) -> tuple[str, ...]:
+    return dtype.names or ()
 
 
 def table_to_cloud(table: np.ndarray, *, header=None, msg=None):
@@ -46,15 +52,16 @@ def table_to_cloud(table: np.ndarray, *, header=None, msg=None):
             f"expected a 1-D structured array, got dtype {table.dtype} shape {table.shape}"
         )
     packed = np.dtype([(n, table.dtype[n].newbyteorder("=")) for n in table.dtype.names])
+    packed_fields: Mapping[str, Any] = packed.fields or {}
     fields = []
-    for name in packed.names:
+    for name in _names(packed):
         ft = packed[name]
         if ft.subdtype is not None:
             raise TableCodecError(f"field {name!r}: sub-arrays are not supported ({ft})")
         code = _DTYPE_TO_DATATYPE.get((ft.kind, ft.itemsize))
         if code is None:
             raise TableCodecError(f"field {name!r}: dtype {ft} has no PointField type")
-        fields.append(PointField(name=name, offset=packed.fields[name][1], datatype=code, count=1))
+        fields.append(PointField(name=name, offset=packed_fields[name][1], datatype=code, count=1))
     rows = np.ascontiguousarray(table.astype(packed, copy=False))
     msg = msg if msg is not None else PointCloud2()
     if header is not None:
@@ -67,7 +74,7 @@ def table_to_cloud(table: np.ndarray, *, header=None, msg=None):
     data = array.array("B")
     data.frombytes(rows.tobytes())
     msg.data = data
-    floats = [n for n in packed.names if packed[n].kind == "f"]
+    floats = [n for n in _names(packed) if packed[n].kind == "f"]
     msg.is_dense = bool(all(np.isfinite(rows[n]).all() for n in floats))
     return msg
 
@@ -84,7 +91,7 @@ def cloud_to_table(msg, expected: np.dtype | None = None) -> np.ndarray:
         TableCodecError: a missing field, a type mismatch, or a truncated buffer.
     """
     names, formats, offsets = [], [], []
-    order = ">" if msg.is_bigendian else "<"
+    order: Literal["<", ">"] = ">" if msg.is_bigendian else "<"
     for f in msg.fields:
         dt = _DATATYPE_TO_DTYPE.get(int(f.datatype))
         if dt is None:
@@ -113,8 +120,8 @@ def cloud_to_table(msg, expected: np.dtype | None = None) -> np.ndarray:
     if expected is None:
         native = np.dtype([(nm, wire[nm].newbyteorder("=")) for nm in names])
         return raw.astype(native)
-    for name in expected.names:
-        if name not in wire.names:
+    for name in _names(expected):
+        if name not in _names(wire):
             raise TableCodecError(
                 f"field {name!r} missing; cloud has {', '.join(names) or 'no fields'}"
             )
@@ -122,6 +129,6 @@ def cloud_to_table(msg, expected: np.dtype | None = None) -> np.ndarray:
         if got != want:
             raise TableCodecError(f"field {name!r} is {got} but {want} is expected")
     out = np.empty(n, dtype=expected)
-    for name in expected.names:
+    for name in _names(expected):
         out[name] = raw[name]
     return out

@@ -5,6 +5,7 @@ u = column, v = row, origin at the top-left pixel centre. Units: metres, radians
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,9 @@ import cv2
 import numpy as np
 
 from msseg_ros.core.errors import MssegError
+
+#: a tuple, a list or an array of numbers
+PointLike = Sequence[float] | np.ndarray
 
 
 class GeometryError(MssegError, ValueError):
@@ -30,7 +34,7 @@ class CameraModel:
 
     @classmethod
     def from_values(cls, fx: float, fy: float, cx: float, cy: float, width: int, height: int,
-                    D=(0.0, 0.0, 0.0, 0.0, 0.0)) -> CameraModel:
+                    D: Sequence[float] = (0.0, 0.0, 0.0, 0.0, 0.0)) -> CameraModel:
         K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]])
         return cls(K, np.asarray(D, np.float64), int(width), int(height))
 
@@ -85,7 +89,7 @@ class CameraModel:
         return rays / np.linalg.norm(rays, axis=1, keepdims=True)
 
 
-def quaternion_to_matrix(q_xyzw) -> np.ndarray:
+def quaternion_to_matrix(q_xyzw: PointLike) -> np.ndarray:
     x, y, z, w = np.asarray(q_xyzw, np.float64) / np.linalg.norm(q_xyzw)
     return np.array([
         [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
@@ -102,7 +106,7 @@ class Pose:
     t: np.ndarray
 
     @classmethod
-    def from_xyz_quat(cls, xyz, q_xyzw) -> Pose:
+    def from_xyz_quat(cls, xyz: PointLike, q_xyzw: PointLike) -> Pose:
         if not np.isclose(np.linalg.norm(q_xyzw), 1.0, atol=1e-3):
             raise GeometryError(f"quaternion {list(q_xyzw)} is not unit length")
         return cls(quaternion_to_matrix(q_xyzw), np.asarray(xyz, np.float64))
@@ -158,7 +162,8 @@ def intersect(origin: np.ndarray, directions: np.ndarray, plane: Plane, eps: flo
     return pts, reasons
 
 
-def pixels_to_plane(camera: CameraModel, camera_in_world: Pose, pixels: np.ndarray, plane: Plane):
+def pixels_to_plane(camera: CameraModel, camera_in_world: Pose, pixels: np.ndarray, plane: Plane
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """World points where the rays of ``pixels`` meet ``plane``; see :func:`intersect`."""
     rays_world = camera_in_world.rotate(camera.rays(pixels))
     return intersect(camera_in_world.t, rays_world, plane)

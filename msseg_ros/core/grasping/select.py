@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -82,7 +83,7 @@ def _rank(det: np.ndarray, f: Filters) -> np.ndarray:
     return np.lexsort((-key, ~sorted_cls))
 
 
-def _filter(det: np.ndarray, f: Filters, counters: collections.Counter) -> np.ndarray:
+def _filter(det: np.ndarray, f: Filters, counters: collections.Counter[Any]) -> np.ndarray:
     keep = (det["area"] >= f.min_area_px) & (det["score"] >= f.min_score)
     counters["filtered_small_or_low_score"] += int((~keep).sum())
     return det[keep]
@@ -106,7 +107,7 @@ class PickIdTracker:
         self.radius = radius
         self.horizon = horizon  # metres of belt kept
         self.next_id = 1
-        self.seen: collections.deque = collections.deque()  # (b, y, class_id, pick_id)
+        self.seen: collections.deque[Any] = collections.deque()  # (b, y, class_id, pick_id)
 
     def assign(self, b: float, y: float, class_id: int) -> tuple[int, bool]:
         """(pick_id, is_new)."""
@@ -126,7 +127,7 @@ class PickIdTracker:
 
 
 def line_candidates(det: np.ndarray, frame_height: int, belt_position: float, geo: LineGeometry,
-                    f: Filters, tracker: PickIdTracker, counters: collections.Counter) -> np.ndarray:
+                    f: Filters, tracker: PickIdTracker, counters: collections.Counter[Any]) -> np.ndarray:
     """Detections of one line frame -> candidates (tables.CANDIDATES), best first."""
     det = _filter(det, f, counters)
     growing = det["y1"] >= frame_height  # touches the last row: still being scanned
@@ -152,7 +153,7 @@ def line_candidates(det: np.ndarray, frame_height: int, belt_position: float, ge
 
 
 def camera_candidates(det: np.ndarray, camera: CameraModel, camera_in_world: Pose, plane: Plane,
-                      f: Filters, next_id: int, counters: collections.Counter) -> tuple[np.ndarray, int]:
+                      f: Filters, next_id: int, counters: collections.Counter[Any]) -> tuple[np.ndarray, int]:
     """Detections of one camera frame -> (candidates, next free pick_id)."""
     det = _filter(det, f, counters)
     det = det[_rank(det, f)]

@@ -6,7 +6,7 @@ that come from outside the frame is the per-channel ``fill`` (the empty belt).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -39,7 +39,7 @@ def affine(frame: np.ndarray, masks: np.ndarray, rng: np.random.Generator, fill:
     return out, warped
 
 
-def patchwork(samples: list[tuple[np.ndarray, dict]], shape: tuple[int, int], fill: np.ndarray,
+def patchwork(samples: list[tuple[np.ndarray, dict[str, Any]]], shape: tuple[int, int], fill: np.ndarray,
               rng: np.random.Generator, n_min: int = 2, n_max: int = 10, tries: int = 30
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Paste ``n_min..n_max`` objects cut from ``samples`` onto an empty frame.
@@ -50,7 +50,8 @@ def patchwork(samples: list[tuple[np.ndarray, dict]], shape: tuple[int, int], fi
     C = samples[0][0].shape[2]
     frame = np.broadcast_to(fill.astype(np.float32), (H, W, C)).copy()
     occupied = np.zeros((H, W), bool)
-    masks, labels = [], []
+    masks: list[np.ndarray] = []
+    labels: list[int] = []
     want = int(rng.integers(n_min, n_max + 1))
     for _ in range(tries):
         if len(masks) >= want:
@@ -87,7 +88,7 @@ def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
     return out
 
 
-def augment_instances(frame: np.ndarray, target: dict, context: TrainingContext
+def augment_instances(frame: np.ndarray, target: dict[str, Any], context: TrainingContext
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One training sample augmented per ``context.options.augment``: patchwork, flips,
     affine, in that order, each drawn from ``context.rng``. Instances left with fewer than

@@ -7,18 +7,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
 
-def encode_mask(mask: np.ndarray) -> dict:
+def encode_mask(mask: np.ndarray) -> dict[str, Any]:
     """(H, W) bool -> COCO RLE with ``counts`` as a str (JSON-safe)."""
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
-def decode_mask(rle: dict) -> np.ndarray:
+def decode_mask(rle: dict[str, Any]) -> np.ndarray:
     r = dict(rle)
     if isinstance(r["counts"], str):
         r["counts"] = r["counts"].encode("ascii")
@@ -26,9 +27,9 @@ def decode_mask(rle: dict) -> np.ndarray:
 
 
 def annotations_from_labels(labels: np.ndarray, class_ids: list[int], image_id: int,
-                            first_ann_id: int, extra: list[dict] | None = None) -> list[dict]:
+                            first_ann_id: int, extra: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """One annotation per instance label 1..n of ``labels`` (``class_ids[k-1]`` its class)."""
-    anns = []
+    anns: list[dict[str, Any]] = []
     for k, cid in enumerate(class_ids, start=1):
         m = labels == k
         if not m.any():
@@ -50,8 +51,8 @@ def annotations_from_labels(labels: np.ndarray, class_ids: list[int], image_id: 
     return anns
 
 
-def write_coco(path: Path, images: list[dict], annotations: list[dict], categories: list[str],
-               info: dict) -> None:
+def write_coco(path: Path, images: list[dict[str, Any]], annotations: list[dict[str, Any]], categories: list[str],
+               info: dict[str, Any]) -> None:
     doc = {
         "info": info,
         "images": images,

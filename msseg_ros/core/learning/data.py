@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -61,7 +62,7 @@ class CocoFrames:
         self.images = sorted(doc["images"], key=lambda im: im["id"])
         self.categories = sorted(doc["categories"], key=lambda c: c["id"])
         self.class_names = [c["name"] for c in self.categories]
-        self.by_image: dict[int, list[dict]] = {im["id"]: [] for im in self.images}
+        self.by_image: dict[int, list[dict[str, Any]]] = {im["id"]: [] for im in self.images}
         for a in doc["annotations"]:
             self.by_image.setdefault(a["image_id"], []).append(a)
         if image_root is not None:
@@ -77,7 +78,7 @@ class CocoFrames:
     def image_path(self, i: int) -> Path:
         return self.root / self.images[i]["file_name"]
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, dict]:
+    def __getitem__(self, i: int) -> tuple[np.ndarray, dict[str, Any]]:
         im = self.images[i]
         frame = load_image(self.image_path(i))
         H, W = frame.shape[:2]

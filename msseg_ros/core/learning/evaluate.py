@@ -14,11 +14,17 @@
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from msseg_ros.core.segmentation.base import Segmenter
+
 import copy
 import io
 import time
 from contextlib import redirect_stdout
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -61,7 +67,8 @@ def match(iou: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> dict[i
     return out
 
 
-def coco_eval(gt_doc: dict, results: list[dict], iou_type: str, backend: str = "pycocotools"):
+def coco_eval(gt_doc: dict[str, Any], results: list[dict[str, Any]], iou_type: str,
+              backend: str = "pycocotools") -> tuple[dict[str, float | None], Any]:
     """Run COCOeval; returns (stats dict, the evaluator)."""
     if backend == "faster_coco_eval":
         from faster_coco_eval import COCO
@@ -85,8 +92,8 @@ def coco_eval(gt_doc: dict, results: list[dict], iou_type: str, backend: str = "
     return stats, ev
 
 
-def evaluate(seg, ds: CocoFrames, limit: int | None = None, score_threshold: float = 0.75,
-             timing: bool = True, progress: bool = False) -> dict:
+def evaluate(seg: Segmenter, ds: CocoFrames, limit: int | None = None, score_threshold: float = 0.75,
+             timing: bool = True, progress: bool = False) -> dict[str, Any]:
     """Evaluate ``seg`` on ``ds`` (see the module docstring). Returns a JSON-able dict."""
     from tqdm import tqdm
 
@@ -94,7 +101,7 @@ def evaluate(seg, ds: CocoFrames, limit: int | None = None, score_threshold: flo
     K = len(ds.class_names)
     conf = np.zeros((K, K + 1), np.int64)  # last column: missed
     unmatched_pred = np.zeros(K, np.int64)
-    results: list[dict] = []
+    results: list[dict[str, Any]] = []
     times: list[float] = []
     extra = seg.extra_metrics()  # the model type's own metrics, e.g. bicameral map ODS/AP
     ids = []
@@ -152,7 +159,7 @@ def evaluate(seg, ds: CocoFrames, limit: int | None = None, score_threshold: flo
     if timing and times:
         summary["time_median_ms"] = round(1000 * float(np.median(times)), 1)
         summary["time_p90_ms"] = round(1000 * float(np.percentile(times, 90)), 1)
-    pr: dict = {}
+    pr: dict[str, Any] = {}
     if extra is not None:
         values, pr = extra.summary()
         summary.update(values)
@@ -170,7 +177,7 @@ def evaluate(seg, ds: CocoFrames, limit: int | None = None, score_threshold: flo
             "pr_curves_iou50": class_pr, "map_pr": pr}
 
 
-def save_plots(metrics: dict, out: Path) -> list[Path]:
+def save_plots(metrics: dict[str, Any], out: Path) -> list[Path]:
     """Contingency heatmap and PR curves as PNGs in ``out``."""
     import matplotlib
 

@@ -15,7 +15,7 @@ import numpy as np
 THRESHOLDS = np.linspace(0.01, 0.99, 99)
 
 
-def map_pr(acc: dict) -> tuple[float, float, np.ndarray, np.ndarray]:
+def map_pr(acc: dict[str, Any]) -> tuple[float, float, np.ndarray, np.ndarray]:
     """(ODS, AP, precision, recall) from accumulated TP/FP/FN per threshold."""
     tp, fp, fn = acc["tp"], acc["fp"], acc["fn"]
     p = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 1.0)

@@ -97,7 +97,7 @@ class TrainOptions:
 
     def check(self) -> None:
         """Ranges and choices; raises ConfigError naming the option."""
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "eval_every": self.eval_every}
+        positive: dict[str, float] = {"epochs": self.epochs, "batch_size": self.batch_size, "eval_every": self.eval_every}
         for name, v in positive.items():
             if v < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {v}")

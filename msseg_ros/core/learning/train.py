@@ -23,11 +23,13 @@ OUT receives ``model.safetensors`` (+ ``.yaml``; the best by the validation metr
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
+import operator
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +43,8 @@ from msseg_ros.core.segmentation.base import SEGMENTERS, Segmenter, resolve_devi
 from msseg_ros.core.segmentation.checkpoint import load_checkpoint, save_checkpoint
 
 if TYPE_CHECKING:
+    import torch
+
     from msseg_ros.core.segmentation.torch_base import TorchSegmenter
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ class TrainConfig:
                 "train": self.options.as_dict(), "out": str(self.out)}
 
 
-def set_dotted(tree: dict, key: str, value: Any) -> None:
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     node = tree
     *path, leaf = key.split(".")
     for p in path:
@@ -84,7 +88,7 @@ def load_train_config(path: str | Path | None, sets: dict[str, Any]) -> TrainCon
     """Read a training config (YAML) and apply ``--set`` overrides (dotted keys)."""
     import yaml
 
-    cfg: dict = {}
+    cfg: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -131,7 +135,8 @@ def lr_factor(schedule: str, progress: float) -> float:
 def dataset_statistics(ds: CocoFrames, limit: int = 64) -> tuple[list[float], list[float], list[float]]:
     """Per-channel mean and std over (up to ``limit``) images, and the background median
     (the empty belt / bin bottom: the fill value for augmentations and NaN)."""
-    s = s2 = None
+    s: np.ndarray | None = None
+    s2: np.ndarray | None = None
     n = 0
     bg = []
     for i in range(min(len(ds), limit)):
@@ -142,12 +147,14 @@ def dataset_statistics(ds: CocoFrames, limit: int = 64) -> tuple[list[float], li
         n += len(x)
         free = ~tgt["masks"].any(0) if len(tgt["masks"]) else np.ones(frame.shape[:2], bool)
         bg.append(np.median(frame[free], axis=0) if free.any() else np.median(x, axis=0))
+    if s is None or s2 is None:
+        raise ConfigError("the training set has no images to take statistics of")
     mean = s / n
     std = np.sqrt(np.maximum(s2 / n - mean ** 2, 1e-12))
     return mean.tolist(), std.tolist(), np.median(np.array(bg), axis=0).tolist()
 
 
-def complete_model_config(model_cfg: dict, ds: CocoFrames) -> dict:
+def complete_model_config(model_cfg: dict[str, Any], ds: CocoFrames) -> dict[str, Any]:
     """Fill in_channels, classes and normalisation ("auto") from the training set."""
     cfg = dict(model_cfg)
     frame, _ = ds[0]
@@ -176,7 +183,7 @@ def seed_everything(seed: int) -> np.random.Generator:
 
 
 # --------------------------------------------------------------------------------------
-def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print) -> dict:
+def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run a training config (see the module docstring); returns the final state
     (``epoch``, ``step``, ``history``, ``best``)."""
     out = cfg.out
@@ -201,8 +208,8 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     return _train_gradient(cls, model_cfg, cfg, train_ds, val_ds, resume, log)
 
 
-def _fit(cls: type[Segmenter], model_cfg: dict, cfg: TrainConfig, train_ds: CocoFrames,
-         val_ds: CocoFrames | None, log: Callable[[str], None]) -> dict:
+def _fit(cls: type[Segmenter], model_cfg: dict[str, Any], cfg: TrainConfig, train_ds: CocoFrames,
+         val_ds: CocoFrames | None, log: Callable[[str], None]) -> dict[str, Any]:
     """A model fitted in one pass (``trained_by == "fit"``), then evaluated once."""
     t = cfg.options
     rng = np.random.default_rng(t.seed)
@@ -222,23 +229,23 @@ def _fit(cls: type[Segmenter], model_cfg: dict, cfg: TrainConfig, train_ds: Coco
 _KEY_METRICS = ("segm_AP", "bbox_AP", "accuracy", "missed_pct", "boundary_ODS", "occlusion_ODS")
 
 
-def _batches(n: int, batch: int, rng: np.random.Generator):
+def _batches(n: int, batch: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
     order = rng.permutation(n)
     for i in range(0, n, batch):
         yield order[i:i + batch]
 
 
-def _prefetch(prepare: Callable, items, depth: int = 3):
+def _prefetch(prepare: Callable[[Any], Any], items: Iterable[Any], depth: int = 3) -> Generator[Any, None, None]:
     """``prepare(item)`` for each item, computed ``depth`` ahead in one background thread
     (one thread: the order of random draws, hence a seeded run, is unchanged)."""
     import queue
     import threading
 
-    q: queue.Queue = queue.Queue(maxsize=depth)
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
     done = object()
 
-    def work():
+    def work() -> None:
         try:
             for item in items:
                 if stop.is_set():
@@ -252,7 +259,7 @@ def _prefetch(prepare: Callable, items, depth: int = 3):
     thread = threading.Thread(target=work, name="batch-prefetch", daemon=True)
     thread.start()
 
-    def gen():
+    def gen() -> Generator[Any, None, None]:
         try:
             while True:
                 ok, value = q.get()
@@ -272,8 +279,8 @@ def _prefetch(prepare: Callable, items, depth: int = 3):
     return gen()
 
 
-def _train_gradient(cls: type[Segmenter], model_cfg: dict, cfg: TrainConfig, train_ds: CocoFrames,
-                    val_ds: CocoFrames | None, resume: bool, log: Callable[[str], None]) -> dict:
+def _train_gradient(cls: type[Segmenter], model_cfg: dict[str, Any], cfg: TrainConfig, train_ds: CocoFrames,
+                    val_ds: CocoFrames | None, resume: bool, log: Callable[[str], None]) -> dict[str, Any]:
     """Adam on the sum of the model's own losses; the model type makes the batches."""
     import torch
     from tqdm import tqdm
@@ -329,7 +336,7 @@ def _train_gradient(cls: type[Segmenter], model_cfg: dict, cfg: TrainConfig, tra
             for group in opt.param_groups:
                 group["lr"] = t.lr * lr_factor(t.lr_schedule, progress())
             parts = seg.training_losses(batch)
-            loss = sum(parts.values())
+            loss = functools.reduce(operator.add, parts.values())  # as sum(), without the 0 +
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -368,14 +375,14 @@ def _train_gradient(cls: type[Segmenter], model_cfg: dict, cfg: TrainConfig, tra
     return state
 
 
-def _save_model(out: Path, seg: TorchSegmenter, model_cfg: dict, t: TrainOptions) -> None:
+def _save_model(out: Path, seg: TorchSegmenter, model_cfg: dict[str, Any], t: TrainOptions) -> None:
     sd = seg.net.state_dict()
     if t.save_dtype == "float16":
         sd = {k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}
     save_checkpoint(out / "model.safetensors", {k: v.detach().cpu() for k, v in sd.items()}, model_cfg)
 
 
-def _save_state(out: Path, net, opt, state: dict) -> None:
+def _save_state(out: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
     tensors = {f"model.{k}": v.detach().cpu() for k, v in net.state_dict().items()}
     osd = opt.state_dict()
     for idx, st in osd["state"].items():
@@ -386,7 +393,7 @@ def _save_state(out: Path, net, opt, state: dict) -> None:
     (out / "state.json").write_text(json.dumps(state, indent=1))
 
 
-def _inherit_normalisation(model_cfg: dict, init: Path) -> dict:
+def _inherit_normalisation(model_cfg: dict[str, Any], init: Path) -> dict[str, Any]:
     """A fine-tuned model keeps the normalisation its starting weights were trained with."""
     _, init_cfg = _read_init(init)
     if init_cfg["type"] != model_cfg["type"]:
@@ -399,7 +406,7 @@ def _inherit_normalisation(model_cfg: dict, init: Path) -> dict:
     return cfg
 
 
-def _read_init(init: Path):
+def _read_init(init: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     from msseg_ros.core.segmentation.checkpoint import CheckpointError
 
     try:
@@ -408,7 +415,7 @@ def _read_init(init: Path):
         raise ConfigError(f"train.init: {exc}") from None
 
 
-def _load_init(init: Path, net, log) -> None:
+def _load_init(init: Path, net: torch.nn.Module, log: Callable[[str], None]) -> None:
     import torch
 
     from msseg_ros.core.segmentation.checkpoint import CheckpointError, check_matches
@@ -424,26 +431,26 @@ def _load_init(init: Path, net, log) -> None:
     log(f"initialised from {init}")
 
 
-def _load_state(out: Path, net, opt, log) -> dict:
+def _load_state(out: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, log: Callable[[str], None]) -> dict[str, Any]:
     import torch
 
     if not (out / "last.safetensors").exists() or not (out / "state.json").exists():
         raise ConfigError(f"nothing to resume in {str(out)!r} (no last.safetensors / state.json)")
     arrays, meta = load_checkpoint(out / "last.safetensors")
     net.load_state_dict({k[6:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("model.")})
-    opt_state: dict = {}
+    opt_state: dict[str, Any] = {}
     for k, v in arrays.items():
         if k.startswith("opt."):
             _, idx, name = k.split(".", 2)
             tv = torch.from_numpy(np.array(v))
-            opt_state.setdefault(int(idx), {})[name] = tv.reshape(()) if name == "step" else tv
+            opt_state.setdefault(str(int(idx)), {})[name] = tv.reshape(()) if name == "step" else tv
     opt.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
     state = json.loads((out / "state.json").read_text())
     log(f"resumed from epoch {state['epoch']}, step {state['step']}")
     return state
 
 
-def _plot_history(out: Path, history: list[dict]) -> None:
+def _plot_history(out: Path, history: list[dict[str, Any]]) -> None:
     if not history:
         return
     import matplotlib

@@ -6,6 +6,9 @@ checks config/*.yaml against them.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from msseg_ros.core import cells
 from msseg_ros.core.params.schema import Param, ParamType, Schema
 from msseg_ros.core.segmentation.base import SEGMENTERS
@@ -215,7 +218,7 @@ GRASP_SELECTOR = Schema(
     ],
 )
 
-def _per_robot(v) -> str | None:
+def _per_robot(v: Mapping[str, Any]) -> str | None:
     n = len(v["robots.names"])
     for k in ("robots.base_x", "robots.base_y", "robots.base_z", "robots.window_start", "robots.window_end",
               "robots.hosts", "robots.ports", "robots.bins"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,7 +186,7 @@ class Schema:
     def __contains__(self, name: object) -> bool:
         return name in self.params
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Param]:
         return iter(self.params.values())
 
     def __getitem__(self, name: str) -> Param:

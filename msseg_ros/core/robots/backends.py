@@ -19,17 +19,18 @@ from typing import Any
 import numpy as np
 
 from msseg_ros.core.registry import Registry
+from msseg_ros.core.robots import modbus_map as mm
 from msseg_ros.core.robots.cell import RobotSpec, Speeds
 from msseg_ros.core.robots.delta_controller import CommandResult, DeltaCommand
 from msseg_ros.core.robots.errors import ConnectionLost, ControllerError
-from msseg_ros.core.robots.kinematics import DeltaGeometry
+from msseg_ros.core.robots.kinematics import DeltaGeometry, PointLike
 from msseg_ros.core.robots.lifecycle import STATE_OF, PickLedger, PickRecord, PickState
 from msseg_ros.core.robots.modbus import DeltaModbusClient
 from msseg_ros.core.robots.rmi import RmiClient, retry_connect
 from msseg_ros.core.robots.scheduler import CLASS_NOT_SORTED, Scheduler
 from msseg_ros.core.robots.tracking import WORKSPACE, BeltState, Target
 
-ROBOT_BACKENDS: Registry = Registry("robot backend", required=("submit", "tick", "status", "close"))
+ROBOT_BACKENDS: Registry[Any] = Registry("robot backend", required=("submit", "tick", "status", "close"))
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class RobotBackend:
         self.robots, self.speeds = robots, speeds
         self.ledger = PickLedger()
         self._finished: list[Finished] = []
-        self.picks_done: collections.Counter = collections.Counter()  # robot -> done
+        self.picks_done: collections.Counter[Any] = collections.Counter()  # robot -> done
 
     def _finish(self, pick_id: int, state: PickState, reason: str = "", robot: int | None = None) -> PickRecord | None:
         rec = self.ledger.finish(pick_id, state, reason, robot)
@@ -142,6 +143,7 @@ class LineBackend(RobotBackend):
             self.encoder_stalled = self.belt is not None
             return self._drain()
         self.encoder_stalled = False
+        assert self.belt is not None  # fresh implies a belt sample
         plans, dropped = self.scheduler.step(self.belt, now)
         for target, reason in dropped:
             self._finish(target.pick_id, PickState.REJECTED if reason == WORKSPACE else PickState.MISSED, reason)
@@ -203,7 +205,7 @@ class DeltaBackend(LineBackend):
         self.controller_state: dict[int, int] = {r.index: -1 for r in robots}
         self.controller_error: dict[int, int] = {r.index: 0 for r in robots}
         self.uncertain: set[int] = set()  # robots whose last send failed: reconcile
-        self.errors: collections.Counter = collections.Counter()
+        self.errors: collections.Counter[Any] = collections.Counter()
 
     def _dispatch(self, rec: PickRecord, now: float) -> None:
         robot = self.scheduler.lane(rec.robot).robot
@@ -249,7 +251,7 @@ class DeltaBackend(LineBackend):
                 client.just_reconnected = False
                 self.uncertain.discard(robot.index)
 
-    def _reconcile(self, robot: RobotSpec, status) -> None:
+    def _reconcile(self, robot: RobotSpec, status: mm.Status) -> None:
         """After a reconnect or a failed send: every pick sent to this robot is either
         queued there, has a result (filed above), or never arrived: failed, not resent."""
         queued = set(status.queue)
@@ -289,7 +291,7 @@ class FanucBackend(RobotBackend):
         suction_port, vacuum_port: DOUT / DIN numbers.
     """
 
-    def __init__(self, robots: list[RobotSpec], speeds: Speeds, *, place_positions: dict[int, tuple] | None = None,
+    def __init__(self, robots: list[RobotSpec], speeds: Speeds, *, place_positions: dict[int, tuple[Any, ...]] | None = None,
                  override: int = 100, suction_port: int = 1, vacuum_port: int = 1, max_in_flight: int = 2,
                  connect_attempts: int = 5, **_: Any) -> None:
         super().__init__(robots, speeds)
@@ -301,18 +303,18 @@ class FanucBackend(RobotBackend):
         self.client = RmiClient(self.robot.host, self.robot.port, max_in_flight=max_in_flight)
         self.connect_attempts = connect_attempts
         self.state = "disconnected"
-        self.errors: collections.Counter = collections.Counter()
+        self.errors: collections.Counter[Any] = collections.Counter()
         self.last_error = ""
-        self.tabu: collections.deque = collections.deque(maxlen=self.TABU_LENGTH)
-        self._jobs: queue.Queue = queue.Queue(maxsize=1)
-        self._results: queue.Queue = queue.Queue()
+        self.tabu: collections.deque[Any] = collections.deque(maxlen=self.TABU_LENGTH)
+        self._jobs: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._results: queue.Queue[Any] = queue.Queue()
         self._busy = threading.Event()
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run, name="fanuc", daemon=True)
         self._worker.start()
 
     # world m <-> user frame mm (user frame = world shifted to the robot base)
-    def _mm(self, p) -> tuple[float, float, float]:
+    def _mm(self, p: PointLike) -> tuple[float, float, float]:
         b = self.robot.to_base(p)
         return (float(b[0]) * 1000, float(b[1]) * 1000, float(b[2]) * 1000)
 

@@ -7,12 +7,13 @@ world -> base is a translation.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from msseg_ros.core.robots.errors import RobotConfigError
-from msseg_ros.core.robots.kinematics import Box, DeltaGeometry
+from msseg_ros.core.robots.kinematics import Box, DeltaGeometry, PointLike, vec3
 
 
 @dataclass(frozen=True)
@@ -80,11 +81,13 @@ class RobotSpec:
             raise RobotConfigError(
                 f"robot {self.name}: window [{w0}, {w1}] m leaves its workspace x range "
                 f"[{ws.lo[0]:.3f}, {ws.hi[0]:.3f}] m")
-        if self.home is None:
+        home = self.home
+        if home is None:
             lo, hi = self.workspace.lo, self.workspace.hi
-            object.__setattr__(self, "home", ((lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, hi[2]))
-        if not self.workspace.contains(self.home):
-            raise RobotConfigError(f"robot {self.name}: home {self.home} is outside its workspace")
+            home = ((lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, hi[2])
+            object.__setattr__(self, "home", home)
+        if not self.workspace.contains(home):
+            raise RobotConfigError(f"robot {self.name}: home {home} is outside its workspace")
 
     @property
     def workspace_world(self) -> Box:
@@ -92,12 +95,13 @@ class RobotSpec:
 
     @property
     def home_world(self) -> np.ndarray:
+        assert self.home is not None  # set by __post_init__
         return np.add(self.home, self.base)
 
-    def to_base(self, p_world) -> np.ndarray:
+    def to_base(self, p_world: PointLike) -> np.ndarray:
         return np.subtract(p_world, self.base)
 
-    def to_world(self, p_base) -> np.ndarray:
+    def to_world(self, p_base: PointLike) -> np.ndarray:
         return np.add(p_base, self.base)
 
     def sorts(self, bin_: int) -> bool:
@@ -114,8 +118,10 @@ def _bins(entry: str, name: str) -> frozenset[int]:
         raise RobotConfigError(f"robot {name}: bins {entry!r} must be bin numbers separated by spaces") from None
 
 
-def robots_from_lists(*, names, base_x, base_y, base_z, window_start, window_end, hosts, ports, bins,
-                      workspace_min, workspace_max, geometry: DeltaGeometry | None = None) -> list[RobotSpec]:
+def robots_from_lists(*, names: Sequence[str], base_x: Sequence[float], base_y: Sequence[float],
+                      base_z: Sequence[float], window_start: Sequence[float], window_end: Sequence[float],
+                      hosts: Sequence[str], ports: Sequence[int], bins: Sequence[str],
+                      workspace_min: Sequence[float], workspace_max: Sequence[float], geometry: DeltaGeometry | None = None) -> list[RobotSpec]:
     """Robots from the parallel per-robot lists of the ``robots.*`` parameters.
 
     Raises:
@@ -131,7 +137,7 @@ def robots_from_lists(*, names, base_x, base_y, base_z, window_start, window_end
                                    f"(robots.names: {list(names)}); give one per robot")
     if n == 0:
         raise RobotConfigError("robots.names is empty: configure at least one robot")
-    box = Box(tuple(workspace_min), tuple(workspace_max))
+    box = Box(vec3(workspace_min), vec3(workspace_max))
     if geometry is not None:
         geometry.check_box(box)
     out = []

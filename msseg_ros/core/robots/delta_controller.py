@@ -17,6 +17,7 @@ import enum
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from msseg_ros.core.robots.cell import RobotSpec, Speeds
 from msseg_ros.core.robots.kinematics import DeltaGeometry
@@ -103,7 +104,7 @@ class DeltaController:
         self.error = ErrorCode.NONE
         self.heartbeat = 0
         self.heartbeat_frozen = False
-        self.received: collections.Counter = collections.Counter()  # pick_id -> times received
+        self.received: collections.Counter[Any] = collections.Counter()  # pick_id -> times received
         self.results: collections.deque[tuple[int, int]] = collections.deque(maxlen=self.RESULTS)
         self.result_count = 0
         self.last_accepted = 0

@@ -12,6 +12,7 @@ Closed forms: the inverse solves, per arm, ``d·cosθ + z·sinθ = M`` in the ar
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,18 @@ import numpy as np
 from msseg_ros.core.robots.errors import RobotConfigError, WorkspaceError
 
 _ARM_ANGLES = (0.0, 2 * math.pi / 3, 4 * math.pi / 3)
+
+
+#: an (x, y, z) point or vector, m
+Vec3 = tuple[float, float, float]
+#: what a function taking a point accepts: a tuple, a list or an (3,) array
+PointLike = Sequence[float] | np.ndarray
+
+
+def vec3(v: PointLike) -> Vec3:
+    """``v`` as a tuple of three floats; raises ValueError unless it has three values."""
+    x, y, z = (float(a) for a in v)
+    return (x, y, z)
 
 
 @dataclass(frozen=True)
@@ -32,12 +45,13 @@ class Box:
         if len(self.lo) != 3 or len(self.hi) != 3 or any(a >= b for a, b in zip(self.lo, self.hi, strict=True)):
             raise RobotConfigError(f"workspace box needs lo < hi on x, y and z, got lo={self.lo} hi={self.hi}")
 
-    def contains(self, p, tol: float = 1e-9) -> bool:
-        return all(lo - tol <= v <= hi + tol for v, lo, hi in zip(p, self.lo, self.hi, strict=True))
+    def contains(self, p: PointLike, tol: float = 1e-9) -> bool:
+        return all(lo - tol <= v <= hi + tol for v, lo, hi in zip(vec3(p), self.lo, self.hi, strict=True))
 
-    def shifted(self, offset) -> Box:
-        return Box(tuple(a + o for a, o in zip(self.lo, offset, strict=True)),
-                   tuple(b + o for b, o in zip(self.hi, offset, strict=True)))
+    def shifted(self, offset: PointLike) -> Box:
+        o = vec3(offset)
+        return Box(vec3([a + d for a, d in zip(self.lo, o, strict=True)]),
+                   vec3([b + d for b, d in zip(self.hi, o, strict=True)]))
 
     def corners(self) -> np.ndarray:
         return np.array([[x, y, z] for x in (self.lo[0], self.hi[0]) for y in (self.lo[1], self.hi[1])
@@ -65,7 +79,7 @@ class DeltaGeometry:
         if not self.joint_min < self.joint_max:
             raise RobotConfigError(f"delta joint limits need min < max, got {self.joint_min}, {self.joint_max}")
 
-    def inverse(self, p) -> np.ndarray:
+    def inverse(self, p: PointLike) -> np.ndarray:
         """Joint angles (3,), rad, that put the effector centre at ``p`` (base frame, m).
 
         Raises:
@@ -91,7 +105,7 @@ class DeltaGeometry:
             out[i] = theta
         return out
 
-    def elbows(self, theta) -> np.ndarray:
+    def elbows(self, theta: Sequence[float] | np.ndarray) -> np.ndarray:
         """Elbow positions (3, 3) in the base frame for joint angles ``theta`` (rad)."""
         out = np.empty((3, 3))
         for i, (phi, t) in enumerate(zip(_ARM_ANGLES, theta, strict=True)):
@@ -99,7 +113,7 @@ class DeltaGeometry:
             out[i] = (r * math.cos(phi), r * math.sin(phi), -self.upper_arm * math.sin(t))
         return out
 
-    def forward(self, theta) -> np.ndarray:
+    def forward(self, theta: Sequence[float] | np.ndarray) -> np.ndarray:
         """Effector centre (3,) in the base frame, m, for joint angles ``theta`` (rad).
 
         Raises:
@@ -128,7 +142,7 @@ class DeltaGeometry:
         a, b = base + math.sqrt(zz2) * ez, base - math.sqrt(zz2) * ez
         return a if a[2] < b[2] else b
 
-    def reachable(self, p) -> bool:
+    def reachable(self, p: PointLike) -> bool:
         try:
             self.inverse(p)
         except WorkspaceError:

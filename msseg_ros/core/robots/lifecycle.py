@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import collections
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from msseg_ros.core.robots.errors import DuplicatePickError
 from msseg_ros.core.robots.tracking import Plan, Target
@@ -70,7 +72,7 @@ class PickLedger:
         self._sent: set[int] = set()
         self._open: set[int] = set()  # pick_ids not finished: what the per-tick scans visit
         self._finished_order: collections.deque[int] = collections.deque()
-        self.counters: collections.Counter = collections.Counter()
+        self.counters: collections.Counter[Any] = collections.Counter()
 
     def __contains__(self, pick_id: int) -> bool:
         return pick_id in self.records
@@ -126,8 +128,9 @@ class PickLedger:
 
     def in_state(self, *states: PickState, robot: int | None = None) -> list[PickRecord]:
         """Records in ``states``; open states are found from the open index, not a full scan."""
+        pool: Iterable[PickRecord]
         if all(not st.final for st in states):
             pool = (self.records[pid] for pid in self._open)
         else:
-            pool = iter(self.records.values())
+            pool = self.records.values()
         return [r for r in pool if r.state in states and (robot is None or r.robot == robot)]

@@ -44,7 +44,8 @@ def arrivals(rate: float, duration: float, belt_speed: float, belt_width: float,
     """Poisson arrivals of ``rate`` objects/s over ``duration`` s, uniform across the belt
     (5 cm from the edges)."""
     rng = np.random.default_rng(seed)
-    t, out, i = 0.0, [], 1
+    out: list[Arrival] = []
+    t, i = 0.0, 1
     while True:
         t += rng.exponential(1.0 / rate)
         if t >= duration:
@@ -125,7 +126,7 @@ def upper_bound(robots: list[RobotSpec], speeds: Speeds, objects: list[Arrival],
         # longest move from home to any approach point of the window
         ws = r.workspace_world
         far = max(np.linalg.norm(np.subtract(c, r.home_world)) for c in ws.corners())
-        t_max = move_time(far, speeds.max_speed, speeds.max_accel)
+        t_max = move_time(float(far), speeds.max_speed, speeds.max_accel)
         w0, w1 = r.window
         ws_y = (ws.lo[1], ws.hi[1])
         for i, a in enumerate(objects):

@@ -41,7 +41,8 @@ class DeltaModbusServer:
         self._thread: threading.Thread | None = None
 
     # pymodbus calls this before every access; it may edit ``registers`` in place.
-    async def _action(self, function_code, start_address, address, count, registers, set_values):
+    async def _action(self, function_code: int, start_address: int, address: int, count: int,
+                      registers: list[int], set_values: list[int] | list[bool] | None) -> None:
         c = self.controller
         now = self.clock()
         if set_values is None:
@@ -86,6 +87,7 @@ class DeltaModbusServer:
                 return
             ready.set()
             loop.run_forever()
+            assert self._server is not None  # set before the loop ran
             loop.run_until_complete(self._server.shutdown())
             loop.close()
 

@@ -41,7 +41,9 @@ Control (client -> controller): 120 u16 request (1: reset error).
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 STATUS_ADDR, STATUS_COUNT = 0, 60
 COMMAND_ADDR, COMMAND_COUNT = 100, 14
@@ -52,12 +54,12 @@ REGISTERS = 128
 RING, QUEUE = 8, 8
 
 
-def pack(fmt: str, *values) -> list[int]:
+def pack(fmt: str, *values: float) -> list[int]:
     raw = struct.pack(">" + fmt, *values)
     return [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2)]
 
 
-def unpack(fmt: str, regs) -> tuple:
+def unpack(fmt: str, regs: Sequence[int]) -> tuple[Any, ...]:
     return struct.unpack(">" + fmt, b"".join(int(r).to_bytes(2, "big") for r in regs))
 
 
@@ -77,7 +79,7 @@ class Status:
     queue: tuple[int, ...]
 
     @classmethod
-    def decode(cls, regs) -> Status:
+    def decode(cls, regs: Sequence[int]) -> Status:
         if len(regs) < STATUS_COUNT:
             raise ValueError(f"status block needs {STATUS_COUNT} registers, got {len(regs)}")
         hb, state, err, queued, acc, done_id, hs, ans, rc, dn = unpack("HHHHIIHHHH", regs[0:12])
@@ -87,8 +89,9 @@ class Status:
                    tuple(r for r in results if r[0]), tuple(q for q in queue if q))
 
 
-def encode_status(*, heartbeat, state, error, queued, last_accepted, last_done, handshake, answer,
-                  result_count, done, results, queue) -> list[int]:
+def encode_status(*, heartbeat: int, state: int, error: int, queued: int, last_accepted: int, last_done: int,
+                  handshake: int, answer: int, result_count: int, done: int,
+                  results: Iterable[tuple[int, int]], queue: Iterable[int]) -> list[int]:
     regs = pack("HHHHIIHHHH", heartbeat, state, error, queued, last_accepted, last_done, handshake, answer,
                 result_count, done & 0xFFFF)
     ring = list(results)[-RING:]
@@ -105,7 +108,7 @@ def encode_command(pick_id: int, x: float, y: float, z: float, belt_position: fl
     return pack("IfffdHH", pick_id, x, y, z, belt_position, bin_, handshake & 0xFFFF)
 
 
-def decode_command(regs) -> tuple[int, float, float, float, float, int, int]:
+def decode_command(regs: Sequence[int]) -> tuple[int, float, float, float, float, int, int]:
     if len(regs) != COMMAND_COUNT:
         raise ValueError(f"command block needs {COMMAND_COUNT} registers, got {len(regs)}")
     return unpack("IfffdHH", regs)

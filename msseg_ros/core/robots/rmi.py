@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from msseg_ros.core.robots.errors import ConnectionLost, ControllerError
@@ -291,12 +291,12 @@ class RmiClient:
             raise ControllerError(f"instruction {seq} failed: {error_text(code)} ({code})", code)
 
     # ---- helpers -----------------------------------------------------------------
-    def linear(self, xyz_mm, speed_mm_s: float, uframe: int = 1, utool: int = 1) -> int:
+    def linear(self, xyz_mm: Sequence[float], speed_mm_s: float, uframe: int = 1, utool: int = 1) -> int:
         return self.instruction("FRC_LinearMotion", Configuration=configuration(uframe, utool),
                                 Position=position(*xyz_mm), SpeedType="mmSec", Speed=int(round(speed_mm_s)),
                                 TermType="FINE", TermValue=0)
 
-    def joint(self, xyz_mm, speed_percent: int, uframe: int = 1, utool: int = 1) -> int:
+    def joint(self, xyz_mm: Sequence[float], speed_percent: int, uframe: int = 1, utool: int = 1) -> int:
         return self.instruction("FRC_JointMotion", Configuration=configuration(uframe, utool),
                                 Position=position(*xyz_mm), SpeedType="Percent", Speed=int(speed_percent),
                                 TermType="FINE", TermValue=0)

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from msseg_ros.core.robots import rmi
-from msseg_ros.core.robots.kinematics import Box, move_time
+from msseg_ros.core.robots.kinematics import Box, move_time, vec3
 
 MOTIONS = ("FRC_LinearMotion", "FRC_JointMotion")
 INSTRUCTIONS = MOTIONS + ("FRC_WaitTime", "FRC_WaitDIN", "FRC_SetUFrame", "FRC_SetUTool", "FRC_Call")
@@ -248,7 +248,7 @@ class EmulatedRmiController:
                     return {"ErrorID": rmi.E_PORT}
                 self.dout[port] = value == "ON"
                 if port == self.suction_port:
-                    xyz = tuple(v / 1000.0 for v in self.position)
+                    xyz = vec3([v / 1000.0 for v in self.position])
                     if value == "ON":
                         self.din[self.vacuum_port] = bool(self.on_suction(xyz)) if self.on_suction else False
                     else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 from dataclasses import dataclass, field
+from typing import Any
 
 from msseg_ros.core.robots.cell import RobotSpec, Speeds
 from msseg_ros.core.robots.kinematics import DeltaGeometry
@@ -49,7 +50,7 @@ class _Pending:
     value: float
     reachable_if_idle: bool = False
     checked: bool = False
-    reasons: set = field(default_factory=set)
+    reasons: set[Any] = field(default_factory=set)
 
 
 class Scheduler:
@@ -72,7 +73,7 @@ class Scheduler:
         self.geometry = geometry
         self.slack = slack
         self.pending: dict[int, _Pending] = {}
-        self.unpicked: collections.Counter = collections.Counter()
+        self.unpicked: collections.Counter[Any] = collections.Counter()
 
     def lane(self, robot_index: int) -> RobotLane:
         for lane in self.lanes:

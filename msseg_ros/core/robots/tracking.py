@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from msseg_ros.core.robots.cell import RobotSpec, Speeds
-from msseg_ros.core.robots.kinematics import DeltaGeometry, move_time
+from msseg_ros.core.robots.kinematics import DeltaGeometry, move_time, vec3
 
 
 @dataclass(frozen=True)
@@ -141,4 +141,4 @@ def plan_pick(robot: RobotSpec, speeds: Speeds, target: Target, belt: BeltState,
                                    speeds.max_accel)
     t_done = t_grip + dz + speeds.place_time
     return Plan(robot.index, target.pick_id, max(t_start, t_ready), t_arrive, t_grip, t_done,
-                tuple(float(v) for v in grip))
+                vec3(grip))

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from msseg_ros.core import tables
 from msseg_ros.core.errors import MssegError
@@ -119,7 +120,8 @@ class Instances:
         return len(self.class_ids)
 
     @classmethod
-    def from_labels(cls, labels: np.ndarray, class_ids, scores, affordance=None,
+    def from_labels(cls, labels: np.ndarray, class_ids: ArrayLike, scores: ArrayLike,
+                    affordance: ArrayLike | None = None,
                     invalid_pixels: int = 0) -> Instances:
         """Build from a label map whose labels 1..N match the per-instance arrays.
         Instances with no pixel left are dropped and the rest relabelled 1..n."""
@@ -208,8 +210,8 @@ class Segmenter(abc.ABC):
         max_invalid_fraction: frames with more invalid pixels are refused.
     """
 
-    config: dict
-    fill_values: np.ndarray = field(default=None)  # type: ignore[assignment]
+    config: dict[str, Any]
+    fill_values: np.ndarray = field(default=None)  # type: ignore[arg-type]  # set in __post_init__
     max_invalid_fraction: float = 0.25
     type_name: ClassVar[str] = ""
     #: the config a type starts from; a config given by a user or a checkpoint overrides it
@@ -261,7 +263,7 @@ class Segmenter(abc.ABC):
                     f"(more than {self.max_invalid_fraction:.0%})"
                 )
             f = np.where(np.isfinite(f), f, self.fill_values[None, None, :]).astype(np.float32)
-        return f, invalid
+        return f, np.asarray(invalid)
 
     def __call__(self, frame: np.ndarray) -> Instances:
         """Validate ``frame`` (see the NaN policy), predict, and clear invalid pixels."""
@@ -289,7 +291,7 @@ class Segmenter(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def from_config(cls, config: dict, weights: dict | None = None, device: str = "cpu") -> Segmenter:
+    def from_config(cls, config: dict[str, Any], weights: dict[str, Any] | None = None, device: str = "cpu") -> Segmenter:
         """Build the model from its config and, if given, a checkpoint's tensors."""
 
     @classmethod
@@ -358,7 +360,8 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def require(config: dict, key: str, kind: type | tuple[type, ...], check=None) -> Any:
+def require(config: dict[str, Any], key: str, kind: type | tuple[type, ...],
+            check: Callable[[Any], bool] | None = None) -> Any:
     """A config value, type-checked; raises ModelConfigError naming the key."""
     if key not in config:
         raise ModelConfigError(f"model config lacks {key!r}")

@@ -179,6 +179,9 @@ class _ProbabilityMaps(nn.Module):
     """Normalisation, the network and the sigmoids: (1, C, H, W) raw frame, H and W
     multiples of 16 -> (Ŷ, Ẑ), each (1, 1, H, W) in [0, 1]. What other runtimes export."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, net: BicameralNet, mean: torch.Tensor, std: torch.Tensor) -> None:
         super().__init__()
         self.net = net
@@ -220,7 +223,7 @@ class BicameralSegmenter(TorchSegmenter):
     default_config = DEFAULT_CONFIG
     param_group = "bicameral"
 
-    def __init__(self, config: dict, net: BicameralNet, device: str) -> None:
+    def __init__(self, config: dict[str, Any], net: BicameralNet, device: str) -> None:
         super().__init__(config, net, device)
         c = config["in_channels"]
         self.mean = torch.tensor(config["image_mean"], dtype=torch.float32, device=device).view(1, c, 1, 1)
@@ -238,11 +241,11 @@ class BicameralSegmenter(TorchSegmenter):
         return cfg
 
     @classmethod
-    def build_net(cls, cfg: dict) -> BicameralNet:
+    def build_net(cls, cfg: dict[str, Any]) -> BicameralNet:
         return BicameralNet(cfg["in_channels"], cfg["width"], cfg["dropout"])
 
     @classmethod
-    def describe(cls, cfg: dict) -> str:
+    def describe(cls, cfg: dict[str, Any]) -> str:
         return f"(bicameral F{cfg['width']})"
 
     def normalise(self, frames: torch.Tensor) -> torch.Tensor:
@@ -290,6 +293,7 @@ class BicameralSegmenter(TorchSegmenter):
         return BicameralMapMetrics(self)
 
     def export_spec(self) -> ExportSpec:
+        assert isinstance(self.net, BicameralNet)
         module = _ProbabilityMaps(self.net, self.mean, self.std).eval()
         example = self.mean.expand(1, self.in_channels, 256, 256).contiguous()
         return ExportSpec(module, (example,), ("frame",), ("boundaries", "occlusions"),

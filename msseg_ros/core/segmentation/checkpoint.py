@@ -34,7 +34,7 @@ def _to_numpy(v: Any) -> np.ndarray:
     return np.asarray(v)
 
 
-def save_checkpoint(path: str | Path, tensors: dict[str, Any], config: dict) -> Path:
+def save_checkpoint(path: str | Path, tensors: dict[str, Any], config: dict[str, Any]) -> Path:
     """Write ``tensors`` (torch tensors or numpy arrays) and ``config``."""
     import yaml
     from safetensors.numpy import save_file
@@ -87,7 +87,7 @@ def sniff(path: Path) -> None:
         )
 
 
-def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict]:
+def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Return (arrays, config) of a checkpoint; see the module docstring for the checks."""
     from safetensors import safe_open
 

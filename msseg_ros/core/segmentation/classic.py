@@ -68,7 +68,7 @@ class ClassicSegmenter(Segmenter):
     param_group = "classic"
     trained_by = "fit"
 
-    def __init__(self, config: dict, weights: dict[str, np.ndarray]) -> None:
+    def __init__(self, config: dict[str, Any], weights: dict[str, np.ndarray]) -> None:
         super().__init__(config, fill_values=np.asarray(
             config.get("fill_values") or [0.0] * config["in_channels"], np.float32))
         self.w = {k: np.asarray(v, np.float64) for k, v in weights.items()}
@@ -99,7 +99,7 @@ class ClassicSegmenter(Segmenter):
                 "object_scale": (K + 1,), "object_coef": (K, K + 1), "object_intercept": (K,)}
 
     @classmethod
-    def from_config(cls, config: dict, weights: dict | None = None, device: str = "cpu") -> ClassicSegmenter:
+    def from_config(cls, config: dict[str, Any], weights: dict[str, Any] | None = None, device: str = "cpu") -> ClassicSegmenter:
         cfg = cls.validate_config(config)
         if weights is None:
             raise CheckpointError("the classic model has no random init: give it trained weights "

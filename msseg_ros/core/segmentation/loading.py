@@ -74,8 +74,8 @@ def resolve_weights(name_or_path: str) -> Path:
     )
 
 
-def load_segmenter(weights: str | None = None, config: dict | None = None, device: str = "cpu",
-                   overrides: dict | None = None) -> Segmenter:
+def load_segmenter(weights: str | None = None, config: dict[str, Any] | None = None, device: str = "cpu",
+                   overrides: dict[str, Any] | None = None) -> Segmenter:
     """A ready segmenter.
 
     Args:
@@ -84,7 +84,7 @@ def load_segmenter(weights: str | None = None, config: dict | None = None, devic
         overrides: config keys to change at load time (e.g. score_threshold, alpha).
     """
     arrays = None
-    cfg: dict = {}
+    cfg: dict[str, Any] = {}
     if weights:
         arrays, cfg = load_checkpoint(resolve_weights(weights))
     if config:

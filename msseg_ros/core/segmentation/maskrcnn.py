@@ -70,7 +70,7 @@ DEFAULT_CONFIG = {
 }
 
 
-def _resnet_body(name: str, in_channels: int) -> tuple[nn.Module, dict, list[int]]:
+def _resnet_body(name: str, in_channels: int) -> tuple[nn.Module, dict[str, Any], list[int]]:
     net = getattr(resnet, name)(weights=None)
     net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
     body = nn.Sequential(OrderedDict(
@@ -81,10 +81,12 @@ def _resnet_body(name: str, in_channels: int) -> tuple[nn.Module, dict, list[int
 
 def _out(layer: nn.Sequential) -> int:
     last = layer[-1]
-    return (last.conv3 if hasattr(last, "conv3") else last.conv2).out_channels
+    conv = last.conv3 if hasattr(last, "conv3") else last.conv2
+    assert isinstance(conv, nn.Conv2d)
+    return conv.out_channels
 
 
-def _mobilenet_body(in_channels: int) -> tuple[nn.Module, dict, list[int]]:
+def _mobilenet_body(in_channels: int) -> tuple[nn.Module, dict[str, Any], list[int]]:
     features = mobilenet_v3_large(weights=None).features
     first = features[0][0]
     features[0][0] = nn.Conv2d(in_channels, first.out_channels, first.kernel_size, first.stride,
@@ -97,7 +99,7 @@ def _mobilenet_body(in_channels: int) -> tuple[nn.Module, dict, list[int]]:
     return features, return_layers, widths
 
 
-def build_maskrcnn(cfg: dict) -> MaskRCNN:
+def build_maskrcnn(cfg: dict[str, Any]) -> MaskRCNN:
     c = cfg["in_channels"]
     if cfg["backbone"] == "mobilenet_v3_large":
         body, return_layers, widths = _mobilenet_body(c)
@@ -157,11 +159,11 @@ class MaskRCNNSegmenter(TorchSegmenter):
         return cfg
 
     @classmethod
-    def build_net(cls, cfg: dict) -> MaskRCNN:
+    def build_net(cls, cfg: dict[str, Any]) -> MaskRCNN:
         return build_maskrcnn(cfg)
 
     @classmethod
-    def describe(cls, cfg: dict) -> str:
+    def describe(cls, cfg: dict[str, Any]) -> str:
         return f"(maskrcnn {cfg['backbone']})"
 
     @classmethod

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from msseg_ros.core.learning.options import TrainingContext
 
 
-def require_normalisation(cfg: dict, channels: int) -> None:
+def require_normalisation(cfg: dict[str, Any], channels: int) -> None:
     """``image_mean`` and ``image_std`` have one value per input channel; std > 0."""
     for key in ("image_mean", "image_std"):
         v = require(cfg, key, list)
@@ -37,7 +37,7 @@ class TorchSegmenter(Segmenter):
     on that batch and returns its named losses, which the trainer sums.
     """
 
-    def __init__(self, config: dict, net: torch.nn.Module, device: str) -> None:
+    def __init__(self, config: dict[str, Any], net: torch.nn.Module, device: str) -> None:
         super().__init__(config, fill_values=np.asarray(config["image_mean"], np.float32))
         self.net = net.to(device).eval()
         self._device = device
@@ -47,12 +47,18 @@ class TorchSegmenter(Segmenter):
         return self._device
 
     @classmethod
-    def describe(cls, cfg: dict) -> str:
+    @abc.abstractmethod
+    def build_net(cls, cfg: dict[str, Any]) -> torch.nn.Module:
+        """The network of a validated config, with fresh weights."""
+
+    @classmethod
+    def describe(cls, cfg: dict[str, Any]) -> str:
         """A short name for error messages, e.g. "(bicameral F25)"."""
         return f"({cls.type_name})"
 
     @classmethod
-    def from_config(cls, config: dict, weights: dict | None = None, device: str = "cpu"):
+    def from_config(cls, config: dict[str, Any], weights: dict[str, Any] | None = None,
+                    device: str = "cpu") -> TorchSegmenter:
         cfg = cls.validate_config(config)
         net = cls.build_net(cfg)
         if weights is not None:

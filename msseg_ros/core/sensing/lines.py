@@ -16,11 +16,17 @@ One line is acquired every ``line_pitch`` metres of belt travel: line i at trave
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from msseg_ros.core.sim.sorting_line import SortingLineConfig
+
 from msseg_ros.core.errors import ConfigError
+from msseg_ros.core.registry import Registry
 
 
 @dataclass
@@ -46,7 +52,7 @@ class LineAssembler:
     frame_lines: int
     overlap_lines: int = 0
     max_gap_lines: int = 50
-    counters: dict = field(default_factory=lambda: {"lines": 0, "gap_lines": 0, "reverse_msgs": 0,
+    counters: dict[str, Any] = field(default_factory=lambda: {"lines": 0, "gap_lines": 0, "reverse_msgs": 0,
                                                      "stopped_msgs": 0, "frames": 0})
 
     def __post_init__(self) -> None:
@@ -80,6 +86,7 @@ class LineAssembler:
             self.last = (stamp, p0)
             return empty
         last_line = math.floor(position / self.line_pitch + 1e-9)
+        assert self.next_line is not None  # set with self.last
         idx = np.arange(self.next_line, last_line + 1, dtype=np.int64)
         self.last = (stamp, position)
         if len(idx) == 0:
@@ -114,7 +121,8 @@ class LineAssembler:
             if width_ref is None:  # the whole frame is a gap: nothing to publish
                 self.next_frame += 1
                 continue
-            out.append(AssembledFrame(first, self.rows[first][0], np.stack(stack).astype(np.float32), gaps))
+            out.append(AssembledFrame(first, self.rows[first][0],
+                                      np.stack([ln for ln in stack if ln is not None]).astype(np.float32), gaps))
             self.counters["frames"] += 1
             self.next_frame += 1
             for i in list(self.rows):
@@ -141,16 +149,14 @@ class LineSource:
         raise NotImplementedError
 
 
-def _line_sources():
-    from msseg_ros.core.registry import Registry
-
-    reg: Registry = Registry("line source", required=("lines",))
+def _line_sources() -> Registry[Callable[..., LineSource]]:
+    reg: Registry[Callable[..., LineSource]] = Registry("line source", required=("lines",))
 
     @reg.register("sim")
     class SimLineSource(LineSource):
         """Lines of the deterministic sorting-line world."""
 
-        def __init__(self, world_config) -> None:
+        def __init__(self, world_config: SortingLineConfig) -> None:
             from msseg_ros.core.sim.sorting_line import SortingLineWorld
 
             self.world = SortingLineWorld(world_config)
@@ -173,7 +179,7 @@ def _line_sources():
     class LiveLineSource(LineSource):
         """A vendor line-scan SDK would plug in here, behind this interface."""
 
-        def __init__(self, world_config=None) -> None:
+        def __init__(self, world_config: SortingLineConfig | None = None) -> None:
             raise ConfigError("no line-scan SDK backend is installed on this machine; "
                               "the available line source is 'sim'")
 

@@ -12,7 +12,9 @@ Every source gives RGB uint8 frames ``(H, W, 3)`` and, when it knows them, intri
 from __future__ import annotations
 
 import glob as globlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -40,7 +42,7 @@ class FrameSource:
         pass
 
 
-FRAME_SOURCES: Registry[type[FrameSource]] = Registry("frame source", required=("read",))
+FRAME_SOURCES: Registry[Callable[..., FrameSource]] = Registry("frame source", required=("read",))
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -69,7 +71,7 @@ class ImagesSource(FrameSource):
 
 
 class _CaptureSource(FrameSource):
-    def __init__(self, target, what: str, loop: bool) -> None:
+    def __init__(self, target: str | int, what: str, loop: bool) -> None:
         self.cap = cv2.VideoCapture(target)
         if not self.cap.isOpened():
             raise SourceError(f"{what} {target!r} cannot be opened")
@@ -137,6 +139,6 @@ class SimSource(FrameSource):
         return CameraModel.from_values(fx, fy, cx, cy, self.config.width, self.config.height)
 
 
-def open_source(name: str, uri: str = "", **options) -> FrameSource:
+def open_source(name: str, uri: str = "", **options: Any) -> FrameSource:
     """Open source ``name`` (see the registry) on ``uri``."""
     return FRAME_SOURCES.get(name)(uri, **options)

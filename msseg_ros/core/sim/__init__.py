@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import fields, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 from msseg_ros.core.errors import ConfigError
 
-C = TypeVar("C")
+C = TypeVar("C", bound="DataclassInstance")
 
 
 def replace_checked(config: C, kind: str, **overrides: Any) -> C:

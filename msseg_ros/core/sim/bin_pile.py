@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -73,7 +74,7 @@ class BinPileConfig:
         if not (self.camera_height > 0 and self.pixel_size > 0):
             raise ConfigError("camera_height and pixel_size must be > 0 m")
 
-    def with_overrides(self, **kw) -> BinPileConfig:
+    def with_overrides(self, **kw: Any) -> BinPileConfig:
         return replace_checked(self, "bin_picking", **kw)
 
     def world_to_pixel(self, x: float, y: float, z: float = 0.0) -> tuple[float, float]:
@@ -195,7 +196,7 @@ class Pile:
         H, W = self.config.height, self.config.width
         if not self.instances:
             return np.zeros((H, W), np.int32), np.zeros((H, W))
-        stack = np.stack([i.z for i in self.instances])
+        stack = np.stack([i.z for i in self.instances if i.z is not None])
         top = np.argmax(stack, axis=0)
         z = np.take_along_axis(stack, top[None], 0)[0]
         ids = np.array([i.id for i in self.instances])
@@ -240,9 +241,10 @@ class Pile:
         # contact shadows: darker where the surface drops steeply nearby
         drop = cv2.GaussianBlur(z.astype(np.float32), (0, 0), 2.0) - z
         ao = np.clip(1 - 25 * np.clip(drop, 0, None), 0.5, 1)
-        spec = np.where(labels > 0, lambert ** 40 * 0.35, 0) if self.product == "sachet" else 0
-        img = albedo * (0.35 + 0.65 * lambert[..., None]) * ao[..., None] * self.gain + spec[..., None] if np.ndim(spec) else \
-            albedo * (0.35 + 0.65 * lambert[..., None]) * ao[..., None] * self.gain
+        spec = np.where(labels > 0, lambert ** 40 * 0.35, 0) if self.product == "sachet" else None
+        img = albedo * (0.35 + 0.65 * lambert[..., None]) * ao[..., None] * self.gain
+        if spec is not None:
+            img = img + spec[..., None]
         img = img + rng.normal(0, self.config.noise, img.shape)
         return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
@@ -266,7 +268,7 @@ class Pile:
         return PickOutcome(iid, contact, contact >= 0.9, unoccluded, success)
 
 
-def _palette(rng: np.random.Generator) -> dict:
+def _palette(rng: np.random.Generator) -> dict[str, Any]:
     """One product texture per scene: base colour, stripes, spots, a label patch."""
     return {
         "base": rng.uniform(0.15, 0.95, 3),
@@ -280,7 +282,7 @@ def _palette(rng: np.random.Generator) -> dict:
     }
 
 
-def _texture(p: dict, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _texture(p: dict[str, Any], x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Colours at instance-local coordinates (so the print rotates with the instance)."""
     out = np.broadcast_to(p["base"], x.shape + (3,)).copy()
     stripes = np.mod(x * p["freq"], 1.0) < p["stripe_width"]

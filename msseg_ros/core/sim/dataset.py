@@ -18,12 +18,19 @@ Splits follow seed 000 §5.1 (learning / validation / test, default 50/25/25 %).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from msseg_ros.core.sim.bin_pile import BinPileConfig
+    from msseg_ros.core.sim.sorting_line import SortingLineConfig
+
 import json
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -82,7 +89,7 @@ class _Stats:
         return [round(float(v), 4) for v in mean], [round(float(v), 4) for v in std]
 
 
-def base_config(cell: str, overrides: dict | None = None):
+def base_config(cell: str, overrides: dict[str, Any] | None = None) -> SortingLineConfig | BinPileConfig:
     """The world config of ``cell`` with ``overrides``; raises ConfigError naming a bad key."""
     overrides = dict(overrides or {})
     if cell == "sorting_line":
@@ -92,10 +99,10 @@ def base_config(cell: str, overrides: dict | None = None):
     raise ConfigError(f"unknown cell {cell!r}; choose sorting_line or bin_picking")
 
 
-def generate(cell: str, out: Path, count: int, seed: int, overrides: dict | None = None,
+def generate(cell: str, out: Path, count: int, seed: int, overrides: dict[str, Any] | None = None,
              single_class: bool = False, split: tuple[float, float, float] = (0.5, 0.25, 0.25),
              previews: int = 4, lines: int = 250,
-             progress: Callable[[int], None] | None = None, workers: int = 1) -> dict:
+             progress: Callable[[int], None] | None = None, workers: int = 1) -> dict[str, Any]:
     """Write a dataset; returns the summary. See the module docstring for the layout.
 
     ``workers`` > 1 renders images in that many processes; every image depends only on
@@ -113,8 +120,8 @@ def generate(cell: str, out: Path, count: int, seed: int, overrides: dict | None
     else:
         # one product per scene and class-agnostic models (seed 001): one category
         categories, channels = ["object"], ["red", "green", "blue"]
-    images = {s: [] for s in SPLITS}
-    anns = {s: [] for s in SPLITS}
+    images: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
+    anns: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
     counts = {s: dict.fromkeys(categories, 0) for s in SPLITS}
     stats = _Stats(len(channels))
     for d in ("images", "annotations", "previews"):
@@ -167,12 +174,12 @@ def generate(cell: str, out: Path, count: int, seed: int, overrides: dict | None
     return summary
 
 
-def _write_image(cell: str, base, out: Path, seed: int, single_class: bool, lines: int, previews: int,
-                 i: int) -> tuple[dict, list[dict], tuple[int, np.ndarray, np.ndarray]]:
+def _write_image(cell: str, base: SortingLineConfig | BinPileConfig, out: Path, seed: int, single_class: bool, lines: int, previews: int,
+                 i: int) -> tuple[dict[str, Any], list[dict[str, Any]], tuple[int, np.ndarray, np.ndarray]]:
     """Render image ``i``, write its files; returns its COCO image entry, its annotations
     (ids numbered from 1; the caller renumbers) and its channel sums (n, sum, sum of squares)."""
     name = f"{i:06d}"
-    if cell == "sorting_line":
+    if isinstance(base, sorting_line.SortingLineConfig):
         cfg = base.with_overrides(seed=int(np.random.default_rng([seed, i]).integers(2**31)))
         if single_class:
             cfg = cfg.with_overrides(class_mix=CLASSES[i % len(CLASSES)])
@@ -185,8 +192,7 @@ def _write_image(cell: str, base, out: Path, seed: int, single_class: bool, line
         pixels = frame.image
         preview = false_colour(frame.image)
     else:
-        cfg = base.with_overrides(seed=seed)
-        pile = bin_pile.BinPileWorld(cfg).scene(i)
+        pile = bin_pile.BinPileWorld(base.with_overrides(seed=seed)).scene(i)
         r = pile.render()
         cv2.imwrite(str(out / "images" / f"{name}.png"), cv2.cvtColor(r["rgb"], cv2.COLOR_RGB2BGR))
         np.save(out / "depth" / f"{name}.npy", r["depth"], allow_pickle=False)

@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from msseg_ros.core.segmentation.blobs import height_blobs, match_instances
 from msseg_ros.core.sim.sorting_line import CLASSES, SortingLineConfig, SortingLineWorld
+from msseg_ros.core.sim.sorting_line import Frame as SortingLineFrame
 
 FEATURES = slice(1, 11)  # xray_low, xray_high, 8 VNIR bands
 
@@ -29,7 +30,7 @@ class Difficulty:
     n_touching: int
 
 
-def _frames(cfg: SortingLineConfig, n: int, lines: int):
+def _frames(cfg: SortingLineConfig, n: int, lines: int) -> list[SortingLineFrame]:
     world = SortingLineWorld(cfg)
     return [world.render(i * lines, lines) for i in range(n)]
 

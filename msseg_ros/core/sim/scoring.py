@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from msseg_ros.core.robots.kinematics import PointLike
 from msseg_ros.core.sim.bin_pile import BinPileConfig, BinPileWorld
 from msseg_ros.core.sim.sorting_line import CLASSES, ScrapObject, SortingLineWorld
 
@@ -58,12 +59,12 @@ class LineScorer:
     warmup: float = 1.0
     outcomes: dict[int, _ObjectOutcome] = field(default_factory=dict)
     final: list[_ObjectOutcome] = field(default_factory=list)
-    grips: collections.Counter = field(default_factory=collections.Counter)
+    grips: collections.Counter[Any] = field(default_factory=collections.Counter)
     empty_grips: int = 0
     double_picks: int = 0
     unmatched_candidates: int = 0
-    contingency: dict = field(default_factory=lambda: collections.defaultdict(collections.Counter))
-    _classified: set = field(default_factory=set)
+    contingency: dict[str, Any] = field(default_factory=lambda: collections.defaultdict(collections.Counter))
+    _classified: set[Any] = field(default_factory=set)
     _next_b: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -108,7 +109,7 @@ class LineScorer:
                 predicted = CLASSES[class_id - 1] if 1 <= class_id <= len(CLASSES) else f"class_{class_id}"
                 self.contingency[o.cls][predicted] += 1
 
-    def on_grip(self, robot: int, pick_id: int, point, travel: float, bin_: int) -> None:
+    def on_grip(self, robot: int, pick_id: int, point: PointLike, travel: float, bin_: int) -> None:
         with self.lock:
             self.grips[robot] += 1
             o = self._locate(*self.belt_coordinates(point[0], point[1], travel))
@@ -129,7 +130,7 @@ class LineScorer:
                 return
             for o in self.world.objects_between(self._next_b, limit):
                 if self._next_b <= o.b < limit:
-                    self.final.append(self.outcomes.pop(o.id, None) or _ObjectOutcome(o))
+                    self.final.append(self.outcomes.pop(o.id) if o.id in self.outcomes else _ObjectOutcome(o))
             self._next_b = limit
 
     def kpis(self, elapsed_s: float) -> dict[str, Any]:
@@ -138,8 +139,10 @@ class LineScorer:
             grips = dict(self.grips)
             contingency = {t: dict(p) for t, p in sorted(self.contingency.items())}
         # one pass over the final objects (this runs every scoring period on a growing list)
-        n_class, right_class = collections.Counter(), collections.Counter()
-        into_bin, right_bin = collections.Counter(), collections.Counter()
+        n_class: collections.Counter[str] = collections.Counter()
+        right_class: collections.Counter[str] = collections.Counter()
+        into_bin: collections.Counter[int] = collections.Counter()
+        right_bin: collections.Counter[int] = collections.Counter()
         right = wrong = sorted_n = never = detected_not_picked = 0
         for f in final:
             target_bin = self.class_bins.get(f.obj.cls)
@@ -187,10 +190,10 @@ class BinScorer:
         self.scene_index = scene
         self.pile = self.world.scene(scene)
         self.cup_radius_px = cup_radius_px
-        self.counts: collections.Counter = collections.Counter()
+        self.counts: collections.Counter[Any] = collections.Counter()
         self.lock = threading.Lock()
 
-    def on_suction(self, xyz) -> bool:
+    def on_suction(self, xyz: PointLike) -> bool:
         """The cup closes at world ``xyz`` (m); True if it lifts an instance."""
         with self.lock:
             if not self.pile.instances:

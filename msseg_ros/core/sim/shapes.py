@@ -11,7 +11,9 @@ object's rotation). It returns, per point:
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from matplotlib.path import Path as MplPath
@@ -45,14 +47,14 @@ class Shape:
 
     family: str
     radius: float
-    p: dict = field(default_factory=dict)
+    p: dict[str, Any] = field(default_factory=dict)
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray):
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(height, thickness, feature) at local points ``x, y`` (same shape), mm."""
         return _EVAL[self.family](self, x, y)
 
 
-def _seg_distance(x, y, pts):
+def _seg_distance(x: np.ndarray, y: np.ndarray, pts: np.ndarray) -> np.ndarray:
     """Distance from points to a polyline ``pts`` (k, 2)."""
     d = np.full(x.shape, np.inf)
     for (ax, ay), (bx, by) in zip(pts[:-1], pts[1:], strict=True):
@@ -62,19 +64,19 @@ def _seg_distance(x, y, pts):
     return d
 
 
-def _cyl(d, r):
+def _cyl(d: np.ndarray, r: float) -> tuple[np.ndarray, np.ndarray]:
     inside = d < r
     half = np.sqrt(np.clip(r * r - d * d, 0, None))
     return inside, half
 
 
-def _wire(s, x, y):
+def _wire(s: Shape, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     inside, half = _cyl(_seg_distance(x, y, s.p["pts"]), s.p["r"])
     h = np.where(inside, s.p["r"] + half, 0.0)
     return h, np.where(inside, 2 * half, 0.0), np.zeros(x.shape, np.uint8)
 
 
-def _tube(s, x, y):
+def _tube(s: Shape, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     d = _seg_distance(x, y, s.p["pts"])
     inside, half = _cyl(d, s.p["r"])
     inner = np.sqrt(np.clip(s.p["ri"] ** 2 - d * d, 0, None))
@@ -82,19 +84,19 @@ def _tube(s, x, y):
     return h, np.where(inside, 2 * (half - inner), 0.0), np.zeros(x.shape, np.uint8)
 
 
-def _in_poly(x, y, poly):
+def _in_poly(x: np.ndarray, y: np.ndarray, poly: np.ndarray) -> np.ndarray:
     pts = np.column_stack([x.ravel(), y.ravel()])
     return MplPath(poly).contains_points(pts).reshape(x.shape)
 
 
-def _sheet(s, x, y):
+def _sheet(s: Shape, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     inside = _in_poly(x, y, s.p["poly"])
     lift = s.p["bend"] * (x / s.radius) ** 2  # a curled sheet rests on its middle
     h = np.where(inside, s.p["t"] + lift, 0.0)
     return h, np.where(inside, s.p["t"], 0.0), _chips(s, x, y, inside)
 
 
-def _profile(s, x, y):
+def _profile(s: Shape, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     a, b, t, wall = s.p["a"], s.p["b"], s.p["t"], s.p["wall"]
     inside = (np.abs(x) < a / 2) & (np.abs(y) < b / 2)
     on_wall = inside & (y > b / 2 - t)
@@ -102,21 +104,21 @@ def _profile(s, x, y):
     return h, h.copy(), _chips(s, x, y, inside)
 
 
-def _fitting(s, x, y):
+def _fitting(s: Shape, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rho = np.hypot(x, y)
     inside = (rho < s.p["R"]) & (rho > s.p["Ri"])
     h = np.where(inside, s.p["H"], 0.0)
     return h, h.copy(), np.zeros(x.shape, np.uint8)
 
 
-def _diecast(s, x, y):
+def _diecast(s: Shape, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     q = (x / s.p["a"]) ** 2 + (y / s.p["b"]) ** 2
     inside = q < 1
     h = np.where(inside, s.p["H"] * np.sqrt(np.clip(1 - q, 0, 1)) ** 0.5, 0.0)
     return h, h * s.p["fill"], _chips(s, x, y, inside)
 
 
-def _board(s, x, y):
+def _board(s: Shape, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     w, length, t = s.p["w"], s.p["l"], s.p["t"]
     inside = (np.abs(x) < w / 2) & (np.abs(y) < length / 2)
     feature = np.zeros(x.shape, np.uint8)
@@ -133,13 +135,13 @@ def _board(s, x, y):
     return h, thick, feature
 
 
-def _disk(s, x, y):
+def _disk(s: Shape, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     inside = np.hypot(x, y) < s.p["R"]
     h = np.where(inside, s.p["t"], 0.0)
     return h, h.copy(), np.zeros(x.shape, np.uint8)
 
 
-def _chunk(s, x, y):
+def _chunk(s: Shape, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     theta = np.arctan2(y, x)
     r_edge = s.p["R"] * (1 + sum(a * np.cos(k * theta + ph) for k, a, ph in s.p["harm"]))
     q = (np.hypot(x, y) / r_edge) ** 2
@@ -148,7 +150,7 @@ def _chunk(s, x, y):
     return h, h.copy(), np.zeros(x.shape, np.uint8)
 
 
-def _chips(s, x, y, inside):
+def _chips(s: Shape, x: np.ndarray, y: np.ndarray, inside: np.ndarray) -> np.ndarray:
     """Paint chips: spots where the substrate shows (feature 3)."""
     f = np.zeros(x.shape, np.uint8)
     for cx, cy, cr in s.p.get("chips", ()):
@@ -156,13 +158,13 @@ def _chips(s, x, y, inside):
     return f
 
 
-_EVAL = {
+_EVAL: dict[str, Callable[[Shape, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]] = {
     "wire": _wire, "tube": _tube, "sheet": _sheet, "profile": _profile, "fitting": _fitting,
     "diecast": _diecast, "board": _board, "disk": _disk, "chunk": _chunk,
 }
 
 
-def _walk(rng, length, kinks):
+def _walk(rng: np.random.Generator, length: float, kinks: int) -> np.ndarray:
     """A gently bending polyline of total ``length`` mm centred on the origin."""
     n = kinks + 1
     angles = np.cumsum(rng.normal(0, 0.6, n))
@@ -173,7 +175,7 @@ def _walk(rng, length, kinks):
 
 def make_shape(family: str, rng: np.random.Generator, size: float = 1.0, painted: bool = False) -> Shape:
     """Draw a shape of ``family``; ``size`` scales its lengths (not thicknesses)."""
-    p: dict = {}
+    p: dict[str, Any] = {}
     if family in ("wire", "tube"):
         if family == "wire":
             p["r"] = rng.uniform(0.8, 3.0)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -97,7 +98,7 @@ class SortingLineConfig:
     def columns(self) -> int:
         return int(round(self.belt_width / self.pixel_size))
 
-    def with_overrides(self, **kw) -> SortingLineConfig:
+    def with_overrides(self, **kw: Any) -> SortingLineConfig:
         """A copy with overrides; ``class_mix`` may also be a {class: weight} dict or a
         single class name (single-class images, as in the seed's dataset)."""
         mix = kw.get("class_mix")
@@ -135,14 +136,14 @@ class ScrapObject:
     angle: float
     spectrum: np.ndarray
     bulk: mat.Bulk
-    feature_spectra: dict = field(default_factory=dict)
+    feature_spectra: dict[int, np.ndarray] = field(default_factory=dict)
     rests_on: int | None = None
 
     @property
     def class_id(self) -> int:
         return CLASSES.index(self.cls) + 1
 
-    def evaluate(self, b_mm: np.ndarray, c_mm: np.ndarray):
+    def evaluate(self, b_mm: np.ndarray, c_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Shape fields at belt points (mm, absolute)."""
         dx, dy = b_mm - self.b * 1e3, c_mm - self.c * 1e3
         ca, sa = math.cos(self.angle), math.sin(self.angle)
@@ -186,7 +187,7 @@ class SortingLineWorld:
     def objects_between(self, b0: float, b1: float) -> list[ScrapObject]:
         """Objects whose footprint may reach belt coordinates [b0, b1) m."""
         L = self.config.slot_length
-        out = []
+        out: list[ScrapObject] = []
         for k in range(math.floor(b0 / L), math.floor(b1 / L) + 1):
             out.extend(o for o in self.slot_objects(k)
                        if o.b + o.shape.radius / 1e3 >= b0 and o.b - o.shape.radius / 1e3 < b1)
@@ -237,16 +238,18 @@ class SortingLineWorld:
             placed.append((obj, mask, r0, c0))
         return [p[0] for p in placed]
 
-    def _place(self, mode, mask, half, occupied, placed, rng):
+    def _place(self, mode: str, mask: np.ndarray, half: int, occupied: np.ndarray,
+               placed: list[tuple[ScrapObject, np.ndarray, int, int]], rng: np.random.Generator
+               ) -> tuple[int, int, int | None] | None:
         rows, cols = occupied.shape
 
-        def fits(r0, c0, allow_overlap=False):
+        def fits(r0: int, c0: int, allow_overlap: bool = False) -> bool:
             if r0 - half < 0 or c0 - half < 0 or r0 + half >= rows or c0 + half >= cols:
                 return False
             if allow_overlap:
                 return True
             window = occupied[r0 - half:r0 + half + 1, c0 - half:c0 + half + 1]
-            return not np.any(window & mask)
+            return not bool(np.any(window & mask))
 
         if mode in ("touch", "overlap"):
             other, _, orow, ocol = placed[int(rng.integers(len(placed)))]
@@ -274,9 +277,9 @@ class SortingLineWorld:
                 return r0, c0, None
         return None
 
-    def _dress(self, oid, cls, shape, angle, rng) -> ScrapObject:
+    def _dress(self, oid: int, cls: str, shape: Shape, angle: float, rng: np.random.Generator) -> ScrapObject:
         spectrum = mat.object_spectrum(cls, rng)
-        features = {}
+        features: dict[int, np.ndarray] = {}
         if cls == "paint":
             substrate = str(rng.choice(mat.PAINT_SUBSTRATES))
             bulk = mat.BULK[substrate]
@@ -351,7 +354,8 @@ class SortingLineWorld:
         image = self._sense(first_line, b_mm, c_mm, height, slope, att_lo, att_hi, spec, is_object)
         return Frame(image, labels, shown, first_line)
 
-    def _sense(self, first_line, b_mm, c_mm, height, slope, att_lo, att_hi, spec, is_object):
+    def _sense(self, first_line: int, b_mm: np.ndarray, c_mm: np.ndarray, height: np.ndarray, slope: np.ndarray,
+               att_lo: np.ndarray, att_hi: np.ndarray, spec: np.ndarray, is_object: np.ndarray) -> np.ndarray:
         cfg = self.config
         n, W = height.shape
         noise = np.empty((n, W, 11))

@@ -29,7 +29,7 @@ from msseg_ros.core import tables
 from msseg_ros.core.params.nodes import schema_for
 from msseg_ros.core.robots.config import cell_robots
 from msseg_ros.core.robots.delta_controller import ControllerLoop, DeltaController
-from msseg_ros.core.robots.kinematics import Box
+from msseg_ros.core.robots.kinematics import Box, vec3
 from msseg_ros.core.sim.belt import Belt
 from msseg_ros.core.sim.scoring import BinScorer, LineScorer
 from msseg_ros.core.sim.sorting_line import CLASSES, SortingLineWorld
@@ -42,12 +42,12 @@ class CellSimNode(MssegNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("cell_sim", schema_for("cell_sim"), **kwargs)
         p = self.params
-        self.belt = None
-        self.servers: list = []
-        self.loop = None
+        self.belt: Belt | None = None
+        self.servers: list[Any] = []
+        self.loop: Any = None  # ControllerLoop on the line
         self.line_scorer: LineScorer | None = None
         self.bin_scorer: BinScorer | None = None
-        self.rmi = None
+        self.rmi: Any = None  # EmulatedRmiController on the bin cell
         self.last_score: dict[str, Any] | None = None
         self.cell = cell_robots(p, p.cell)
         self._score_pub = self.create_publisher(String, "sim/score", latched_qos())
@@ -95,7 +95,7 @@ class CellSimNode(MssegNode):
         from msseg_ros.core.robots.rmi_server import EmulatedRmiController
 
         r = self.cell.robots[0]
-        mm = lambda v: tuple(float(a) * 1000 for a in v)  # noqa: E731
+        mm = lambda v: vec3([float(a) * 1000 for a in v])  # noqa: E731
         self.rmi = EmulatedRmiController(
             Box(mm(r.workspace.lo), mm(r.workspace.hi)), mm(r.home), host=r.host, port=r.port,
             accel_mm_s2=self.cell.speeds.max_accel * 1000, suction_port=p.fanuc.suction_port,
@@ -103,16 +103,23 @@ class CellSimNode(MssegNode):
             on_suction=lambda xyz_base: self._suction(tuple(r.to_world(xyz_base)))).start()
         self.get_logger().info(f"emulated FANUC (RMI) on {r.host}:{r.port}")
 
-    def _suction(self, xyz) -> bool:
+    def _suction(self, xyz: tuple[float, ...]) -> bool:
+        assert self.bin_scorer is not None
         ok = self.bin_scorer.on_suction(xyz)
         self.get_logger().info(f"suction at world ({xyz[0]:.3f}, {xyz[1]:.3f}, {xyz[2]:.3f}) m: "
                                f"{'lifted' if ok else 'nothing lifted'}")
         return ok
 
     # ---- belt ----------------------------------------------------------------------
+    @property
+    def line_belt(self) -> Belt:
+        """The belt; only the sorting line has one."""
+        assert self.belt is not None, "the bin-picking cell has no belt"
+        return self.belt
+
     def _belt_reading(self, now: float) -> tuple[float, float]:
         """The encoder as the controllers read it (their own clock, between ticks)."""
-        b = self.belt
+        b = self.line_belt
         return b.position + b.speed * max(0.0, now - self._last), b.speed
 
     def on_parameters_change(self, proposed: Mapping[str, Any], changed: Mapping[str, Any]):
@@ -123,7 +130,7 @@ class CellSimNode(MssegNode):
 
     def _advance(self) -> None:
         now = time.monotonic()
-        self.belt.advance(now - self._last)
+        self.line_belt.advance(now - self._last)
         self._last = now
 
     def _tick(self) -> None:
@@ -132,8 +139,8 @@ class CellSimNode(MssegNode):
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = "world"
         msg.name = ["belt"]
-        msg.position = [self.belt.position]
-        msg.velocity = [self.belt.speed]
+        msg.position = [self.line_belt.position]
+        msg.velocity = [self.line_belt.speed]
         self._joint_pub.publish(msg)
         self.rate.tick()
 
@@ -154,10 +161,11 @@ class CellSimNode(MssegNode):
     def score(self) -> dict[str, Any]:
         elapsed = time.monotonic() - self.started
         if self.line_scorer is not None:
-            self.line_scorer.update(self.belt.position)
+            self.line_scorer.update(self.line_belt.position)
             kpis = self.line_scorer.kpis(elapsed)
-            kpis["belt_position_m"] = round(self.belt.position, 3)
+            kpis["belt_position_m"] = round(self.line_belt.position, 3)
         else:
+            assert self.bin_scorer is not None
             kpis = self.bin_scorer.kpis(elapsed)
         return {"cell": self.params.cell, "elapsed_s": round(elapsed, 1), **kpis}
 

@@ -70,7 +70,7 @@ class GraspSelectorNode(MssegNode):
                                parse_weights(list(p.class_priority)))
         self.line = LineGeometry(p.line.scanner_x, p.line.line_pitch, p.line.pixel_size, p.line.belt_y_offset,
                                  p.line.pick_z, p.line.match_radius)
-        self.plane = Plane(list(p.plane.point), list(p.plane.normal))
+        self.plane = Plane(np.asarray(p.plane.point, float), np.asarray(p.plane.normal, float))
         self.camera_pose = Pose.from_xyz_quat(list(p.camera_extrinsics.translation),
                                               list(p.camera_extrinsics.rotation))
 
@@ -140,6 +140,7 @@ class GraspSelectorNode(MssegNode):
             cand = line_candidates(det, int(inst.height), p0, self.line, self.filters, self.tracker,
                                    self.core_counters)
         else:
+            assert self.camera is not None  # frames wait for camera_info
             cand, self.next_id = camera_candidates(det, self.camera, self.camera_pose, self.plane, self.filters,
                                                    self.next_id, self.core_counters)
         header.frame_id = "world"

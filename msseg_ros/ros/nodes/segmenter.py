@@ -21,9 +21,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sensor_msgs.msg import Image, PointCloud2
+
+if TYPE_CHECKING:
+    from msseg_ros.core.segmentation.base import Segmenter
 
 from msseg_ros.core.errors import MssegError
 from msseg_ros.core.params.nodes import schema_for
@@ -82,7 +85,7 @@ class SegmenterNode(MssegNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("segmenter", schema_for("segmenter"), **kwargs)
-        self.model = None
+        self.model: Segmenter | None = None
         self.model_error = ""
         self.model_name = ""
         self.last_error = ""
