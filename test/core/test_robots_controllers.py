@@ -4,11 +4,12 @@ import time
 
 import pytest
 
-from msseg_ros.core.robots.backends import DeltaBackend, FanucBackend
+from msseg_ros.core.robots.backends import DeltaBackend, DeltaOptions, FanucBackend, FanucOptions
 from msseg_ros.core.robots.cell import Speeds, line_robots
 from msseg_ros.core.robots.delta_controller import (
     CommandResult,
     ControllerLoop,
+    ControllerState,
     DeltaCommand,
     DeltaController,
 )
@@ -120,7 +121,7 @@ def drive(backend, belt, until, timeout=20.0):
 
 def test_delta_backend_picks_with_both_robots_each_pick_once(delta_line):
     robots, belt, ctrls, _ = delta_line
-    be = DeltaBackend(robots, SPEEDS, max_in_flight=1, geometry=GEO, watchdog=1.0)
+    be = DeltaBackend(robots, SPEEDS, DeltaOptions(max_in_flight=1, geometry=GEO, watchdog=1.0))
     p = belt.state().position
     # three objects side by side upstream of the windows: robot 1 cannot take them all
     be.submit([Target(i, 0.3, -0.2 + 0.2 * (i - 1), 0.0, p, 1, 1) for i in (1, 2, 3)], time.monotonic())
@@ -138,7 +139,7 @@ def test_delta_backend_picks_with_both_robots_each_pick_once(delta_line):
 
 def test_controller_drop_mid_pick_reconciles_without_resending(delta_line):
     robots, belt, ctrls, servers = delta_line
-    be = DeltaBackend(robots[:1], SPEEDS, max_in_flight=2, geometry=GEO, timeout=0.2)
+    be = DeltaBackend(robots[:1], SPEEDS, DeltaOptions(max_in_flight=2, geometry=GEO, timeout=0.2))
     p = belt.state().position
     be.submit([Target(21, 0.6, 0.0, 0.0, p, 1, 1), Target(22, 0.55, 0.1, 0.0, p, 1, 1)], time.monotonic())
     drive(be, belt, lambda g: ctrls[0].received[21] and ctrls[0].received[22], timeout=5)
@@ -156,14 +157,14 @@ def test_controller_drop_mid_pick_reconciles_without_resending(delta_line):
 
 def test_controller_error_fails_its_picks_and_others_take_over(delta_line):
     robots, belt, ctrls, _ = delta_line
-    be = DeltaBackend(robots, SPEEDS, max_in_flight=2, geometry=GEO)
+    be = DeltaBackend(robots, SPEEDS, DeltaOptions(max_in_flight=2, geometry=GEO))
     p = belt.state().position
     be.submit([Target(31, 0.5, 0.0, 0.0, p, 1, 1)], time.monotonic())
     drive(be, belt, lambda g: ctrls[0].received[31], timeout=5)
     ctrls[0].inject_fault()
     got = drive(be, belt, lambda g: len(g) >= 1, timeout=5)
     assert [(f.pick_id, f.state, f.reason) for f in got] == [(31, PickState.FAILED, "controller_error")]
-    assert be.status()["robots"]["delta_1"]["controller"] == "error"
+    assert be.status().robot("delta_1").controller == ControllerState.ERROR
     p = belt.state().position
     be.submit([Target(32, 0.5, 0.0, 0.0, p, 1, 1)], time.monotonic())
     got = drive(be, belt, lambda g: len(g) >= 1, timeout=20)
@@ -174,7 +175,7 @@ def test_controller_error_fails_its_picks_and_others_take_over(delta_line):
 
 def test_encoder_stall_holds_commands_then_late_ones_are_missed(delta_line):
     robots, belt, ctrls, _ = delta_line
-    be = DeltaBackend(robots, SPEEDS, geometry=GEO, encoder_timeout=0.2)
+    be = DeltaBackend(robots, SPEEDS, DeltaOptions(geometry=GEO, encoder_timeout=0.2))
     be.update_belt(belt.state())
     p = belt.state().position
     stale = belt.state()
@@ -192,7 +193,7 @@ def test_encoder_stall_holds_commands_then_late_ones_are_missed(delta_line):
 
 def test_outside_workspace_rejected_and_late_candidates_missed(delta_line):
     robots, belt, ctrls, _ = delta_line
-    be = DeltaBackend(robots, SPEEDS, geometry=GEO)
+    be = DeltaBackend(robots, SPEEDS, DeltaOptions(geometry=GEO))
     p = belt.state().position
     be.submit([Target(51, 0.5, 0.45, 0.0, p, 1, 1),  # beyond the workspace across the belt
                Target(52, 0.5, 0.0, 0.0, p - 10.0, 1, 1),  # seen 10 m of belt ago: long gone
@@ -265,7 +266,7 @@ def test_rmi_protocol_is_enforced(fanuc):
 
 def test_fanuc_pick_cycle_and_sequence_gap_recovery(fanuc):
     robot, emu, lifted = fanuc
-    be = FanucBackend([robot], FAST, place_positions={1: (0.0, 0.5, 0.3)})
+    be = FanucBackend([robot], FAST, FanucOptions(place_positions={1: (0.0, 0.5, 0.3)}))
     (f,) = fanuc_pick(be, 1)
     assert (f.pick_id, f.state) == (1, PickState.DONE)
     assert lifted[-1] == pytest.approx((0.8, 0.05, 0.0))  # user frame = world - base
@@ -281,7 +282,7 @@ def test_fanuc_pick_cycle_and_sequence_gap_recovery(fanuc):
 
 def test_fanuc_unsolicited_system_fault_then_recovery(fanuc):
     robot, emu, _ = fanuc
-    be = FanucBackend([robot], FAST, place_positions={1: (0.0, 0.5, 0.3)})
+    be = FanucBackend([robot], FAST, FanucOptions(place_positions={1: (0.0, 0.5, 0.3)}))
     be.submit([Target(1, 0.1, 0.0, 0.0, float("nan"), 1, 1)], time.monotonic())
     assert wait_until(lambda: len(emu.motions) >= 1, 10)
     emu.system_fault()
@@ -296,7 +297,7 @@ def test_fanuc_unsolicited_system_fault_then_recovery(fanuc):
 
 def test_fanuc_drop_mid_motion_no_duplicate_pick(fanuc):
     robot, emu, lifted = fanuc
-    be = FanucBackend([robot], FAST, place_positions={1: (0.0, 0.5, 0.3)})
+    be = FanucBackend([robot], FAST, FanucOptions(place_positions={1: (0.0, 0.5, 0.3)}))
     fanuc_pick(be, 1)
     approaches_before = sum(1 for _, p in emu.motions if p == pytest.approx((800.0, 50.0, 50.0)))
     emu.drop_on_next_motion()

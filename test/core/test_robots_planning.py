@@ -159,11 +159,11 @@ def test_plans_do_not_depend_on_the_clock_epoch():
 def test_dry_run_backend_without_a_belt_picks_in_place():
     from dataclasses import replace
 
-    from msseg_ros.core.robots.backends import DryRunBackend
+    from msseg_ros.core.robots.backends import DryRunBackend, LineOptions
 
     robot = replace(ROBOTS[0], base=(-0.7, 0.0, 0.0), window=(-0.35, 0.35),
                     workspace=Box((0.35, -0.6, -0.02), (1.05, 0.6, 0.6)), home=None)
-    be = DryRunBackend([robot], Speeds(max_speed=2.0, max_accel=5.0), beltless=True)
+    be = DryRunBackend([robot], Speeds(max_speed=2.0, max_accel=5.0), LineOptions(beltless=True))
     be.submit([Target(1, 0.1, 0.05, 0.0, float("nan"), 1, 1)], 100.0)
     assert be.tick(100.0) == [] and [r.state for r in be.in_flight()] == [PickState.SENT]
     (f,) = be.tick(110.0)

@@ -1,10 +1,16 @@
 """Robot backends, chosen by ``robot.type``: ``delta`` (Modbus TCP deltas along a belt),
 ``fanuc`` (one arm over a bin, RMI) and ``dry_run`` (the plan only, no controller).
 
-A backend takes targets (:meth:`RobotBackend.submit`) and belt states, and on each
-:meth:`RobotBackend.tick` returns the picks that finished, each exactly once. It owns
-the :class:`~msseg_ros.core.robots.lifecycle.PickLedger`, so no pick_id is ever sent
-twice, whatever the controllers do.
+The contract is :class:`RobotBackend`. A backend takes targets (``submit``) and belt
+states (``update_belt``), and on each ``tick`` returns the picks that finished, each
+exactly once. It owns the :class:`~msseg_ros.core.robots.lifecycle.PickLedger`, so no
+pick_id is ever sent twice, whatever the controllers do. ``status`` returns a frozen
+:class:`~msseg_ros.core.robots.status.BackendStatus` snapshot, safe on any thread.
+
+Each backend has its own typed options (:class:`LineOptions`, :class:`DeltaOptions`,
+:class:`FanucOptions`) and builds them from the cell and the bridge's settings in
+``from_cell``; :func:`create_backend` is the one factory a node calls. A new backend is
+one class registered in :data:`ROBOT_BACKENDS`.
 """
 from __future__ import annotations
 
@@ -13,24 +19,25 @@ import math
 import queue
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
 from msseg_ros.core.registry import Registry
 from msseg_ros.core.robots import modbus_map as mm
 from msseg_ros.core.robots.cell import RobotSpec, Speeds
-from msseg_ros.core.robots.delta_controller import CommandResult, DeltaCommand
+from msseg_ros.core.robots.config import CellRobots
+from msseg_ros.core.robots.delta_controller import CommandResult, ControllerState, DeltaCommand
 from msseg_ros.core.robots.errors import ConnectionLost, ControllerError
-from msseg_ros.core.robots.kinematics import DeltaGeometry, PointLike
+from msseg_ros.core.robots.kinematics import DeltaGeometry, PointLike, Vec3
 from msseg_ros.core.robots.lifecycle import STATE_OF, PickLedger, PickRecord, PickState
 from msseg_ros.core.robots.modbus import DeltaModbusClient
 from msseg_ros.core.robots.rmi import RmiClient, retry_connect
 from msseg_ros.core.robots.scheduler import CLASS_NOT_SORTED, Scheduler
+from msseg_ros.core.robots.status import BackendStatus, LinkState, RobotStatus
 from msseg_ros.core.robots.tracking import WORKSPACE, BeltState, Target
-
-ROBOT_BACKENDS: Registry[Any] = Registry("robot backend", required=("submit", "tick", "status", "close"))
 
 
 @dataclass(frozen=True)
@@ -46,14 +53,147 @@ class Finished:
     bin: int
 
 
-class RobotBackend:
-    """Base: the ledger, the finished list, and diagnostics counters."""
+class RobotBackend(Protocol):
+    """What the robot_bridge node calls; times are its clock, s."""
+
+    def update_belt(self, belt: BeltState) -> None:
+        """The newest belt state (cells with a belt)."""
+
+    def submit(self, targets: Sequence[Target], now: float) -> None:
+        """New pick candidates (a pick_id seen before is ignored)."""
+
+    def tick(self, now: float) -> list[Finished]:
+        """Advance; the picks that finished since the last tick, each exactly once."""
+
+    def status(self) -> BackendStatus:
+        """A snapshot for diagnostics."""
+
+    def in_flight(self) -> list[PickRecord]:
+        """Picks assigned or sent and not finished (markers)."""
+
+    def close(self) -> None:
+        """Stop threads and close links."""
+
+
+@dataclass(frozen=True)
+class BridgeSettings:
+    """The robot_bridge's settings that backends read (``robot_bridge`` parameters).
+
+    Attributes:
+        beltless: the cell has no belt (targets do not move; no encoder is expected).
+        encoder_timeout: s without a fresh belt state before sending stops.
+        modbus_timeout, modbus_watchdog: per-client Modbus timeout and heartbeat watchdog, s.
+        fanuc_override: the FANUC speed override, %.
+        suction_port, vacuum_port: the FANUC's DOUT / DIN numbers.
+    """
+
+    beltless: bool = False
+    encoder_timeout: float = 0.5
+    modbus_timeout: float = 0.3
+    modbus_watchdog: float = 1.0
+    fanuc_override: int = 100
+    suction_port: int = 1
+    vacuum_port: int = 1
+
+
+@dataclass(frozen=True)
+class LineOptions:
+    """Robots along a belt (and the dry run).
+
+    Attributes:
+        max_in_flight: picks a robot may have queued.
+        class_values: class id -> value, for the scheduler's choice between targets.
+        geometry: delta geometry for reach checks (None: workspace boxes only).
+        encoder_timeout: without a belt state newer than this (s), nothing new is sent
+            (an encoder stall); pending targets wait, and are dropped once they have left
+            every window.
+        beltless: a cell without a belt (targets do not move; no encoder is expected).
+    """
+
+    max_in_flight: int = 4
+    class_values: Mapping[int, float] | None = None
+    geometry: DeltaGeometry | None = None
+    encoder_timeout: float = 0.5
+    beltless: bool = False
+
+    @classmethod
+    def line_fields(cls, cell: CellRobots, settings: BridgeSettings) -> dict[str, Any]:
+        return {"max_in_flight": cell.max_in_flight, "class_values": cell.class_values,
+                "geometry": cell.geometry, "encoder_timeout": settings.encoder_timeout,
+                "beltless": settings.beltless}
+
+
+@dataclass(frozen=True)
+class DeltaOptions(LineOptions):
+    """Deltas over Modbus TCP. ``timeout`` and ``watchdog``: per-client Modbus timeout and
+    heartbeat watchdog, s."""
+
+    timeout: float = 0.3
+    watchdog: float = 1.0
+
+
+@dataclass(frozen=True)
+class FanucOptions:
+    """One FANUC arm over RMI.
+
+    Attributes:
+        place_positions: bin -> world (x, y, z), m.
+        override: controller speed override, %.
+        suction_port, vacuum_port: DOUT / DIN numbers.
+        max_in_flight: RMI instructions outstanding at once.
+        connect_attempts: connection attempts before a pick fails as unreachable.
+    """
+
+    place_positions: Mapping[int, Vec3] = field(default_factory=dict)
+    override: int = 100
+    suction_port: int = 1
+    vacuum_port: int = 1
+    max_in_flight: int = 2
+    connect_attempts: int = 5
+
+
+class BackendBase:
+    """What every backend shares: the ledger, the finished list, the done counts, and an
+    error counter guarded by a lock (a worker thread may count while ``status`` reads)."""
+
+    kind = ""
 
     def __init__(self, robots: list[RobotSpec], speeds: Speeds) -> None:
         self.robots, self.speeds = robots, speeds
         self.ledger = PickLedger()
         self._finished: list[Finished] = []
-        self.picks_done: collections.Counter[Any] = collections.Counter()  # robot -> done
+        self.picks_done: collections.Counter[int] = collections.Counter()  # robot -> done
+        self._errors: collections.Counter[str] = collections.Counter()
+        self._status_lock = threading.Lock()
+
+    @classmethod
+    def from_cell(cls, cell: CellRobots, settings: BridgeSettings) -> BackendBase:
+        """Build the backend with its options from the cell and the bridge settings."""
+        raise NotImplementedError
+
+    def count_error(self, kind: str, n: int = 1) -> None:
+        with self._status_lock:
+            self._errors[kind] += n
+
+    @property
+    def errors(self) -> dict[str, int]:
+        """A copy of the error counts."""
+        with self._status_lock:
+            return dict(self._errors)
+
+    def robot_statuses(self) -> tuple[RobotStatus, ...]:
+        raise NotImplementedError
+
+    @property
+    def encoder_stalled(self) -> bool:
+        return False
+
+    def status(self) -> BackendStatus:
+        robots = self.robot_statuses()
+        with self._status_lock:
+            errors = dict(self._errors)
+        return BackendStatus(self.kind, robots, errors, dict(self.picks_done), dict(self.ledger.counters),
+                             len(self.in_flight()), self.encoder_stalled)
 
     def _finish(self, pick_id: int, state: PickState, reason: str = "", robot: int | None = None) -> PickRecord | None:
         rec = self.ledger.finish(pick_id, state, reason, robot)
@@ -82,14 +222,11 @@ class RobotBackend:
     def update_belt(self, belt: BeltState) -> None:  # noqa: B027 - optional for cells without a belt
         pass
 
-    def submit(self, targets: list[Target], now: float) -> None:
+    def submit(self, targets: Sequence[Target], now: float) -> None:
         raise NotImplementedError
 
     def tick(self, now: float) -> list[Finished]:
         raise NotImplementedError
-
-    def status(self) -> dict[str, Any]:
-        return {}
 
     def in_flight(self) -> list[PickRecord]:
         return self.ledger.in_state(PickState.ASSIGNED, PickState.SENT)
@@ -98,31 +235,32 @@ class RobotBackend:
         pass
 
 
-class LineBackend(RobotBackend):
-    """Robots along a belt: scheduling and tracking, sending left to subclasses.
+class LineBackend(BackendBase):
+    """Robots along a belt: scheduling and tracking, sending left to subclasses."""
 
-    Args:
-        encoder_timeout: without a belt state newer than this (s), nothing new is sent
-            (an encoder stall); pending targets wait, and are dropped once they have left
-            every window.
-        beltless: a cell without a belt (targets do not move; no encoder is expected).
-    """
-
-    def __init__(self, robots: list[RobotSpec], speeds: Speeds, *, max_in_flight: int = 4,
-                 class_values: dict[int, float] | None = None, geometry: DeltaGeometry | None = None,
-                 encoder_timeout: float = 0.5, beltless: bool = False, **_: Any) -> None:
+    def __init__(self, robots: list[RobotSpec], speeds: Speeds, options: LineOptions = LineOptions()) -> None:
         super().__init__(robots, speeds)
-        self.beltless = beltless
-        self.scheduler = Scheduler(robots, speeds, max_in_flight, class_values, geometry)
-        self.encoder_timeout = encoder_timeout
+        self.options = options
+        self.beltless = options.beltless
+        self.scheduler = Scheduler(robots, speeds, options.max_in_flight,
+                                   dict(options.class_values) if options.class_values else None, options.geometry)
+        self.encoder_timeout = options.encoder_timeout
         self.belt: BeltState | None = None
-        self.encoder_stalled = False
+        self._encoder_stalled = False
         self.stalls = 0
+
+    @classmethod
+    def from_cell(cls, cell: CellRobots, settings: BridgeSettings) -> LineBackend:
+        return cls(cell.robots, cell.speeds, LineOptions(**LineOptions.line_fields(cell, settings)))
+
+    @property
+    def encoder_stalled(self) -> bool:
+        return self._encoder_stalled
 
     def update_belt(self, belt: BeltState) -> None:
         self.belt = belt
 
-    def submit(self, targets: list[Target], now: float) -> None:
+    def submit(self, targets: Sequence[Target], now: float) -> None:
         for t in targets:
             if not self._valid(t):
                 continue  # seen before (an overlapping frame), or not finite
@@ -138,11 +276,11 @@ class LineBackend(RobotBackend):
             self.belt = BeltState(0.0, 0.0, now)
         fresh = self.belt is not None and now - self.belt.stamp <= self.encoder_timeout
         if not fresh:
-            if not self.encoder_stalled and self.belt is not None:
+            if not self._encoder_stalled and self.belt is not None:
                 self.stalls += 1
-            self.encoder_stalled = self.belt is not None
+            self._encoder_stalled = self.belt is not None
             return self._drain()
-        self.encoder_stalled = False
+        self._encoder_stalled = False
         assert self.belt is not None  # fresh implies a belt sample
         plans, dropped = self.scheduler.step(self.belt, now)
         for target, reason in dropped:
@@ -163,9 +301,10 @@ class LineBackend(RobotBackend):
         raise NotImplementedError
 
 
-@ROBOT_BACKENDS.register("dry_run")
 class DryRunBackend(LineBackend):
     """No controller: each pick 'happens' as planned (replay, planning checks)."""
+
+    kind = "dry_run"
 
     def _dispatch(self, rec: PickRecord, now: float) -> None:
         self.ledger.mark_sent(rec.target.pick_id)
@@ -175,9 +314,9 @@ class DryRunBackend(LineBackend):
             if rec.plan is not None and now >= rec.plan.t_done:
                 self._robot_finished(rec.target.pick_id, PickState.DONE, "", rec.robot)
 
-    def status(self) -> dict[str, Any]:
-        return {"robots": {r.name: {"state": "dry_run", "queued": self.scheduler.lane(r.index).queued}
-                           for r in self.robots}}
+    def robot_statuses(self) -> tuple[RobotStatus, ...]:
+        return tuple(RobotStatus(r.name, LinkState.NO_CONTROLLER, queued=self.scheduler.lane(r.index).queued)
+                     for r in self.robots)
 
 
 _ANSWER_STATE = {
@@ -189,23 +328,25 @@ _ANSWER_STATE = {
 }
 
 
-@ROBOT_BACKENDS.register("delta")
 class DeltaBackend(LineBackend):
-    """Deltas over Modbus TCP (one client per robot, register map in modbus_map).
+    """Deltas over Modbus TCP (one client per robot, register map in modbus_map)."""
 
-    Args:
-        timeout, watchdog: per-client Modbus timeout and heartbeat watchdog, s.
-    """
+    kind = "delta"
 
-    def __init__(self, robots: list[RobotSpec], speeds: Speeds, *, timeout: float = 0.3, watchdog: float = 1.0,
-                 **kw: Any) -> None:
-        super().__init__(robots, speeds, **kw)
-        self.clients = {r.index: DeltaModbusClient(r.host, r.port, timeout=timeout, watchdog=watchdog)
+    def __init__(self, robots: list[RobotSpec], speeds: Speeds, options: DeltaOptions = DeltaOptions()) -> None:
+        super().__init__(robots, speeds, options)
+        self.clients = {r.index: DeltaModbusClient(r.host, r.port, timeout=options.timeout, watchdog=options.watchdog)
                         for r in robots}
-        self.controller_state: dict[int, int] = {r.index: -1 for r in robots}
+        self.controller_state: dict[int, ControllerState | None] = {r.index: None for r in robots}
         self.controller_error: dict[int, int] = {r.index: 0 for r in robots}
         self.uncertain: set[int] = set()  # robots whose last send failed: reconcile
-        self.errors: collections.Counter[Any] = collections.Counter()
+        self.last_error = ""
+
+    @classmethod
+    def from_cell(cls, cell: CellRobots, settings: BridgeSettings) -> DeltaBackend:
+        return cls(cell.robots, cell.speeds, DeltaOptions(**LineOptions.line_fields(cell, settings),
+                                                          timeout=settings.modbus_timeout,
+                                                          watchdog=settings.modbus_watchdog))
 
     def _dispatch(self, rec: PickRecord, now: float) -> None:
         robot = self.scheduler.lane(rec.robot).robot
@@ -216,7 +357,7 @@ class DeltaBackend(LineBackend):
         try:
             answer = self.clients[robot.index].send(cmd)
         except ConnectionLost as exc:
-            self.errors["send_lost"] += 1
+            self.count_error("send_lost")
             self.uncertain.add(robot.index)
             self.scheduler.set_available(robot.index, False)
             self.last_error = str(exc)
@@ -231,21 +372,27 @@ class DeltaBackend(LineBackend):
             try:
                 status = client.read_status()
             except ConnectionLost as exc:
-                self.errors["poll_lost"] += 1
+                self.count_error("poll_lost")
                 self.last_error = str(exc)
                 self.scheduler.set_available(robot.index, False)
                 continue
-            self.controller_state[robot.index] = status.state
+            try:
+                controller: ControllerState | None = ControllerState(status.state)
+            except ValueError:  # a value outside the register map: not usable
+                controller = None
+                self.count_error("unknown_controller_state")
+            self.controller_state[robot.index] = controller
             self.controller_error[robot.index] = status.error
-            ok = client.state == "connected" and status.state != 2
+            ok = (client.state == LinkState.CONNECTED and controller is not None
+                  and controller != ControllerState.ERROR)
             self.scheduler.set_available(robot.index, ok)
             for pick_id, st in status.results:
                 rec = self.ledger.records.get(pick_id)
                 if rec is not None and rec.robot == robot.index and not rec.state.final:
-                    state = STATE_OF.get(st, PickState.FAILED)
+                    outcome = STATE_OF.get(st, PickState.FAILED)
                     reason = {PickState.FAILED: "controller_error", PickState.MISSED: "left_window",
-                              PickState.REJECTED: "controller_workspace"}.get(state, "")
-                    self._robot_finished(pick_id, state, reason, robot.index)
+                              PickState.REJECTED: "controller_workspace"}.get(outcome, "")
+                    self._robot_finished(pick_id, outcome, reason, robot.index)
             if client.just_reconnected or robot.index in self.uncertain:
                 self._reconcile(robot, status)
                 client.just_reconnected = False
@@ -257,25 +404,20 @@ class DeltaBackend(LineBackend):
         queued = set(status.queue)
         for rec in self.ledger.in_state(PickState.SENT, robot=robot.index):
             if rec.target.pick_id not in queued:
-                self.errors["reconciled_lost"] += 1
+                self.count_error("reconciled_lost")
                 self._robot_finished(rec.target.pick_id, PickState.FAILED, "lost_in_disconnect", robot.index)
 
-    def status(self) -> dict[str, Any]:
-        names = {0: "idle", 1: "busy", 2: "error", -1: "unknown"}
-        return {"robots": {r.name: {"state": self.clients[r.index].state,
-                                    "controller": names.get(self.controller_state[r.index], "?"),
-                                    "error_code": self.controller_error[r.index],
-                                    "queued": self.scheduler.lane(r.index).queued,
-                                    "reconnects": self.clients[r.index].reconnects} for r in self.robots},
-                "errors": dict(self.errors)}
+    def robot_statuses(self) -> tuple[RobotStatus, ...]:
+        return tuple(RobotStatus(r.name, LinkState(self.clients[r.index].state), self.controller_state[r.index],
+                                 self.controller_error[r.index], self.scheduler.lane(r.index).queued,
+                                 self.clients[r.index].reconnects) for r in self.robots)
 
     def close(self) -> None:
         for c in self.clients.values():
             c.close()
 
 
-@ROBOT_BACKENDS.register("fanuc")
-class FanucBackend(RobotBackend):
+class FanucBackend(BackendBase):
     """One FANUC arm over a bin, in open-loop cycles: the best candidate of the newest
     frame is picked while the arm is idle; the others of that frame are dropped (the next
     frame, taken after this pick, supersedes them).
@@ -285,25 +427,23 @@ class FanucBackend(RobotBackend):
     a system fault or HOLD aborts the sequence; after recovery the vacuum tells whether
     the part is held (then it is placed: done) or not (failed). The pick is never resent.
 
-    Args:
-        place_positions: bin -> world (x, y, z), m.
-        speed: tool speed, m/s; override: controller speed override, %.
-        suction_port, vacuum_port: DOUT / DIN numbers.
+    The worker thread changes ``state`` and counts errors; :meth:`status` reads them
+    under the status lock.
     """
 
-    def __init__(self, robots: list[RobotSpec], speeds: Speeds, *, place_positions: dict[int, tuple[Any, ...]] | None = None,
-                 override: int = 100, suction_port: int = 1, vacuum_port: int = 1, max_in_flight: int = 2,
-                 connect_attempts: int = 5, **_: Any) -> None:
+    kind = "fanuc"
+
+    def __init__(self, robots: list[RobotSpec], speeds: Speeds, options: FanucOptions = FanucOptions()) -> None:
         super().__init__(robots, speeds)
         if len(robots) != 1:
             raise ControllerError(f"the fanuc backend drives one arm, {len(robots)} configured")
         self.robot = robots[0]
-        self.place_positions = place_positions or {}
-        self.override, self.suction_port, self.vacuum_port = override, suction_port, vacuum_port
-        self.client = RmiClient(self.robot.host, self.robot.port, max_in_flight=max_in_flight)
-        self.connect_attempts = connect_attempts
-        self.state = "disconnected"
-        self.errors: collections.Counter[Any] = collections.Counter()
+        self.options = options
+        self.place_positions = dict(options.place_positions)
+        self.override, self.suction_port, self.vacuum_port = options.override, options.suction_port, options.vacuum_port
+        self.client = RmiClient(self.robot.host, self.robot.port, max_in_flight=options.max_in_flight)
+        self.connect_attempts = options.connect_attempts
+        self._state = LinkState.DISCONNECTED
         self.last_error = ""
         self.tabu: collections.deque[Any] = collections.deque(maxlen=self.TABU_LENGTH)
         self._jobs: queue.Queue[Any] = queue.Queue(maxsize=1)
@@ -312,6 +452,22 @@ class FanucBackend(RobotBackend):
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._run, name="fanuc", daemon=True)
         self._worker.start()
+
+    @classmethod
+    def from_cell(cls, cell: CellRobots, settings: BridgeSettings) -> FanucBackend:
+        return cls(cell.robots, cell.speeds, FanucOptions(
+            place_positions=cell.place_positions, override=settings.fanuc_override,
+            suction_port=settings.suction_port, vacuum_port=settings.vacuum_port))
+
+    @property
+    def state(self) -> LinkState:
+        with self._status_lock:
+            return self._state
+
+    @state.setter
+    def state(self, value: LinkState) -> None:
+        with self._status_lock:
+            self._state = value
 
     # world m <-> user frame mm (user frame = world shifted to the robot base)
     def _mm(self, p: PointLike) -> tuple[float, float, float]:
@@ -322,13 +478,13 @@ class FanucBackend(RobotBackend):
     #: unchanged scene does not get the same failed pick again
     TABU_RADIUS_M, TABU_LENGTH = 0.015, 5
 
-    def submit(self, targets: list[Target], now: float) -> None:
+    def submit(self, targets: Sequence[Target], now: float) -> None:
         if self._busy.is_set() or not targets:
             return
         fresh = [t for t in targets if not any(math.hypot(t.x - x, t.y - y) < self.TABU_RADIUS_M
                                                for x, y in self.tabu)]
         if len(fresh) < len(targets):
-            self.errors["tabu_skipped"] += len(targets) - len(fresh)
+            self.count_error("tabu_skipped", len(targets) - len(fresh))
         if not fresh:
             self.tabu.clear()  # every candidate failed before: start over
             return
@@ -364,27 +520,27 @@ class FanucBackend(RobotBackend):
 
     # ---- worker ------------------------------------------------------------------
     def _ensure_session(self) -> None:
-        if self.client.connected and self.state == "ready":
+        if self.client.connected and self.state == LinkState.READY:
             try:
                 self.client.drain()
                 return
             except ConnectionLost:
-                self.errors["session_terminated"] += 1
+                self.count_error("session_terminated")
             except ControllerError:
-                self.errors["fault_while_idle"] += 1
-                self.state = "recovering"
+                self.count_error("fault_while_idle")
+                self.state = LinkState.RECOVERING
         if not self.client.connected:
-            self.state = "connecting"
+            self.state = LinkState.CONNECTING
             retry_connect(self.client, attempts=self.connect_attempts)
         self.client.fault = None
         status = self.client.status()
-        if not status.get("ServoReady", 1) or status.get("RMIMotionStatus") or self.state == "recovering":
+        if not status.get("ServoReady", 1) or status.get("RMIMotionStatus") or self.state == LinkState.RECOVERING:
             self.client.recover()  # a fault or a program left running: abort, reset, initialize
         else:
             self.client.initialize()
         self.client.set_override(self.override)
         self.client.set_frames(1, 1)
-        self.state = "ready"
+        self.state = LinkState.READY
 
     def _run(self) -> None:
         next_try = 0.0
@@ -392,12 +548,12 @@ class FanucBackend(RobotBackend):
             try:
                 target = self._jobs.get(timeout=0.2)
             except queue.Empty:
-                if self.state != "ready" and time.monotonic() >= next_try:  # connect ahead of the first pick
+                if self.state != LinkState.READY and time.monotonic() >= next_try:  # connect ahead of the first pick
                     next_try = time.monotonic() + 2.0
                     try:
                         self._ensure_session()
                     except (ConnectionLost, ControllerError) as exc:
-                        self.state = "disconnected"
+                        self.state = LinkState.DISCONNECTED
                         self.last_error = str(exc)
                         self.client.close()
                 continue
@@ -412,8 +568,8 @@ class FanucBackend(RobotBackend):
         try:
             self._ensure_session()
         except (ConnectionLost, ControllerError) as exc:
-            self.state = "disconnected"
-            self.errors["connect"] += 1
+            self.state = LinkState.DISCONNECTED
+            self.count_error("connect")
             self.last_error = str(exc)
             return PickState.FAILED, "controller_unreachable"
         s = self.speeds
@@ -432,9 +588,9 @@ class FanucBackend(RobotBackend):
             self._place(t)
             return PickState.DONE, ""
         except (ConnectionLost, ControllerError) as exc:
-            self.errors["connection_lost" if isinstance(exc, ConnectionLost) else f"error_{exc.code}"] += 1
+            self.count_error("connection_lost" if isinstance(exc, ConnectionLost) else f"error_{exc.code}")
             self.last_error = str(exc)
-            self.state = "recovering"
+            self.state = LinkState.RECOVERING
             return self._reconcile(t)
 
     def _place(self, t: Target) -> None:
@@ -451,7 +607,7 @@ class FanucBackend(RobotBackend):
                 retry_connect(self.client, attempts=self.connect_attempts)
             self.client.recover()
             self.client.set_override(self.override)
-            self.state = "ready"
+            self.state = LinkState.READY
             if self.client.read_din(self.vacuum_port):
                 self._place(t)
                 return PickState.DONE, "completed_after_recovery"
@@ -459,7 +615,7 @@ class FanucBackend(RobotBackend):
             self.client.wait(self.client.linear(self._mm(self.robot.home_world), self.speeds.max_speed * 1000))
             return PickState.FAILED, "aborted_by_fault"
         except (ConnectionLost, ControllerError) as exc:
-            self.state = "disconnected"
+            self.state = LinkState.DISCONNECTED
             self.last_error = str(exc)
             self.client.close()
             return PickState.FAILED, "controller_unreachable"
@@ -468,10 +624,8 @@ class FanucBackend(RobotBackend):
     def busy(self) -> bool:
         return self._busy.is_set()
 
-    def status(self) -> dict[str, Any]:
-        return {"robots": {self.robot.name: {"state": self.state, "busy": self.busy,
-                                             "session_port": self.client.session_port}},
-                "errors": dict(self.errors)}
+    def robot_statuses(self) -> tuple[RobotStatus, ...]:
+        return (RobotStatus(self.robot.name, self.state, busy=self.busy, session_port=self.client.session_port),)
 
     def close(self) -> None:
         self._stop.set()
@@ -479,3 +633,18 @@ class FanucBackend(RobotBackend):
         if self.client.connected:
             self.client.disconnect()
 
+
+ROBOT_BACKENDS: Registry[type[BackendBase]] = Registry("robot backend", required=("from_cell", "submit", "tick"))
+ROBOT_BACKENDS.add("dry_run", DryRunBackend)
+ROBOT_BACKENDS.add("delta", DeltaBackend)
+ROBOT_BACKENDS.add("fanuc", FanucBackend)
+
+
+def create_backend(kind: str, cell: CellRobots, settings: BridgeSettings) -> RobotBackend:
+    """The backend ``kind`` for ``cell``, with its options built from ``settings``.
+
+    Raises:
+        RegistryError: an unknown kind (the message lists the registered ones).
+        RobotConfigError / ControllerError: a configuration the backend refuses.
+    """
+    return ROBOT_BACKENDS.get(kind).from_cell(cell, settings)

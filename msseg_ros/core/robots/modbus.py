@@ -17,6 +17,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from msseg_ros.core.robots import modbus_map as mm
 from msseg_ros.core.robots.delta_controller import DeltaCommand, DeltaController
 from msseg_ros.core.robots.errors import ConnectionLost, ControllerError
+from msseg_ros.core.robots.status import LinkState
 
 DEVICE_ID = 1
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # it logs every refused connect
@@ -114,7 +115,7 @@ class DeltaModbusClient:
     ``watchdog`` seconds (the controller hangs while TCP stays up).
 
     Attributes:
-        state: ``disconnected``, ``connected`` or ``stale``.
+        state: a LinkState: ``DISCONNECTED``, ``CONNECTED`` or ``STALE``.
         reconnects: successful reconnections after a loss.
     """
 
@@ -123,7 +124,7 @@ class DeltaModbusClient:
         self.host, self.port, self.timeout, self.watchdog = host, port, timeout, watchdog
         self.backoff0, self.backoff_max, self.clock = backoff, backoff_max, clock
         self._client = ModbusTcpClient(host, port=port, timeout=timeout, retries=0)
-        self.state = "disconnected"
+        self.state = LinkState.DISCONNECTED
         self._next_try = 0.0
         self._backoff = backoff
         self._heartbeat: int | None = None
@@ -139,21 +140,21 @@ class DeltaModbusClient:
 
     def _lost(self, why: str) -> ConnectionLost:
         self._client.close()
-        self.state = "disconnected"
+        self.state = LinkState.DISCONNECTED
         self._heartbeat = None
         self._next_try = self.clock() + self._backoff
         self._backoff = min(self._backoff * 2, self.backoff_max)
         return ConnectionLost(f"delta controller {self.address}: {why}")
 
     def ensure_connected(self) -> bool:
-        if self.state != "disconnected":
+        if self.state != LinkState.DISCONNECTED:
             return True
         if self.clock() < self._next_try:
             return False
         if not self._client.connect():
             self._lost("connection refused")
             return False
-        self.state = "connected"
+        self.state = LinkState.CONNECTED
         self._backoff = self.backoff0
         if self._ever_connected:
             self.reconnects += 1
@@ -179,9 +180,9 @@ class DeltaModbusClient:
         now = self.clock()
         if status.heartbeat != self._heartbeat:
             self._heartbeat, self._heartbeat_at = status.heartbeat, now
-            self.state = "connected"
+            self.state = LinkState.CONNECTED
         elif now - self._heartbeat_at > self.watchdog:
-            self.state = "stale"
+            self.state = LinkState.STALE
         if self._handshake == 0:
             self._handshake = status.handshake  # continue the controller's sequence
         return status
@@ -193,7 +194,7 @@ class DeltaModbusClient:
             ConnectionLost: the link failed; the command may or may not have been taken
                 (reconcile from the status block, never resend).
         """
-        if self.state == "stale":
+        if self.state == LinkState.STALE:
             raise ConnectionLost(f"delta controller {self.address}: heartbeat stopped; not sending")
         if not self.ensure_connected():
             raise ConnectionLost(f"delta controller {self.address}: not connected")
@@ -221,4 +222,4 @@ class DeltaModbusClient:
 
     def close(self) -> None:
         self._client.close()
-        self.state = "disconnected"
+        self.state = LinkState.DISCONNECTED

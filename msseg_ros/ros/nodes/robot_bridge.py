@@ -29,7 +29,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from msseg_ros.core import tables
 from msseg_ros.core.params.nodes import schema_for
-from msseg_ros.core.robots.backends import ROBOT_BACKENDS, Finished, RobotBackend
+from msseg_ros.core.robots.backends import BridgeSettings, Finished, RobotBackend, create_backend
 from msseg_ros.core.robots.config import cell_robots
 from msseg_ros.core.robots.lifecycle import STATUS_OF, PickState
 from msseg_ros.core.robots.tracking import BeltState, Target
@@ -56,16 +56,14 @@ class RobotBridgeNode(MssegNode):
         kind = p.robot.type
         if kind == "fanuc" and p.cell != "bin_picking":
             self.get_logger().warning("the fanuc backend picks one candidate at a time, without belt tracking")
-        options: dict[str, Any] = {"max_in_flight": self.cell.max_in_flight, "class_values": self.cell.class_values,
-                                   "geometry": self.cell.geometry, "encoder_timeout": p.encoder_timeout,
-                                   "beltless": p.cell != "sorting_line",
-                                   "timeout": p.modbus.timeout, "watchdog": p.modbus.watchdog,
-                                   "place_positions": self.cell.place_positions, "override": p.fanuc.override,
-                                   "suction_port": p.fanuc.suction_port, "vacuum_port": p.fanuc.vacuum_port}
-        self.backend: RobotBackend = ROBOT_BACKENDS.get(kind)(self.cell.robots, self.cell.speeds, **options)
+        settings = BridgeSettings(beltless=p.cell != "sorting_line", encoder_timeout=p.encoder_timeout,
+                                  modbus_timeout=p.modbus.timeout, modbus_watchdog=p.modbus.watchdog,
+                                  fanuc_override=p.fanuc.override, suction_port=p.fanuc.suction_port,
+                                  vacuum_port=p.fanuc.vacuum_port)
+        self.backend: RobotBackend = create_backend(kind, self.cell, settings)
         self.kind = kind
-        self.unpicked: collections.Counter = collections.Counter()
-        self.done_times: collections.deque = collections.deque()
+        self.unpicked: collections.Counter[str] = collections.Counter()
+        self.done_times: collections.deque[float] = collections.deque()
         self._results_pub = self.create_publisher(PointCloud2, "robot/pick_results", results_qos(100))
         self._marker_pub = self.create_publisher(MarkerArray, "robot/markers", latched_qos())
         self.create_subscription(PointCloud2, "grasps/candidates", self._on_candidates, results_qos(50))
@@ -164,30 +162,19 @@ class RobotBridgeNode(MssegNode):
         span = min(60.0, now - self.started)
         return 60.0 * len(self.done_times) / span if span > 1.0 else 0.0
 
-    def diagnostics_status(self):
+    def diagnostics_status(self) -> tuple[int, str, dict[str, Any]]:
         st = self.backend.status()
         extra: dict[str, Any] = {"backend": self.kind, "picks_per_min": round(self.picks_per_minute(), 1),
-                                 "in_flight": len(self.backend.in_flight())}
-        robots = st.get("robots", {})
-        for name, info in robots.items():
-            for k, v in info.items():
-                extra[f"{name}.{k}"] = v
-        for k, v in self.backend.picks_done.items():
-            extra[f"done_robot_{k}"] = v
-        for k, v in self.unpicked.items():
-            extra[f"unpicked_{k}"] = v
-        for k, v in st.get("errors", {}).items():
-            extra[f"error_{k}"] = v
-        extra.update({f"ledger_{k}": v for k, v in self.backend.ledger.counters.items()})
-        if getattr(self.backend, "encoder_stalled", False):
+                                 **st.key_values()}
+        extra.update({f"unpicked_{k}": v for k, v in self.unpicked.items()})
+        if st.encoder_stalled:
             return WARN, "encoder stalled: nothing new is sent", extra
-        down = [n for n, info in robots.items() if info.get("state") in ("disconnected", "stale")
-                or info.get("controller") == "error"]
-        if down and len(down) == len(robots):
+        down = st.down
+        if down and len(down) == len(st.robots):
             return ERROR, f"no robot available ({', '.join(down)})", extra
         if down:
             return WARN, f"robots down: {', '.join(down)}", extra
-        return OK, f"{self.kind}: {len(robots)} robot(s)", extra
+        return OK, f"{self.kind}: {len(st.robots)} robot(s)", extra
 
     def destroy_node(self) -> None:
         if hasattr(self, "backend"):
