@@ -201,7 +201,7 @@ class KpiMonitor:
                 parts.append(f"p50 {values['p50_ms']} ms")
             if values.get("rate_hz") not in (None, "0.0"):
                 parts.append(f"{values['rate_hz']} Hz")
-            for k in ("skipped_frames", "bad_encoding", "dropped_unpaired", "picks_per_min"):
+            for k in ("skipped_frames", "bad_encoding", "dropped_no_camera_info", "picks_per_min"):
                 if values.get(k) not in (None, "0"):
                     parts.append(f"{k} {values[k]}")
             t.add_row(f"node {name}", f"{values.get('_message', '')}  " + ", ".join(parts))

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-#: segmentation/detections: one row per instance, pixel units.
+#: segmentation/detections: one row per instance, pixel units. Each row also carries the
+#: frame's size and whether the instance reaches the frame's last row (a line-scan frame:
+#: still being scanned), so a consumer needs nothing but this table.
 DETECTIONS = np.dtype(
     [
         ("instance", np.uint16),  # value in the instances image (1-based)
@@ -21,6 +23,9 @@ DETECTIONS = np.dtype(
         ("y1", np.float32),
         ("area", np.uint32),  # px
         ("affordance", np.float32),  # NaN when the model gives none
+        ("frame_width", np.uint32),  # px, of the segmented frame
+        ("frame_height", np.uint32),  # px
+        ("touches_last_row", np.uint8),  # 1: the mask reaches row frame_height - 1
     ]
 )
 

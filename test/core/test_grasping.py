@@ -36,7 +36,7 @@ def test_line_mapping_agrees_across_overlapping_frames_within_1_mm():
     for k in range(6):
         frame = world.render(k * stride, lines)
         p0 = k * stride * GEO.line_pitch  # belt travel when row 0 was scanned
-        cand = line_candidates(_gt_detections(frame), lines, p0, GEO, f, tracker, counters)
+        cand = line_candidates(_gt_detections(frame), p0, GEO, f, tracker, counters)
         for row in cand:
             x_at_2m = row["x"] + (2.0 - row["belt_position"])
             seen.setdefault(int(row["pick_id"]), []).append((x_at_2m, row["y"]))
@@ -51,7 +51,7 @@ def test_line_mapping_agrees_across_overlapping_frames_within_1_mm():
 def test_line_positions_match_ground_truth():
     world = SortingLineWorld(SortingLineConfig(seed=4, feed_rate=8.0, touch_rate=0.0))
     frame = world.render(0, 250)
-    cand = line_candidates(_gt_detections(frame), 250, 0.0, GEO, Filters(classes=list(CLASSES)),
+    cand = line_candidates(_gt_detections(frame), 0.0, GEO, Filters(classes=list(CLASSES)),
                            PickIdTracker(0.02), collections.Counter())
     for row in cand:
         o = frame.objects[row["instance"] - 1]

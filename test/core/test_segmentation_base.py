@@ -71,3 +71,16 @@ def test_nan_policy():
     f[:5] = np.nan  # 50 pixels, plus the inf at (8, 8)
     with pytest.raises(InvalidFrameError, match="51 of 100 pixels are NaN or inf \\(more than 25%\\)"):
         seg(f)
+
+
+def test_detections_table_carries_frame_size_and_last_row_contact():
+    from msseg_ros.core import tables
+
+    labels = np.zeros((30, 20), np.uint16)
+    labels[25:30, 2:5] = 1  # reaches the last row (29)
+    labels[3:8, 10:15] = 2
+    t = Instances.from_labels(labels, [1, 2], [0.9, 0.8]).to_table()
+    assert t.dtype == tables.DETECTIONS
+    assert t["frame_width"].tolist() == [20, 20] and t["frame_height"].tolist() == [30, 30]
+    assert t["touches_last_row"].tolist() == [1, 0]
+    assert len(Instances.empty((4, 9)).to_table()) == 0

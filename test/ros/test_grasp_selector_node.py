@@ -2,12 +2,12 @@
 import numpy as np
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
+from sensor_msgs.msg import CameraInfo, JointState, PointCloud2
+from std_msgs.msg import Header
 
 from msseg_ros.core import tables
 from msseg_ros.core.segmentation.base import Instances
 from msseg_ros.core.sim.sorting_line import CLASSES, SortingLineConfig, SortingLineWorld
-from msseg_ros.ros.image_codec import array_to_image
 from msseg_ros.ros.nodes.grasp_selector import GraspSelectorNode
 from msseg_ros.ros.pointcloud_table import cloud_to_table, table_to_cloud
 from msseg_ros.ros.qos import latched_qos, results_qos, sensor_qos
@@ -24,7 +24,6 @@ def _setup(ros_context, overrides):
     got = []
     probe.create_subscription(PointCloud2, "grasps/candidates", got.append, results_qos())
     pubs = {
-        "inst": probe.create_publisher(Image, "segmentation/instances", results_qos()),
         "det": probe.create_publisher(PointCloud2, "segmentation/detections", results_qos()),
         "joints": probe.create_publisher(JointState, "conveyor/joint_states", sensor_qos(100)),
         "info": probe.create_publisher(CameraInfo, "camera/camera_info", latched_qos()),
@@ -32,15 +31,13 @@ def _setup(ros_context, overrides):
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(node)
     ex.add_node(probe)
-    assert spin_until(ex, lambda: pubs["det"].get_subscription_count() > 0 and pubs["inst"].get_subscription_count() > 0)
+    assert spin_until(ex, lambda: pubs["det"].get_subscription_count() > 0)
     return node, probe, pubs, got, ex
 
 
-def _send_frame(pubs, inst, stamp):
-    img = array_to_image(inst.labels, "mono16")
-    img.header.stamp = from_seconds(stamp)
-    pubs["det"].publish(table_to_cloud(inst.to_table(), header=img.header))
-    pubs["inst"].publish(img)
+def _send_frame(pubs, inst, stamp, table=None):
+    header = Header(stamp=from_seconds(stamp))
+    pubs["det"].publish(table_to_cloud(inst.to_table() if table is None else table, header=header))
 
 
 def test_line_cell_candidates_match_the_world(ros_context):
@@ -75,10 +72,12 @@ def test_line_cell_candidates_match_the_world(ros_context):
 
         _send_frame(pubs, inst, 99.0)  # long after the buffered belt positions
         assert spin_until(ex, lambda: node.counters["stamp_outside_belt_buffer"] == 1, timeout=10)
-        img = array_to_image(inst.labels, "mono16")
-        img.header.stamp = from_seconds(11.0)
-        pubs["inst"].publish(img)  # no detections with this stamp
-        assert spin_until(ex, lambda: node.counters["dropped_unpaired"] == 1, timeout=10)
+        # the selector reads the frame height from the table, not from a label image: a
+        # detections table of the layout before that change is refused and counted
+        old = np.zeros(1, [(n, tables.DETECTIONS[n]) for n in tables.DETECTIONS.names[:11]])
+        _send_frame(pubs, inst, 10.0, table=old)
+        assert spin_until(ex, lambda: node.counters["bad_detections"] == 1, timeout=10)
+        assert not node.get_subscriptions_info_by_topic("segmentation/instances")
     finally:
         ex.shutdown()
         node.destroy_node()
@@ -94,7 +93,7 @@ def test_camera_cell_waits_for_camera_info(ros_context):
         inst = Instances.from_labels(labels, [1], [0.9], [0.7])
         _send_frame(pubs, inst, 3.0)
         spin_until(ex, lambda: False, timeout=0.5)
-        assert not got and node._pending  # waiting
+        assert not got and len(node._waiting) == 1  # waiting
         info = CameraInfo(width=100, height=100, k=[500.0, 0, 49.5, 0, 500.0, 49.5, 0, 0, 1], d=[0.0] * 5)
         pubs["info"].publish(info)
         assert spin_until(ex, lambda: got, timeout=10)
@@ -102,6 +101,20 @@ def test_camera_cell_waits_for_camera_info(ros_context):
         # camera 1 m above the plane z = 0, looking down, ray through the principal point
         assert np.allclose([cand["x"][0], cand["y"][0], cand["z"][0]], [0, 0, 0], atol=1e-6)
         assert cand["affordance"][0] == np.float32(0.7) and np.isnan(cand["belt_position"][0])
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        probe.destroy_node()
+
+
+def test_detections_without_camera_info_are_dropped_and_counted(ros_context):
+    node, probe, pubs, got, ex = _setup(ros_context, {"cell": "bin_picking", "camera_info_timeout": 0.3})
+    try:
+        labels = np.zeros((50, 50), np.uint16)
+        labels[10:20, 10:20] = 1
+        _send_frame(pubs, Instances.from_labels(labels, [1], [0.9]), 4.0)
+        assert spin_until(ex, lambda: node.counters["dropped_no_camera_info"] == 1, timeout=10)
+        assert not got and not node._waiting
     finally:
         ex.shutdown()
         node.destroy_node()

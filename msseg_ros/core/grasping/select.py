@@ -126,11 +126,13 @@ class PickIdTracker:
         return pid, True
 
 
-def line_candidates(det: np.ndarray, frame_height: int, belt_position: float, geo: LineGeometry,
+def line_candidates(det: np.ndarray, belt_position: float, geo: LineGeometry,
                     f: Filters, tracker: PickIdTracker, counters: collections.Counter[Any]) -> np.ndarray:
-    """Detections of one line frame -> candidates (tables.CANDIDATES), best first."""
+    """Detections of one line frame (tables.DETECTIONS) -> candidates (tables.CANDIDATES),
+    best first. An instance reaching the last row is still being scanned: it is left to
+    the next, overlapping frame; one reaching row 0 was complete in the previous one."""
     det = _filter(det, f, counters)
-    growing = det["y1"] >= frame_height  # touches the last row: still being scanned
+    growing = det["touches_last_row"] > 0
     cut = det["y0"] <= 0  # touches row 0: complete in the previous frame
     counters["deferred_to_next_frame"] += int(growing.sum())
     counters["cut_at_first_row"] += int((cut & ~growing).sum())

@@ -193,7 +193,7 @@ GRASP_SELECTOR = Schema(
               choices=CELLS, read_only=True),
         Param("min_area_px", T.INT, 0, "Smaller instances are dropped, px.", min=0, max=10**7),
         Param("min_score", T.FLOAT, 0.0, "Lower-scoring instances are dropped.", min=0.0, max=1.0),
-        Param("pairing_timeout", T.FLOAT, 2.0, "Unpaired instances/detections are dropped after, s.",
+        Param("camera_info_timeout", T.FLOAT, 2.0, "Detections waiting for camera/camera_info are dropped after, s.",
               min=0.05, max=60.0),
         Param("line.scanner_x", T.FLOAT, 0.0, "x of the scan line in world, m.", min=-100.0, max=100.0),
         Param("line.line_pitch", T.FLOAT, 0.002, "Belt travel between lines, m (= line_scanner's).",

@@ -178,6 +178,9 @@ class Instances:
         t["x0"], t["y0"], t["x1"], t["y1"] = self.boxes.T if len(self) else ([],) * 4
         t["area"] = self.areas
         t["affordance"] = self.affordance
+        H, W = self.labels.shape
+        t["frame_width"], t["frame_height"] = W, H
+        t["touches_last_row"] = self.boxes[:, 3] >= H if len(self) else []
         return t
 
     def masks(self) -> np.ndarray:

@@ -1,9 +1,10 @@
 """grasp_selector: detections -> pick candidates in ``world``, best first.
 
-Subscribes segmentation/instances and segmentation/detections (paired by stamp; a half
-left unpaired past ``pairing_timeout`` is dropped and counted), and, per cell,
+Subscribes segmentation/detections (the table carries the frame size and which instances
+reach the frame's last row, so the label image is not needed here), and, per cell,
 conveyor/joint_states (line: a time-indexed belt position buffer) or camera/camera_info
-(camera: candidates wait for it). Publishes grasps/candidates (PointCloud2 table, frame
+(camera: detections wait for it up to ``camera_info_timeout``, then are dropped and
+counted). Publishes grasps/candidates (PointCloud2 table, frame
 ``world``, the input's stamp), grasps/poses (same order, tool z down) and grasps/markers.
 The geometry and ranking live in msseg_ros.core.grasping.select.
 """
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 from geometry_msgs.msg import Pose as PoseMsg
 from geometry_msgs.msg import PoseArray
-from sensor_msgs.msg import CameraInfo, Image, JointState, PointCloud2
+from sensor_msgs.msg import CameraInfo, JointState, PointCloud2
 from visualization_msgs.msg import Marker, MarkerArray
 
 from msseg_ros.core import tables
@@ -47,17 +48,16 @@ def camera_model_from_info(msg: CameraInfo) -> CameraModel:
 class GraspSelectorNode(MssegNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("grasp_selector", schema_for("grasp_selector"), **kwargs)
-        self._pending: dict[tuple[int, int], dict] = {}
+        self._waiting: dict[tuple[int, int], tuple[float, PointCloud2]] = {}  # for camera_info
         self.camera: CameraModel | None = None
         self.belt = BeltBuffer(self.params.line.buffer_span)
         self.tracker = PickIdTracker(self.params.line.match_radius)
         self.next_id = 1
-        self.core_counters: collections.Counter = collections.Counter()
+        self.core_counters: collections.Counter[str] = collections.Counter()
         self._configure(self.params)
         self._cand_pub = self.create_publisher(PointCloud2, "grasps/candidates", results_qos())
         self._pose_pub = self.create_publisher(PoseArray, "grasps/poses", results_qos())
         self._marker_pub = self.create_publisher(MarkerArray, "grasps/markers", results_qos())
-        self.create_subscription(Image, "segmentation/instances", self._on_instances, results_qos())
         self.create_subscription(PointCloud2, "segmentation/detections", self._on_detections, results_qos())
         if self.params.cell == "sorting_line":
             self.create_subscription(JointState, "conveyor/joint_states", self._on_joints, sensor_qos(100))
@@ -99,29 +99,24 @@ class GraspSelectorNode(MssegNode):
     def _key(self, header) -> tuple[int, int]:
         return (header.stamp.sec, header.stamp.nanosec)
 
-    def _on_instances(self, msg: Image) -> None:
-        self._pending.setdefault(self._key(msg.header), {"t": time.monotonic()})["inst"] = msg
-        self._drain()
-
     def _on_detections(self, msg: PointCloud2) -> None:
-        self._pending.setdefault(self._key(msg.header), {"t": time.monotonic()})["det"] = msg
-        self._drain()
+        if self.params.cell == "bin_picking" and self.camera is None:
+            self._waiting[self._key(msg.header)] = (time.monotonic(), msg)  # candidates wait for camera_info
+            return
+        self.process(msg)
 
     def _expire(self) -> None:
         now = time.monotonic()
-        for key in [k for k, v in self._pending.items() if now - v["t"] > self.params.pairing_timeout]:
-            entry = self._pending.pop(key)
-            self.counters["dropped_unpaired" if len(entry) < 3 else "dropped_no_camera_info"] += 1
+        for key in [k for k, (t, _) in self._waiting.items() if now - t > self.params.camera_info_timeout]:
+            del self._waiting[key]
+            self.counters["dropped_no_camera_info"] += 1
 
     def _drain(self) -> None:
-        for key in sorted(k for k, v in self._pending.items() if "inst" in v and "det" in v):
-            if self.params.cell == "bin_picking" and self.camera is None:
-                return  # candidates wait for camera_info
-            entry = self._pending.pop(key)
-            self.process(entry["inst"], entry["det"])
+        for key in sorted(self._waiting):
+            self.process(self._waiting.pop(key)[1])
 
     # ---- work --------------------------------------------------------------------
-    def process(self, inst: Image, det_msg: PointCloud2) -> None:
+    def process(self, det_msg: PointCloud2) -> None:
         t0 = time.perf_counter()
         try:
             det = cloud_to_table(det_msg, tables.DETECTIONS)
@@ -137,8 +132,7 @@ class GraspSelectorNode(MssegNode):
                 self.counters["stamp_outside_belt_buffer"] += 1
                 self.get_logger().warning(f"frame skipped: {exc}", throttle_duration_sec=5.0)
                 return
-            cand = line_candidates(det, int(inst.height), p0, self.line, self.filters, self.tracker,
-                                   self.core_counters)
+            cand = line_candidates(det, p0, self.line, self.filters, self.tracker, self.core_counters)
         else:
             assert self.camera is not None  # frames wait for camera_info
             cand, self.next_id = camera_candidates(det, self.camera, self.camera_pose, self.plane, self.filters,
@@ -171,7 +165,7 @@ class GraspSelectorNode(MssegNode):
 
     def diagnostics_status(self):
         extra = dict(self.core_counters)
-        extra["pending_pairs"] = len(self._pending)
+        extra["waiting_for_camera_info"] = len(self._waiting)
         if self.params.cell == "bin_picking" and self.camera is None:
             return WARN, "waiting for camera/camera_info", extra
         if self.params.cell == "sorting_line" and len(self.belt) == 0:
