@@ -207,6 +207,15 @@ class Schema:
     def defaults(self) -> dict[str, Any]:
         return {p.name: p.default for p in self.params.values()}
 
+    def default(self, name: str) -> Any:
+        """The declared default of ``name``: what a core dataclass field of the same
+        setting defaults to, so that the schema stays the one source."""
+        return self[name].default
+
+    def check(self, name: str, value: Any) -> Any:
+        """``value`` validated against ``name``'s type and bounds (ParamError naming it)."""
+        return self[name].validate(value, strict=False)
+
     def validate(self, values: Mapping[str, Any], *, strict: bool = True) -> dict[str, Any]:
         """Validate a flat dict of overrides; unknown names are refused. Returns the full set."""
         merged = self.defaults()

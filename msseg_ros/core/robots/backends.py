@@ -25,6 +25,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from msseg_ros.core.params.nodes import ROBOT_BRIDGE as _BRIDGE
+from msseg_ros.core.params.nodes import ROBOTS as _ROBOTS
 from msseg_ros.core.registry import Registry
 from msseg_ros.core.robots import modbus_map as mm
 from msseg_ros.core.robots.cell import RobotSpec, Speeds
@@ -88,12 +90,12 @@ class BridgeSettings:
     """
 
     beltless: bool = False
-    encoder_timeout: float = 0.5
-    modbus_timeout: float = 0.3
-    modbus_watchdog: float = 1.0
-    fanuc_override: int = 100
-    suction_port: int = 1
-    vacuum_port: int = 1
+    encoder_timeout: float = _BRIDGE.default("encoder_timeout")
+    modbus_timeout: float = _BRIDGE.default("modbus.timeout")
+    modbus_watchdog: float = _BRIDGE.default("modbus.watchdog")
+    fanuc_override: int = _ROBOTS.default("fanuc.override")
+    suction_port: int = _ROBOTS.default("fanuc.suction_port")
+    vacuum_port: int = _ROBOTS.default("fanuc.vacuum_port")
 
 
 @dataclass(frozen=True)
@@ -110,10 +112,10 @@ class LineOptions:
         beltless: a cell without a belt (targets do not move; no encoder is expected).
     """
 
-    max_in_flight: int = 4
+    max_in_flight: int = _ROBOTS.default("max_in_flight")
     class_values: Mapping[int, float] | None = None
     geometry: DeltaGeometry | None = None
-    encoder_timeout: float = 0.5
+    encoder_timeout: float = _BRIDGE.default("encoder_timeout")
     beltless: bool = False
 
     @classmethod
@@ -128,8 +130,8 @@ class DeltaOptions(LineOptions):
     """Deltas over Modbus TCP. ``timeout`` and ``watchdog``: per-client Modbus timeout and
     heartbeat watchdog, s."""
 
-    timeout: float = 0.3
-    watchdog: float = 1.0
+    timeout: float = _BRIDGE.default("modbus.timeout")
+    watchdog: float = _BRIDGE.default("modbus.watchdog")
 
 
 @dataclass(frozen=True)
@@ -145,10 +147,10 @@ class FanucOptions:
     """
 
     place_positions: Mapping[int, Vec3] = field(default_factory=dict)
-    override: int = 100
-    suction_port: int = 1
-    vacuum_port: int = 1
-    max_in_flight: int = 2
+    override: int = _ROBOTS.default("fanuc.override")
+    suction_port: int = _ROBOTS.default("fanuc.suction_port")
+    vacuum_port: int = _ROBOTS.default("fanuc.vacuum_port")
+    max_in_flight: int = 2  # RMI instructions outstanding; FANUC allows up to 8 (RMIT-028)
     connect_attempts: int = 5
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from msseg_ros.core.params.nodes import ROBOTS as _SCHEMA
+from msseg_ros.core.params.schema import ParamError
 from msseg_ros.core.robots.errors import RobotConfigError
 from msseg_ros.core.robots.kinematics import Box, DeltaGeometry, PointLike, vec3
 
@@ -19,6 +21,8 @@ from msseg_ros.core.robots.kinematics import Box, DeltaGeometry, PointLike, vec3
 @dataclass(frozen=True)
 class Speeds:
     """Motion timing shared by the planner (bridge) and the emulated controllers.
+
+    Defaults and bounds are the ``speeds.*`` parameters' (core/params/nodes.py).
 
     Attributes:
         max_speed: m/s of the tool along a straight move.
@@ -30,20 +34,19 @@ class Speeds:
         latency: from the bridge's decision to the controller starting the move, s.
     """
 
-    max_speed: float = 4.0
-    max_accel: float = 30.0
-    approach_height: float = 0.05
-    grip_time: float = 0.1
-    place_time: float = 0.4
-    latency: float = 0.05
+    max_speed: float = _SCHEMA.default("speeds.max_speed")
+    max_accel: float = _SCHEMA.default("speeds.max_accel")
+    approach_height: float = _SCHEMA.default("speeds.approach_height")
+    grip_time: float = _SCHEMA.default("speeds.grip_time")
+    place_time: float = _SCHEMA.default("speeds.place_time")
+    latency: float = _SCHEMA.default("speeds.latency")
 
     def __post_init__(self) -> None:
-        for name in ("max_speed", "max_accel"):
-            if not getattr(self, name) > 0:
-                raise RobotConfigError(f"speeds.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("approach_height", "grip_time", "place_time", "latency"):
-            if not getattr(self, name) >= 0:
-                raise RobotConfigError(f"speeds.{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("max_speed", "max_accel", "approach_height", "grip_time", "place_time", "latency"):
+            try:
+                _SCHEMA.check(f"speeds.{name}", getattr(self, name))
+            except ParamError as exc:
+                raise RobotConfigError(str(exc)) from None
 
 
 @dataclass(frozen=True)

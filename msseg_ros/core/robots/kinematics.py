@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from msseg_ros.core.params.nodes import ROBOTS as _SCHEMA
 from msseg_ros.core.robots.errors import RobotConfigError, WorkspaceError
 
 _ARM_ANGLES = (0.0, 2 * math.pi / 3, 4 * math.pi / 3)
@@ -62,15 +63,16 @@ class Box:
 class DeltaGeometry:
     """Delta robot dimensions, m, and joint limits, rad.
 
-    Defaults are in the range of a 1.1 m-reach industrial picker.
+    Defaults are the ``delta.*`` parameters' (core/params/nodes.py): a 1.1 m-reach
+    industrial picker.
     """
 
-    base_radius: float = 0.20
-    effector_radius: float = 0.05
-    upper_arm: float = 0.40
-    forearm: float = 0.90
-    joint_min: float = math.radians(-40.0)
-    joint_max: float = math.radians(95.0)
+    base_radius: float = _SCHEMA.default("delta.base_radius")
+    effector_radius: float = _SCHEMA.default("delta.effector_radius")
+    upper_arm: float = _SCHEMA.default("delta.upper_arm")
+    forearm: float = _SCHEMA.default("delta.forearm")
+    joint_min: float = math.radians(_SCHEMA.default("delta.joint_limits_deg")[0])
+    joint_max: float = math.radians(_SCHEMA.default("delta.joint_limits_deg")[1])
 
     def __post_init__(self) -> None:
         for name in ("base_radius", "effector_radius", "upper_arm", "forearm"):

@@ -27,7 +27,6 @@ from std_msgs.msg import String
 
 from msseg_ros.core import tables
 from msseg_ros.core.params.nodes import schema_for
-from msseg_ros.core.robots.config import cell_robots
 from msseg_ros.core.robots.delta_controller import ControllerLoop, DeltaController
 from msseg_ros.core.robots.kinematics import Box, vec3
 from msseg_ros.core.sim.belt import Belt
@@ -36,6 +35,7 @@ from msseg_ros.core.sim.sorting_line import CLASSES, SortingLineWorld
 from msseg_ros.ros.node_base import OK, WARN, MssegNode, run_node
 from msseg_ros.ros.pointcloud_table import TableCodecError, cloud_to_table
 from msseg_ros.ros.qos import latched_qos, results_qos, sensor_qos
+from msseg_ros.ros.robot_config import cell_robots
 
 
 class CellSimNode(MssegNode):

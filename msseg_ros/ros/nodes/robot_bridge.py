@@ -29,13 +29,13 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from msseg_ros.core import tables
 from msseg_ros.core.params.nodes import schema_for
-from msseg_ros.core.robots.backends import BridgeSettings, Finished, RobotBackend, create_backend
-from msseg_ros.core.robots.config import cell_robots
+from msseg_ros.core.robots.backends import Finished, RobotBackend, create_backend
 from msseg_ros.core.robots.lifecycle import STATUS_OF, PickState
 from msseg_ros.core.robots.tracking import BeltState, Target
 from msseg_ros.ros.node_base import ERROR, OK, WARN, MssegNode, run_node
 from msseg_ros.ros.pointcloud_table import TableCodecError, cloud_to_table, table_to_cloud
 from msseg_ros.ros.qos import latched_qos, results_qos, sensor_qos
+from msseg_ros.ros.robot_config import bridge_settings, cell_robots
 from msseg_ros.ros.stamps import to_seconds
 
 _STATE_COLOURS = {PickState.ASSIGNED: (1.0, 0.8, 0.0), PickState.SENT: (0.1, 0.9, 0.2)}
@@ -56,11 +56,7 @@ class RobotBridgeNode(MssegNode):
         kind = p.robot.type
         if kind == "fanuc" and p.cell != "bin_picking":
             self.get_logger().warning("the fanuc backend picks one candidate at a time, without belt tracking")
-        settings = BridgeSettings(beltless=p.cell != "sorting_line", encoder_timeout=p.encoder_timeout,
-                                  modbus_timeout=p.modbus.timeout, modbus_watchdog=p.modbus.watchdog,
-                                  fanuc_override=p.fanuc.override, suction_port=p.fanuc.suction_port,
-                                  vacuum_port=p.fanuc.vacuum_port)
-        self.backend: RobotBackend = create_backend(kind, self.cell, settings)
+        self.backend: RobotBackend = create_backend(kind, self.cell, bridge_settings(p))
         self.kind = kind
         self.unpicked: collections.Counter[str] = collections.Counter()
         self.done_times: collections.deque[float] = collections.deque()
