@@ -5,7 +5,12 @@ import dataclasses
 from msseg_ros import graph
 from msseg_ros.core import cells
 from msseg_ros.core.params.nodes import NODE_SCHEMAS, ROBOT_BRIDGE, ROBOTS, SORTING_CLASSES
-from msseg_ros.core.robots.backends import ROBOT_BACKENDS, BridgeSettings, DeltaOptions, FanucOptions
+from msseg_ros.core.robots.backends import (
+    ROBOT_BACKENDS,
+    BridgeSettings,
+    DeltaOptions,
+    FanucOptions,
+)
 from msseg_ros.core.robots.cell import Speeds
 from msseg_ros.core.robots.kinematics import DeltaGeometry
 from msseg_ros.core.segmentation.base import SEGMENTERS

@@ -1,0 +1,49 @@
+"""README's layout section and docs/architecture.md match the tree."""
+import re
+
+from conftest import ROOT
+
+
+def _layout_block() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Layout"):]
+    return section[section.index("```") + 3:section.index("```", section.index("```") + 3)]
+
+
+def test_every_path_in_the_layout_exists():
+    """Each line's first column names folders (``x/``) or files (``x.py``) inside the
+    folder of the nearest less-indented line above it."""
+    missing = []
+    folders = {-1: ROOT}
+    for line in _layout_block().splitlines():
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        column = re.split(r"\s{2,}", line.strip())[0]
+        names = [n for n in re.findall(r"[\w.]+/?", column) if n.endswith("/") or "." in n]
+        if not names:
+            continue  # a continuation line
+        base = folders[max(i for i in folders if i < indent)]
+        for name in names:
+            path = base / name
+            if not path.exists():
+                missing.append(str(path.relative_to(ROOT)))
+            if name.endswith("/"):
+                folders = {i: f for i, f in folders.items() if i < indent}
+                folders[indent] = path
+    assert missing == []
+
+
+def test_every_core_package_is_listed():
+    block = _layout_block()
+    packages = sorted(p.name for p in (ROOT / "msseg_ros" / "core").iterdir()
+                      if p.is_dir() and (p / "__init__.py").exists())
+    assert [p for p in packages if f"{p}/" not in block] == []
+
+
+def test_architecture_names_real_modules():
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    for rel in set(re.findall(r"`((?:core|ros|cli)/[\w/]+\.py)`", text)):
+        assert (ROOT / "msseg_ros" / rel).is_file(), rel
+    for rel in set(re.findall(r"(test/[\w/]+\.py)", text)):
+        assert (ROOT / rel).is_file(), rel
