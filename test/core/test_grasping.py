@@ -115,3 +115,68 @@ def test_pick_id_kept_when_the_model_changes_its_mind_about_the_class():
     other, new_other = tracker.assign(1.100, 0.20, class_id=1)
     assert new_first and not new_again and again == first
     assert new_other and other != first
+
+
+def _weak_model_detections(frame, rng):
+    """Detections as a weak model's: each mask, in each frame independently, loses up to
+    30 % of the object's length from one end of its main axis (between two views the
+    centroid moves by up to 30 % of the length: 3-4 cm on a 12 cm wire), and its class is
+    a guess."""
+    labels = np.zeros_like(frame.labels)
+    for k in range(1, len(frame.objects) + 1):
+        vv, uu = np.nonzero(frame.labels == k)
+        keep = np.ones(len(vv), bool)
+        if len(vv) >= 8:
+            pts = np.column_stack([vv, uu]).astype(float)
+            pts -= pts.mean(0)
+            axis = np.linalg.svd(pts, full_matrices=False)[2][0]
+            side = pts @ axis
+            if rng.random() < 0.5:
+                side = -side
+            lo, hi = side.min(), side.max()
+            keep = side >= lo + rng.uniform(0.0, 0.3) * (hi - lo)
+        labels[vv[keep], uu[keep]] = k
+    classes = rng.integers(1, len(CLASSES) + 1, len(frame.objects))
+    return Instances.from_labels(labels, classes, np.ones(len(frame.objects))).to_table()
+
+
+def test_weak_model_masks_keep_one_pick_id_per_object():
+    """Overlapping frames of a line with touching objects, masks jittered as a weak model's:
+    every object seen in several frames keeps one pick_id, and no two objects share one."""
+    world = SortingLineWorld(SortingLineConfig(seed=11, feed_rate=14.0))
+    rng = np.random.default_rng(5)
+    tracker, counters = PickIdTracker(0.02), collections.Counter()
+    f = Filters(classes=list(CLASSES))
+    stride, lines = 170, 250
+    ids_of: dict[int, set[int]] = collections.defaultdict(set)
+    objects_of: dict[int, set[int]] = collections.defaultdict(set)
+    centroid_moves = []
+    last_y: dict[int, tuple[float, float]] = {}
+    for k in range(12):
+        frame = world.render(k * stride, lines)
+        cand = line_candidates(_weak_model_detections(frame, rng), k * stride * GEO.line_pitch, GEO, f,
+                               tracker, counters)
+        for row in cand:
+            oid = frame.objects[row["instance"] - 1].id
+            ids_of[oid].add(int(row["pick_id"]))
+            objects_of[int(row["pick_id"])].add(oid)
+            at = (row["x"] + (5.0 - row["belt_position"]), row["y"])
+            if oid in last_y:
+                centroid_moves.append(np.hypot(at[0] - last_y[oid][0], at[1] - last_y[oid][1]))
+            last_y[oid] = at
+    seen_twice = [oid for oid in ids_of if oid in last_y and counters["seen_again"]]
+    assert len(seen_twice) > 10 and max(centroid_moves) > 0.02  # the centroid rule alone would split some
+    assert {oid: ids for oid, ids in ids_of.items() if len(ids) > 1} == {}
+    assert {pid: objs for pid, objs in objects_of.items() if len(objs) > 1} == {}
+
+
+def test_one_frame_never_merges_two_detections_and_matches_jointly():
+    tracker = PickIdTracker(0.02)
+    first = tracker.assign_frame([(0.10, 0.0, 1, (0.05, 0.15, -0.05, 0.05)),
+                                  (0.11, 0.01, 1, (0.06, 0.16, -0.04, 0.06))])  # same frame: two objects
+    assert first == [(1, True), (2, True)]
+    # next frame: a new object (listed first) overlapping object 1 a little, and object 1
+    # again: object 1 keeps its id, the newcomer gets a new one
+    second = tracker.assign_frame([(0.30, 0.0, 3, (0.13, 0.40, -0.05, 0.05)),
+                                   (0.101, 0.0, 2, (0.05, 0.149, -0.05, 0.05))])
+    assert second[1] == (1, False) and second[0][1] is True

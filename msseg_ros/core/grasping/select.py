@@ -10,9 +10,13 @@ Line cell (frame ``world``: x along the belt travel, z up):
     Overlapping frames: an instance touching a frame's last row is still being scanned
     and is deferred; one touching row 0 was complete in the previous frame (when
     ``overlap_lines`` >= the longest object) and is skipped; both are counted. The same
-    object seen complete in two frames keeps its pick_id (matched by belt coordinate within
-    ``match_radius``, whatever the class: a model may classify one object differently in
-    two frames, and it is still one object, to be picked once).
+    object seen complete in two frames keeps its pick_id, whatever the class (a model may
+    classify one object differently in two frames, and it is still one object, to be
+    picked once). Two detections are one object when their footprints on the belt (the
+    boxes in belt coordinates b, y) overlap by at least ``FOOTPRINT_IOU`` of their union,
+    or their centroids are within ``match_radius``: a weak model's masks of one object
+    differ between frames (a part missing, a centroid centimetres away), yet cover
+    mostly the same belt area, while two touching objects share little of it.
 
 Camera cell: the mask centroid is undistorted, its ray taken into ``world`` by the
 camera pose and intersected with the work plane; rays parallel to the plane or meeting
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import collections
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +38,7 @@ import numpy as np
 from msseg_ros.core import tables
 from msseg_ros.core.errors import ConfigError
 from msseg_ros.core.geometry.camera import CameraModel, Plane, Pose, pixels_to_plane
+from msseg_ros.core.params.nodes import GRASP_SELECTOR as _SCHEMA
 
 
 def parse_bins(entries: list[str]) -> dict[str, int]:
@@ -95,44 +101,121 @@ class LineGeometry:
     line_pitch: float
     pixel_size: float
     belt_y_offset: float
-    pick_z: float = 0.0
-    match_radius: float = 0.02
+    pick_z: float = _SCHEMA.default("line.pick_z")
+    match_radius: float = _SCHEMA.default("line.match_radius")
+    edge_margin_px: int = _SCHEMA.default("line.edge_margin_px")
+
+
+#: belt footprints overlapping by at least this share of their union are one object
+FOOTPRINT_IOU = 0.2
+
+#: a belt footprint: (b0, b1, y0, y1), m
+Footprint = tuple[float, float, float, float]
+
+
+def footprint_iou(a: Footprint, b: Footprint) -> float:
+    """Intersection over union of two axis-aligned footprints."""
+    db = min(a[1], b[1]) - max(a[0], b[0])
+    dy = min(a[3], b[3]) - max(a[2], b[2])
+    if db <= 0 or dy <= 0:
+        return 0.0
+    inter = db * dy
+    union = (a[1] - a[0]) * (a[3] - a[2]) + (b[1] - b[0]) * (b[3] - b[2]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class _Track:
+    b: float
+    y: float
+    footprint: Footprint | None
+    class_id: int
+    pick_id: int
+    frame: int  # the last frame that matched it
 
 
 class PickIdTracker:
-    """Stable pick ids by belt coordinate (b, y); the class is not compared (see the module
-    docstring)."""
+    """Stable pick ids by belt footprint and belt coordinate (b, y); the class is not
+    compared (see the module docstring).
 
-    def __init__(self, radius: float, horizon: float = 5.0) -> None:
+    Args:
+        radius: centroids closer than this (m) are one object.
+        horizon: metres of belt remembered behind the newest object.
+        min_iou: footprints overlapping this much are one object.
+    """
+
+    def __init__(self, radius: float, horizon: float = 5.0, min_iou: float = FOOTPRINT_IOU) -> None:
         self.radius = radius
-        self.horizon = horizon  # metres of belt kept
+        self.horizon = horizon
+        self.min_iou = min_iou
         self.next_id = 1
-        self.seen: collections.deque[Any] = collections.deque()  # (b, y, class_id, pick_id)
+        self.seen: collections.deque[_Track] = collections.deque()
+        self.frame = 0
 
-    def assign(self, b: float, y: float, class_id: int) -> tuple[int, bool]:
-        """(pick_id, is_new)."""
-        best, best_d = None, self.radius
-        for sb, sy, _class_id, pid in self.seen:
-            d = math.hypot(sb - b, sy - y)
-            if d <= best_d:
-                best, best_d = pid, d
-        if best is not None:
-            return best, False
-        pid = self.next_id
-        self.next_id += 1
-        self.seen.append((b, y, class_id, pid))
-        while self.seen and self.seen[0][0] < b - self.horizon:
+    def assign_frame(self, objects: Sequence[tuple[float, float, int, Footprint | None]]) -> list[tuple[int, bool]]:
+        """(pick_id, is_new) for each object ``(b, y, class_id, footprint)`` of one frame.
+
+        The detections of one frame are distinct objects, matched to remembered ones
+        jointly: pairs by footprint overlap (at least ``min_iou``), largest first, then
+        the rest by centroid distance (within ``radius``), nearest first; each track and
+        each detection at most once. Whatever is left is a new object. A match takes the
+        new observation's centroid and footprint."""
+        self.frame += 1
+        tracks = list(self.seen)
+        pairs: list[tuple[float, int, int]] = []  # (-overlap or distance, detection, track)
+        for i, (_, _, _, fp) in enumerate(objects):
+            if fp is None:
+                continue
+            for j, tr in enumerate(tracks):
+                if tr.footprint is not None:
+                    iou = footprint_iou(fp, tr.footprint)
+                    if iou >= self.min_iou:
+                        pairs.append((-iou, i, j))
+        out: list[tuple[int, bool] | None] = [None] * len(objects)
+        used: set[int] = set()
+        for _, i, j in sorted(pairs):
+            if out[i] is None and j not in used:
+                out[i], _ = (tracks[j].pick_id, False), used.add(j)
+        near: list[tuple[float, int, int]] = []
+        for i, (b, y, _, _) in enumerate(objects):
+            if out[i] is None:
+                for j, tr in enumerate(tracks):
+                    if j not in used:
+                        d = math.hypot(tr.b - b, tr.y - y)
+                        if d <= self.radius:
+                            near.append((d, i, j))
+        for _, i, j in sorted(near):
+            if out[i] is None and j not in used:
+                out[i], _ = (tracks[j].pick_id, False), used.add(j)
+        result: list[tuple[int, bool]] = []
+        for i, (b, y, class_id, fp) in enumerate(objects):
+            got = out[i]
+            if got is None:
+                got = (self.next_id, True)
+                self.next_id += 1
+                self.seen.append(_Track(b, y, fp, class_id, got[0], self.frame))
+            else:
+                tr = next(t for t in tracks if t.pick_id == got[0])
+                tr.b, tr.y, tr.footprint, tr.frame = b, y, fp or tr.footprint, self.frame
+            result.append(got)
+        newest = max((b for b, _, _, _ in objects), default=None)
+        while newest is not None and self.seen and self.seen[0].b < newest - self.horizon:
             self.seen.popleft()
-        return pid, True
+        return result
+
+    def assign(self, b: float, y: float, class_id: int, footprint: Footprint | None = None) -> tuple[int, bool]:
+        """(pick_id, is_new) of one object seen alone in its frame."""
+        return self.assign_frame([(b, y, class_id, footprint)])[0]
 
 
 def line_candidates(det: np.ndarray, belt_position: float, geo: LineGeometry,
                     f: Filters, tracker: PickIdTracker, counters: collections.Counter[Any]) -> np.ndarray:
     """Detections of one line frame (tables.DETECTIONS) -> candidates (tables.CANDIDATES),
-    best first. An instance reaching the last row is still being scanned: it is left to
-    the next, overlapping frame; one reaching row 0 was complete in the previous one."""
+    best first. An instance reaching the last row (or ending within ``edge_margin_px`` of
+    it) is still being scanned: it is left to the next, overlapping frame; one reaching row
+    0 was complete in the previous one."""
     det = _filter(det, f, counters)
-    growing = det["touches_last_row"] > 0
+    growing = (det["touches_last_row"] > 0) | (det["y1"] >= det["frame_height"].astype(np.float64) - geo.edge_margin_px)
     cut = det["y0"] <= 0  # touches row 0: complete in the previous frame
     counters["deferred_to_next_frame"] += int(growing.sum())
     counters["cut_at_first_row"] += int((cut & ~growing).sum())
@@ -144,8 +227,15 @@ def line_candidates(det: np.ndarray, belt_position: float, geo: LineGeometry,
     out["y"] = geo.belt_y_offset + (j + 0.5) * geo.pixel_size
     out["z"] = geo.pick_z
     b = belt_position + i * geo.line_pitch
-    for k in range(len(det)):
-        pid, new = tracker.assign(float(b[k]), float(out["y"][k]), int(det["class_id"][k]))
+    fb0 = belt_position + det["y0"].astype(np.float64) * geo.line_pitch
+    fb1 = belt_position + det["y1"].astype(np.float64) * geo.line_pitch
+    fy0 = geo.belt_y_offset + det["x0"].astype(np.float64) * geo.pixel_size
+    fy1 = geo.belt_y_offset + det["x1"].astype(np.float64) * geo.pixel_size
+    assigned = tracker.assign_frame([
+        (float(b[k]), float(out["y"][k]), int(det["class_id"][k]),
+         (float(fb0[k]), float(fb1[k]), float(fy0[k]), float(fy1[k])))
+        for k in range(len(det))])
+    for k, (pid, new) in enumerate(assigned):
         out["pick_id"][k] = pid
         counters["new_objects" if new else "seen_again"] += 1
     out["class_id"], out["score"] = det["class_id"], det["score"]

@@ -69,7 +69,7 @@ class GraspSelectorNode(MssegNode):
         self.filters = Filters(p.min_area_px, p.min_score, list(p.classes), parse_bins(list(p.classes_to_bins)),
                                parse_weights(list(p.class_priority)))
         self.line = LineGeometry(p.line.scanner_x, p.line.line_pitch, p.line.pixel_size, p.line.belt_y_offset,
-                                 p.line.pick_z, p.line.match_radius)
+                                 p.line.pick_z, p.line.match_radius, p.line.edge_margin_px)
         self.plane = Plane(np.asarray(p.plane.point, float), np.asarray(p.plane.normal, float))
         self.camera_pose = Pose.from_xyz_quat(list(p.camera_extrinsics.translation),
                                               list(p.camera_extrinsics.rotation))
