@@ -84,3 +84,16 @@ def test_detections_table_carries_frame_size_and_last_row_contact():
     assert t["frame_width"].tolist() == [20, 20] and t["frame_height"].tolist() == [30, 30]
     assert t["touches_last_row"].tolist() == [1, 0]
     assert len(Instances.empty((4, 9)).to_table()) == 0
+
+
+def test_visible_fractions_flag_duplicates_of_better_detections():
+    from msseg_ros.core.segmentation.base import visible_fractions
+
+    m = np.zeros((3, 10, 10), bool)
+    m[0, 2:8, 2:8] = True  # 36 px, best
+    m[1, 3:8, 2:8] = True  # the same object again (30 px, all under mask 0)
+    m[2, 0:2, 0:5] = True  # another object, untouched
+    v = visible_fractions(m, np.array([0.9, 0.6, 0.5]))
+    assert v.tolist() == [1.0, 0.0, 1.0]
+    v = visible_fractions(m, np.array([0.5, 0.9, 0.4]))  # now mask 1 is best: mask 0 keeps 6 of 36 px
+    assert v[1] == 1.0 and v[0] == pytest.approx(6 / 36)

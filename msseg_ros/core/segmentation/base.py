@@ -188,6 +188,20 @@ class Instances:
         return self.labels[None] == np.arange(1, len(self) + 1)[:, None, None]
 
 
+def visible_fractions(masks: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """(N,) share of each mask left visible once every higher-scored mask is painted over
+    it: 1 for a mask no better one covers, near 0 for a duplicate of a better detection."""
+    order = np.argsort(-scores, kind="stable")
+    covered = np.zeros(masks.shape[1:], bool)
+    out = np.ones(len(masks))
+    for k in order:
+        area = int(masks[k].sum())
+        if area:
+            out[k] = 1.0 - np.count_nonzero(masks[k] & covered) / area
+        covered |= masks[k]
+    return out
+
+
 def masks_to_labels(masks: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Paint (N, H, W) bool masks into a label map, best score on top.
 

@@ -36,6 +36,7 @@ from msseg_ros.core.segmentation.base import (
     ModelConfigError,
     masks_to_labels,
     require,
+    visible_fractions,
 )
 from msseg_ros.core.segmentation.torch_base import TorchSegmenter, require_normalisation
 
@@ -61,6 +62,9 @@ DEFAULT_CONFIG = {
     "max_size": 1333,
     "score_threshold": 0.5,
     "mask_threshold": 0.5,
+    # a detection whose mask is mostly under better-scored masks is a duplicate of one of
+    # them (one object detected twice): dropped below this visible share
+    "min_visible_fraction": 0.5,
     "detections_per_image": 100,
     "fpn_channels": 256,
     "box_representation": 1024,
@@ -153,6 +157,7 @@ class MaskRCNNSegmenter(TorchSegmenter):
         require(cfg, "min_size", int, lambda v: v >= 32)
         require(cfg, "max_size", int, lambda v: v >= cfg["min_size"])
         require(cfg, "score_threshold", (int, float), lambda v: 0 <= v <= 1)
+        require(cfg, "min_visible_fraction", (int, float), lambda v: 0 <= v <= 1)
         for key in ("fpn_channels", "box_representation", "mask_channels"):
             require(cfg, key, int, lambda v: 8 <= v <= 4096)
         require_normalisation(cfg, c)
@@ -216,6 +221,9 @@ class MaskRCNNSegmenter(TorchSegmenter):
         if len(scores) == 0:
             return Instances.empty(frame.shape[:2])
         masks = (out["masks"][:, 0] > self.config["mask_threshold"]).cpu().numpy()
+        keep = visible_fractions(masks, scores) >= self.config["min_visible_fraction"]
+        masks, scores, classes = masks[keep], scores[keep], out["labels"].cpu().numpy()[keep]
+        if len(scores) == 0:
+            return Instances.empty(frame.shape[:2])
         labels, order = masks_to_labels(masks, scores)
-        cls = out["labels"].cpu().numpy()[order]
-        return Instances.from_labels(labels, cls, scores[order])
+        return Instances.from_labels(labels, classes[order], scores[order])
