@@ -10,7 +10,7 @@ DURATION ?= 60
 # Keep DDS discovery on this host unless told otherwise.
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
-.PHONY: venv demo test lint docs clean
+.PHONY: venv demo test test-under-load lint docs clean
 
 $(STAMP): setup.py package.xml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 needed"'
@@ -26,6 +26,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# the suite again with one core kept busy by a background load (started and stopped here)
+test-under-load: $(STAMP)
+	$(PY) tools/with_load.py --cores 1 -- $(PY) -m pytest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
