@@ -5,9 +5,10 @@ import argparse
 import json
 import signal
 import sys
+from pathlib import Path
 
 from msseg_ros.cli.common import UsageError
-from msseg_ros.graph import CELLS, MODES, ROBOTS, SEGMENTERS, describe
+from msseg_ros.graph import CELLS, MODES, ROBOTS, SEGMENTERS, GraphSpec, describe
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -97,6 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"msseg run: not in this version yet, not started: {names}", file=sys.stderr)
     if not spec.runnable:
         raise UsageError("no node of this graph is installed")
+    preflight(spec)
     from rich.console import Console
     from rich.live import Live
 
@@ -122,7 +124,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"msseg run: {spec.cell} ({spec.mode}) started: {started}", file=sys.stderr)
     # replay with no duration: until the bag has played, then a few seconds for the
     # frames still in the pipeline
-    until = (lambda: monitor.node_message("replay") == "finished") \
+    # (or until the replay reports an error: it will play nothing more)
+    until = (lambda: monitor.node_message("replay") == "finished" or monitor.node_level("replay") == 2) \
         if spec.mode == "replay" and args.duration is None else None
     try:
         if live_table:
@@ -131,8 +134,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             _wait_with(runner, args.duration, lambda: print(monitor.line(), file=sys.stderr, flush=True), 10.0,
                        until)
-    except NodeDiedError as exc:
+    except NodeDiedError as exc:  # the others are stopped; what was measured is kept
         monitor.stop()
+        clean_stale_segments()
+        console.print(monitor.table())
+        if args.report:
+            header = {"cell": spec.cell, "mode": spec.mode, "segmenter": spec.segmenter, "robot": spec.robot,
+                      "node_died": {"node": exc.node, "exit_code": exc.code}}
+            files = monitor.write_report(args.report, header)
+            print(f"msseg run: report in {args.report}: {', '.join(files)}", file=sys.stderr)
         print(f"msseg run: {exc}; stopped the graph", file=sys.stderr)
         return 1
     codes = runner.stop()
@@ -150,6 +160,45 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     print(f"msseg run: stopped {len(codes)} node(s) cleanly", file=sys.stderr)
     return 0
+
+
+def preflight(spec: GraphSpec) -> None:
+    """What can be checked before any node starts, refused as a usage error (exit 2):
+    every parameter file parses as YAML; in replay mode, the bag opens and holds the
+    cell's sensor topics."""
+    import yaml
+
+    from msseg_ros.core.replay import BagError, BagPlayback, topic_matches
+    from msseg_ros.graph import REPLAY_TOPICS
+
+    for f in spec.params_files:
+        path = Path(f)
+        if not path.is_file():
+            raise UsageError(f"parameter file {f!r} does not exist")
+        try:
+            yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+            raise UsageError(f"parameter file {f!r} is not valid YAML{at}: "
+                             f"{getattr(exc, 'problem', None) or exc}") from None
+    if spec.mode != "replay" or spec.bag is None:
+        return
+    try:
+        bag = BagPlayback(spec.bag)
+    except BagError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        wanted = REPLAY_TOPICS[spec.cell]
+        present = [t for t in bag.topics if topic_matches(t.name, list(wanted))]
+        if not present:
+            have = ", ".join(t.name for t in bag.topics) or "no topics"
+            raise UsageError(f"bag {spec.bag!r} holds none of the {spec.cell} sensor topics "
+                             f"({', '.join(wanted)}); it has {have}")
+        if sum(t.count for t in present) == 0:
+            raise UsageError(f"bag {spec.bag!r} has no message on {', '.join(t.name for t in present)}")
+    finally:
+        bag.close()
 
 
 #: seconds a replay run goes on after the bag has played (frames still in the pipeline)

@@ -78,6 +78,8 @@ def cmd_sim_data(args: argparse.Namespace) -> int:
         raise UsageError(f"--lines must be >= 8, got {args.lines}")
     if args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
     split = parse_split(args.split)
     overrides = parse_key_values(args.sets)
     base_config(args.cell, overrides)  # refuse a bad option before writing anything

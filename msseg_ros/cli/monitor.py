@@ -134,6 +134,11 @@ class KpiMonitor:
         with self._lock:
             return self.nodes.get(name, {}).get("_message")
 
+    def node_level(self, name: str) -> int | None:
+        """The latest /diagnostics level of node ``name`` (0 OK, 1 WARN, 2 ERROR), or None."""
+        with self._lock:
+            return self.levels.get(name)
+
     def snapshot(self, history: bool = True) -> dict[str, Any]:
         """Everything the report holds; ``history=False`` for the per-second table."""
         with self._lock:

@@ -56,7 +56,8 @@ class BagPlayback:
             self.reader = Reader(self.path)
             self.reader.open()
         except Exception as exc:  # noqa: BLE001 - rosbags raises several kinds
-            raise BagError(f"bag {str(self.path)!r} cannot be opened: {exc}") from None
+            reason = " ".join(str(exc).split())  # one line (YAML errors come with a drawing)
+            raise BagError(f"bag {str(self.path)!r} cannot be opened: {reason}") from None
         self.filters = list(topics or [])
         self.connections = [c for c in self.reader.connections if topic_matches(c.topic, self.filters)]
 
@@ -100,6 +101,8 @@ class BagPlayback:
             raise BagError(f"rate must be > 0, got {rate}")
         skip = skip or set()
         topics = {c.topic for c in self.connections if c.topic not in skip}
+        if not topics:  # rosbags reads every connection when given none
+            return
         base = 0.0
         while True:
             first = None

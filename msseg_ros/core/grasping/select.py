@@ -175,7 +175,8 @@ class PickIdTracker:
         used: set[int] = set()
         for _, i, j in sorted(pairs):
             if out[i] is None and j not in used:
-                out[i], _ = (tracks[j].pick_id, False), used.add(j)
+                out[i] = (tracks[j].pick_id, False)
+                used.add(j)
         near: list[tuple[float, int, int]] = []
         for i, (b, y, _, _) in enumerate(objects):
             if out[i] is None:
@@ -186,7 +187,8 @@ class PickIdTracker:
                             near.append((d, i, j))
         for _, i, j in sorted(near):
             if out[i] is None and j not in used:
-                out[i], _ = (tracks[j].pick_id, False), used.add(j)
+                out[i] = (tracks[j].pick_id, False)
+                used.add(j)
         result: list[tuple[int, bool]] = []
         for i, (b, y, class_id, fp) in enumerate(objects):
             got = out[i]

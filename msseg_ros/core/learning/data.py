@@ -62,9 +62,19 @@ class CocoFrames:
         self.images = sorted(doc["images"], key=lambda im: im["id"])
         self.categories = sorted(doc["categories"], key=lambda c: c["id"])
         self.class_names = [c["name"] for c in self.categories]
+        ids = [c.get("id") for c in self.categories]
+        if ids != list(range(1, len(ids) + 1)):
+            raise DatasetError(f"{str(self.path)!r}: category ids must be 1..{len(ids)} in order (a model's "
+                               f"class k is category k); found {ids}")
         self.by_image: dict[int, list[dict[str, Any]]] = {im["id"]: [] for im in self.images}
         for a in doc["annotations"]:
-            self.by_image.setdefault(a["image_id"], []).append(a)
+            if a.get("image_id") not in self.by_image:
+                raise DatasetError(f"{str(self.path)!r}: annotation {a.get('id')} refers to image_id "
+                                   f"{a.get('image_id')!r}, which is not among the images")
+            if a.get("category_id") not in range(1, len(ids) + 1):
+                raise DatasetError(f"{str(self.path)!r}: annotation {a.get('id')} has category_id "
+                                   f"{a.get('category_id')!r}; categories are 1..{len(ids)}")
+            self.by_image[a["image_id"]].append(a)
         if image_root is not None:
             self.root = Path(image_root)
         elif self.path.parent.name == "annotations":

@@ -54,7 +54,9 @@ def parse_split(text: str) -> tuple[float, float, float]:
     if len(parts) != 3 or min(parts) < 0 or sum(parts) <= 0:
         raise ConfigError(f"--split needs three fractions LS,VS,TS (e.g. 0.5,0.25,0.25), got {text!r}")
     total = sum(parts)
-    return tuple(p / total for p in parts)  # type: ignore[return-value]
+    if abs(total - 1.0) > 1e-3:
+        raise ConfigError(f"--split fractions must add up to 1, got {text!r} (sum {total:g})")
+    return (parts[0] / total, parts[1] / total, parts[2] / total)
 
 
 def assign_splits(count: int, fractions: tuple[float, float, float], seed: int) -> list[str]:

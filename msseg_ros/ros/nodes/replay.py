@@ -48,10 +48,15 @@ class ReplayNode(MssegNode):
                 continue
             qos = LATCHED_QOS if t.latched or t.msgtype in LATCHED_TYPES else REPLAY_QOS
             self.publishers_by_topic[t.name] = self.create_publisher(cls, remap.get(t.name, t.name), qos)
-        if self.bag.message_count == 0:
-            self.get_logger().warning(f"bag {p.bag} is empty: nothing to play")
         self.state = "playing"
         self.error = ""
+        if not self.bag.connections and p.topics:
+            have = ", ".join(c.topic for c in self.bag.reader.connections) or "no topics"
+            self.state, self.error = "failed", (f"bag {p.bag} holds none of the topics to play "
+                                                f"({', '.join(p.topics)}); it has {have}")
+            self.get_logger().error(self.error)
+        elif self.bag.message_count == 0:
+            self.get_logger().warning(f"bag {p.bag} is empty: nothing to play")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._play, name="replay", daemon=True)
         self._thread.start()
@@ -64,6 +69,8 @@ class ReplayNode(MssegNode):
 
     def _play(self) -> None:
         p = self.params
+        if self.state == "failed":
+            return
         deadline = time.monotonic() + p.wait_timeout
         while self.publishers_by_topic and self._waiting_for():  # nothing to play: no wait
             if time.monotonic() > deadline:
