@@ -36,6 +36,7 @@ def graph(ros_context):
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(node)
     ex.add_node(probe)
+    assert spin_until(ex, lambda: pub.get_subscription_count() > 0, timeout=30)  # subscribed once loaded
     yield node, probe, pub, got, ex
     ex.shutdown()
     node.destroy_node()
@@ -159,3 +160,15 @@ def test_cuda_without_a_gpu_is_refused_with_its_reason(graph):
     r = node.set_parameters([Parameter("model.device", value="cuda")])[0]
     assert not r.successful and "torch sees no CUDA device" in r.reason
     assert node.model is old and node.params.model.device != "cuda"
+
+
+def test_a_swap_to_a_model_for_other_frames_is_refused(graph, tmp_path):
+    """Frames of 11 channels arrive: a 3-channel model would drop every one; refused."""
+    node, probe, pub, got, ex = graph
+    _send(pub, _frame())
+    assert spin_until(ex, lambda: node.input_channels == 11, timeout=10)
+    old = node.model
+    r = node.set_parameters_atomically([Parameter("model.weights", value="bin_picking_bicameral"),
+                                        Parameter("model.type", value="bicameral")])
+    assert not r.successful and "takes 3 channel(s) but the frames on line_scanner/frames have 11" in r.reason
+    assert node.model is old

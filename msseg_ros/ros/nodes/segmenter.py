@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 from msseg_ros.core.errors import MssegError
 from msseg_ros.core.params.nodes import schema_for
 from msseg_ros.core.segmentation.overlay import filter_score, render_overlay
-from msseg_ros.ros.image_codec import ImageCodecError, array_to_image, image_to_array
+from msseg_ros.ros.image_codec import ImageCodecError, array_to_image, image_to_array, parse_encoding
 from msseg_ros.ros.node_base import ERROR, OK, WARN, MssegNode, run_node
 from msseg_ros.ros.pointcloud_table import table_to_cloud
 from msseg_ros.ros.qos import results_qos, sensor_qos
@@ -77,6 +77,15 @@ def model_selection(values: Mapping[str, Any]):
         options={k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)})
 
 
+def _channels_of(msg: Image) -> int | None:
+    """Channels of an Image from its encoding (``32FC11`` -> 11, ``rgb8`` -> 3), or None."""
+    try:
+        channels = parse_encoding(msg.encoding).channels
+    except ImageCodecError:
+        return None
+    return 3 if msg.encoding in ("rgba8", "bgra8", "rgba16", "bgra16") else channels
+
+
 class SegmenterNode(MssegNode):
     """The first model loads on a thread of its own (importing torch and building a
     network takes seconds), so the node answers a stop at once; the input subscription is
@@ -90,6 +99,7 @@ class SegmenterNode(MssegNode):
         self.model_name = ""
         self.last_error = ""
         self.last_error_time = -1e9
+        self.input_channels: int | None = None  # of the last frame received
         #: set once the first model load has finished, loaded or not
         self.first_load_done = threading.Event()
         self._inst_pub = self.create_publisher(Image, "segmentation/instances", results_qos())
@@ -128,6 +138,9 @@ class SegmenterNode(MssegNode):
         try:
             selection = model_selection(values)
             model = load_selected(selection)
+            if self.input_channels is not None and model.in_channels != self.input_channels:
+                raise MssegError(f"{selection.weights_name} takes {model.in_channels} channel(s) but the frames on "
+                                 f"{self.params.input_topic} have {self.input_channels}")
         except (MssegError, KeyError, ValueError, OSError) as exc:
             reason = f"model not loaded: {exc}"
             if self.model is None:
@@ -148,6 +161,7 @@ class SegmenterNode(MssegNode):
         return None
 
     def _on_frame(self, msg: Image) -> None:
+        self.input_channels = _channels_of(msg)
         with self._lock:
             if self._pending is not None:
                 self.counters["frames_skipped"] += 1
