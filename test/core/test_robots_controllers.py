@@ -312,3 +312,46 @@ def test_fanuc_drop_mid_motion_no_duplicate_pick(fanuc):
     assert f.state == PickState.DONE
     assert be.ledger.counters["duplicate_sends_refused"] == 0
     be.close()
+
+
+def test_rmi_outstanding_limit_and_hold_to_the_letter(fanuc):
+    """RMIT-028: at most 8 instructions outstanding, on both sides; after HOLD the client
+    sends nothing new until it resets, and the controller refuses anything sent anyway."""
+    from msseg_ros.core.robots.errors import RobotConfigError
+    from msseg_ros.core.robots.rmi import E_INVALID_INSTRUCTION, MAX_OUTSTANDING
+
+    robot, emu, _ = fanuc
+    with pytest.raises(RobotConfigError, match="RMIT-028"):
+        RmiClient(port=robot.port, max_in_flight=MAX_OUTSTANDING + 1)
+    c = RmiClient(port=robot.port, max_in_flight=MAX_OUTSTANDING)
+    c.connect()
+    c.initialize()
+    seqs = [c.wait_time(0.3) for _ in range(MAX_OUTSTANDING)]  # all 8 outstanding at once
+    assert seqs == list(range(1, 9)) and len(c.in_flight) == MAX_OUTSTANDING
+    c.max_in_flight = MAX_OUTSTANDING + 1  # a client that breaks the rule: the controller refuses
+    ninth = c.wait_time(0.3)
+    with pytest.raises(ControllerError) as e:
+        c.wait(ninth)
+    assert e.value.code == E_INVALID_INSTRUCTION
+    for s in seqs:
+        c.wait(s)  # the 8 complete normally
+    c.recover()
+    c.max_in_flight = 2
+    c.next_sequence += 1  # a gap: HOLD
+    with pytest.raises(ControllerError) as e:
+        c.wait(c.wait_time(0.01))
+    assert e.value.code == E_SEQUENCE and c.held and emu.hold
+    with pytest.raises(ControllerError, match="in HOLD") as e:  # the client sends nothing new
+        c.wait_time(0.01)
+    assert e.value.code == E_HOLD
+    seq = c.next_sequence  # sent anyway, bypassing the client: the controller refuses it
+    c._send({"Instruction": "FRC_WaitTime", "SequenceID": seq, "Time": 0.01})
+    c.next_sequence += 1
+    c.in_flight.add(seq)
+    with pytest.raises(ControllerError) as e:
+        c.wait(seq)
+    assert e.value.code == E_HOLD
+    c.recover()
+    assert not c.held and not emu.hold
+    c.wait(c.wait_time(0.01))
+    c.disconnect()

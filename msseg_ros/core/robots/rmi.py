@@ -16,10 +16,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from msseg_ros.core.robots.errors import ConnectionLost, ControllerError
+from msseg_ros.core.robots.errors import ConnectionLost, ControllerError, RobotConfigError
 
 CONNECT_PORT = 16001
 TERMINATOR = b"\r\n"
+#: instructions a client may have outstanding (sent, not answered): FANUC's limit (RMIT-028)
+MAX_OUTSTANDING = 8
 
 #: ErrorID -> meaning (values from FANUC's published RMI client)
 ERROR_TEXT = {
@@ -100,8 +102,13 @@ class RmiClient:
         host: controller address.
         port: the connect port (16001).
         timeout: for connects and command replies, s.
-        max_in_flight: instructions sent and not yet completed (the controller buffers them).
+        max_in_flight: instructions sent and not yet completed (the controller buffers them);
+            1..MAX_OUTSTANDING (8, RMIT-028).
         motion_timeout: longest wait for one instruction to complete, s.
+
+    After an instruction is answered "Invalid sequence ID" or "RMI is In HOLD State", the
+    client sends no new instruction until :meth:`recover` (abort, reset, initialise): it
+    raises :class:`ControllerError` (code ``E_HOLD``) instead.
 
     Unsolicited packets: ``FRC_SystemFault`` raises :class:`ControllerError` (code
     ``E_SERVO_OFF``) from the next call, and sets ``fault``; ``FRC_Terminate`` raises
@@ -110,8 +117,12 @@ class RmiClient:
 
     def __init__(self, host: str = "127.0.0.1", port: int = CONNECT_PORT, *, timeout: float = 3.0,
                  max_in_flight: int = 2, motion_timeout: float = 30.0) -> None:
+        if not 1 <= max_in_flight <= MAX_OUTSTANDING:
+            raise RobotConfigError(f"RMI max_in_flight must be 1..{MAX_OUTSTANDING} (RMIT-028: at most "
+                                   f"{MAX_OUTSTANDING} instructions outstanding), got {max_in_flight}")
         self.host, self.port, self.timeout = host, port, timeout
         self.max_in_flight, self.motion_timeout = max_in_flight, motion_timeout
+        self.held = False  # the controller is in HOLD: nothing new until recover()
         self.sock: socket.socket | None = None
         self.reader: LineReader | None = None
         self.next_sequence = 1
@@ -199,7 +210,10 @@ class RmiClient:
         elif "Instruction" in packet:
             seq = int(packet.get("SequenceID", -1))
             self.in_flight.discard(seq)
-            self.completed[seq] = int(packet.get("ErrorID", 0))
+            code = int(packet.get("ErrorID", 0))
+            self.completed[seq] = code
+            if code in (E_SEQUENCE, E_HOLD):
+                self.held = True
         else:
             self.replies.append(packet)
         return True
@@ -249,10 +263,16 @@ class RmiClient:
         self.completed.clear()
 
     def instruction(self, name: str, **fields: Any) -> int:
-        """Queue an Instruction; blocks while ``max_in_flight`` are pending. Returns its SequenceID."""
+        """Queue an Instruction; blocks while ``max_in_flight`` are pending. Returns its SequenceID.
+
+        Raises:
+            ControllerError: the controller is in HOLD (``E_HOLD``; recover first), or faulted.
+        """
         while len(self.in_flight) >= self.max_in_flight:
             self._wait_any()
         self._check_fault()
+        if self.held:
+            raise ControllerError("RMI is in HOLD: no new instruction before FRC_Reset (recover())", E_HOLD)
         seq = self.next_sequence
         self._send({"Instruction": name, "SequenceID": seq, **fields})
         self.next_sequence += 1
@@ -333,6 +353,7 @@ class RmiClient:
             pass
         self.command("FRC_Reset")
         self.initialize()
+        self.held = False
 
 
 def retry_connect(client: RmiClient, attempts: int = 5, backoff: float = 0.2,

@@ -6,6 +6,8 @@ It enforces the protocol as the bridge must expect it from a real controller:
 * instructions only after ``FRC_Initialize``, with SequenceIDs 1, 2, 3...; a gap puts
   it in HOLD (that packet answers "Invalid sequence ID", the next ones "RMI is In HOLD
   State") until FRC_Abort / FRC_Reset / FRC_Initialize;
+* at most 8 instructions outstanding (RMIT-028): a 9th is refused with "Invalid RMI
+  Instruction" (FANUC's published error list has no code of its own for this case);
 * motions outside its envelope are refused ("Invalid Destination Position");
   overrides outside 1..100 too;
 * each instruction is answered when it completes; a move lasts distance / speed
@@ -69,6 +71,7 @@ class EmulatedRmiController:
         self._send_lock = threading.Lock()
         self._session: socket.socket | None = None
         self._queue: collections.deque[dict[str, Any]] = collections.deque()
+        self._executing = False  # an instruction is being carried out (outstanding too)
         self._work = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -276,6 +279,8 @@ class EmulatedRmiController:
             if p.get("SequenceID") != self.next_sequence:
                 self.hold = True
                 return rmi.E_SEQUENCE
+            if len(self._queue) + int(self._executing) >= rmi.MAX_OUTSTANDING:
+                return rmi.E_INVALID_INSTRUCTION
             self.next_sequence += 1
             self._queue.append(p)
             self._work.notify_all()
@@ -290,7 +295,10 @@ class EmulatedRmiController:
                 if self._stop.is_set():
                     return
                 p = self._queue.popleft()
+                self._executing = True
             err = self._execute(p)
+            with self._lock:
+                self._executing = False
             with self._lock:
                 live = self.initialized
             if live:
