@@ -31,7 +31,12 @@ if TYPE_CHECKING:
 from msseg_ros.core.errors import MssegError
 from msseg_ros.core.params.nodes import schema_for
 from msseg_ros.core.segmentation.overlay import filter_score, render_overlay
-from msseg_ros.ros.image_codec import ImageCodecError, array_to_image, image_to_array, parse_encoding
+from msseg_ros.ros.image_codec import (
+    ImageCodecError,
+    array_to_image,
+    image_to_array,
+    parse_encoding,
+)
 from msseg_ros.ros.node_base import ERROR, OK, WARN, MssegNode, run_node
 from msseg_ros.ros.pointcloud_table import table_to_cloud
 from msseg_ros.ros.qos import results_qos, sensor_qos
