@@ -20,3 +20,15 @@ STOP_REQUESTED = _threading.Event()
 if _os.environ.get("MSSEG_NODE_PROCESS") == "1":
     for _sig in (_signal.SIGINT, _signal.SIGTERM):
         _signal.signal(_sig, lambda *_: STOP_REQUESTED.set())
+    # A node outlives nothing: if `msseg run` is killed (SIGKILL leaves it no chance to
+    # stop its nodes), the kernel sends this process SIGTERM (Linux PR_SET_PDEATHSIG), and
+    # it stops as on Ctrl-C, instead of holding its ports and DDS resources forever.
+    try:
+        import ctypes as _ctypes
+
+        _ctypes.CDLL(None, use_errno=True).prctl(1, int(_signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the runner's own stop still applies
+        pass
+    _parent = _os.environ.get("MSSEG_PARENT_PID")
+    if _parent and _parent.isdigit() and _os.getppid() != int(_parent):  # died before prctl
+        STOP_REQUESTED.set()

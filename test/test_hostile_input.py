@@ -107,10 +107,11 @@ def _child(parent: int, name: str) -> int:
 
 
 def test_a_killed_node_still_leaves_the_kpis_and_the_report(tmp_path):
-    """kill -9 the robot bridge mid-run: the run stops the rest, exits 1 naming it, and
-    still prints the KPI table and writes the report (with which node died)."""
+    """Without respawn, kill -9 the robot bridge mid-run: the run stops the rest, exits 1
+    naming it, and still prints the KPI table and writes the report (with which node died)."""
     env = dict(os.environ, ROS_DOMAIN_ID=str(fresh_domain()))
-    proc = subprocess.Popen([*MSSEG, "run", "sorting_line", "--segmenter", "classic", "--report", str(tmp_path / "r")],
+    proc = subprocess.Popen([*MSSEG, "run", "sorting_line", "--segmenter", "classic", "--no-respawn",
+                             "--report", str(tmp_path / "r")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     err: list[str] = []
     out_lines: list[str] = []
@@ -137,3 +138,42 @@ def test_a_killed_node_still_leaves_the_kpis_and_the_report(tmp_path):
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["node_died"] == {"node": "robot_bridge", "exit_code": -9}
     assert "KPI" in "".join(out_lines) + text
+
+
+def test_killed_nodes_are_respawned_and_no_pick_is_sent_twice(tmp_path):
+    """kill -9 the robot bridge, then the segmenter, during one sim run: both come back,
+    the run goes on to its end (exit 0), the bridge settles its picks from its ledger, and
+    no object is picked twice."""
+    env = dict(os.environ, ROS_DOMAIN_ID=str(fresh_domain()))
+    proc = subprocess.Popen([*MSSEG, "run", "sorting_line", "--segmenter", "classic", "--duration", "40",
+                             "--report", str(tmp_path / "r")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    lines: list[str] = []
+    seen = {"ready": threading.Event(), "results": threading.Event(), "bridge_back": threading.Event()}
+
+    def read(stream):
+        for line in stream:
+            lines.append(line)
+            if "[robot_bridge]: ready" in line:
+                (seen["bridge_back"] if seen["ready"].is_set() and seen["results"].is_set() else seen["ready"]).set()
+            if "results={" in line and "'done'" in line:
+                seen["results"].set()
+
+    for stream in (proc.stdout, proc.stderr):
+        threading.Thread(target=read, args=(stream,), daemon=True).start()
+    try:
+        assert seen["ready"].wait(120), "".join(lines)[-3000:]
+        assert seen["results"].wait(60), "".join(lines)[-3000:]  # picks are being made
+        os.kill(_child(proc.pid, "robot_bridge"), signal.SIGKILL)
+        assert seen["bridge_back"].wait(60), "".join(lines)[-3000:]
+        os.kill(_child(proc.pid, "segmenter"), signal.SIGKILL)
+        assert proc.wait(timeout=180) == 0, "".join(lines)[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = "".join(lines)
+    assert "died with exit code -9" in text and "restarting (1/3)" in text
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["restarts"] == {"robot_bridge": 1, "segmenter": 1}
+    assert report["score"]["double_picks"] == 0
+    assert report["score"]["objects_scored"] > 0

@@ -217,3 +217,33 @@ def test_cli_help_and_graph():
     assert [n["name"] for n in g["nodes"]] == ["camera", "segmenter", "grasp_selector", "robot_bridge"]
     assert g["robot"] == "fanuc" and g["segmenter"] == "bicameral"
     assert os.path.basename(g["params_files"][0]) == "bin_picking.yaml"
+
+
+def test_nodes_stop_when_msseg_run_is_killed():
+    """SIGKILL gives `msseg run` no chance to stop its nodes; they stop on their own
+    (parent-death signal) instead of holding ports and DDS resources."""
+    proc = subprocess.Popen([*MSSEG, "run", "sorting_line", "--segmenter", "classic"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    for line in proc.stdout:
+        if "[robot_bridge]: ready" in line:
+            break
+    children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == proc.pid]
+    assert len(children) >= 5
+    proc.kill()
+    proc.wait()
+    assert wait_until(lambda: not any(_alive(c) for c in children), timeout=60)
+
+
+def _ppid(pid):
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def _alive(pid):
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited

@@ -25,6 +25,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE",
                      help="override a node parameter (VALUE is YAML); repeatable")
     run.add_argument("--quiet", action="store_true", help="do not forward the nodes' logs")
+    run.add_argument("--no-respawn", action="store_true",
+                     help="a node that dies stops the run (default: restart it, 3 times at most)")
     run.add_argument("--report", metavar="DIR", default=None,
                      help="write report.json (the KPIs at the end and over time) into DIR")
     run.set_defaults(func=cmd_run)
@@ -87,7 +89,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from msseg_ros.cli.runner import GraphRunner, NodeDiedError, parse_sets
+    from msseg_ros.cli.runner import GraphRunner, NodeDiedError, RespawnPolicy, parse_sets
 
     spec = _describe(args)
     sets = parse_sets(args.sets, spec)
@@ -115,7 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from msseg_ros.shm import clean_stale_segments
 
     clean_stale_segments()  # left in /dev/shm (RAM) by graphs that were killed
-    runner = GraphRunner(spec, sets, log=log)
+    runner = GraphRunner(spec, sets, log=log, respawn=None if args.no_respawn else RespawnPolicy())
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, runner.request_stop)
     monitor = KpiMonitor(spec.namespace, record=bool(args.report), latency=spec.mode != "replay").start()
@@ -140,7 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(monitor.table())
         if args.report:
             header = {"cell": spec.cell, "mode": spec.mode, "segmenter": spec.segmenter, "robot": spec.robot,
-                      "node_died": {"node": exc.node, "exit_code": exc.code}}
+                      "restarts": runner.restarts, "node_died": {"node": exc.node, "exit_code": exc.code}}
             files = monitor.write_report(args.report, header)
             print(f"msseg run: report in {args.report}: {', '.join(files)}", file=sys.stderr)
         print(f"msseg run: {exc}; stopped the graph", file=sys.stderr)
@@ -149,8 +151,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     monitor.stop()
     clean_stale_segments()  # a node killed after the grace period leaves its segment
     console.print(monitor.table())
+    if runner.restarts:
+        print("msseg run: restarted " + ", ".join(f"{n} x{k}" for n, k in runner.restarts.items()), file=sys.stderr)
     if args.report:
-        header = {"cell": spec.cell, "mode": spec.mode, "segmenter": spec.segmenter, "robot": spec.robot}
+        header = {"cell": spec.cell, "mode": spec.mode, "segmenter": spec.segmenter, "robot": spec.robot,
+                  "restarts": runner.restarts}
         files = monitor.write_report(args.report, header)
         print(f"msseg run: report in {args.report}: {', '.join(files)}", file=sys.stderr)
     bad = {n: c for n, c in codes.items() if c != 0}

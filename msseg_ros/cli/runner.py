@@ -14,6 +14,13 @@ before Python has imported msseg_ros (which installs the node's handler) then si
 ends (exit -15, counted as a clean stop during start-up) instead of raising
 KeyboardInterrupt inside the interpreter's own start-up. A node that died on its own is
 reported by name.
+
+Respawn (:class:`RespawnPolicy`, on in ``msseg run``): a node that dies while the graph
+runs is started again after a delay that doubles each time, up to ``max_restarts``; the
+restart is logged and the node reports its count (``restarts``) in /diagnostics. A node
+that refused its configuration (exit 2) is not restarted: it would refuse it again. The
+robot bridge gets a per-run state folder for its pick ledger, so a restarted bridge
+never sends a pick twice.
 """
 from __future__ import annotations
 
@@ -129,6 +136,14 @@ def node_command(node: NodeSpec, spec: GraphSpec, overrides_file: str | None) ->
 STOP_GRACE_S = 5.0
 
 
+@dataclass(frozen=True)
+class RespawnPolicy:
+    """Restart a dead node ``max_restarts`` times at most, after ``delay`` s, doubling."""
+
+    max_restarts: int = 3
+    delay: float = 1.0
+
+
 @dataclass
 class RunningNode:
     """One node's process, its output threads, and what it was last seen doing."""
@@ -138,6 +153,7 @@ class RunningNode:
     threads: list[threading.Thread] = field(default_factory=list)
     ready: bool = False  #: it logged "ready" (its constructor finished)
     last_line: str = ""
+    restarts: int = 0
 
     def doing(self) -> str:
         phase = "running" if self.ready else "still starting"
@@ -156,6 +172,7 @@ class GraphRunner:
         sets: validated ``--set`` overrides, ``{node: {param: value}}``.
         log: where forwarded lines go (called with ``(node_name, line)``).
         env: extra environment variables for the nodes.
+        respawn: restart dead nodes (None: a dead node stops the graph).
     """
 
     def __init__(
@@ -164,8 +181,10 @@ class GraphRunner:
         sets: Mapping[str, Mapping[str, Any]] | None = None,
         log: Callable[[str, str], None] | None = None,
         env: Mapping[str, str] | None = None,
+        respawn: RespawnPolicy | None = None,
     ) -> None:
         self.spec = spec
+        self.respawn = respawn
         self.sets = dict(sets or {})
         self.log = log or _print_line
         self.env = {**os.environ, **dds_environment(), "PYTHONUNBUFFERED": "1",
@@ -179,28 +198,39 @@ class GraphRunner:
             if not Path(f).is_file():
                 raise ConfigError(f"parameter file {f!r} does not exist")
         doc = overrides_yaml(self.spec, self.sets)
-        overrides = None
+        for node in self.spec.runnable:  # the bridge's pick ledger lives as long as the run
+            if node.executable == "robot_bridge":
+                params = doc.setdefault(f"/**/{node.name}", {"ros__parameters": {}})["ros__parameters"]
+                params.setdefault("state_dir", str(Path(self._tmp.name) / node.name))
+        self._overrides = None
         if doc:
-            overrides = str(Path(self._tmp.name) / "overrides.yaml")
-            Path(overrides).write_text(yaml.safe_dump(doc, sort_keys=False))
+            self._overrides = str(Path(self._tmp.name) / "overrides.yaml")
+            Path(self._overrides).write_text(yaml.safe_dump(doc, sort_keys=False))
         for node in self.spec.runnable:
-            cmd = node_command(node, self.spec, overrides)
-            proc = subprocess.Popen(
-                cmd,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                text=True,
-                bufsize=1,
-                start_new_session=True,  # Ctrl-C reaches the runner only; it stops the nodes
-            )
-            running = RunningNode(node, proc)
-            for stream in (proc.stdout, proc.stderr):
-                t = threading.Thread(target=self._forward, args=(running, stream), daemon=True)
-                t.start()
-                running.threads.append(t)
-            self.nodes.append(running)
+            self.nodes.append(self._spawn(node, 0))
+
+    def _spawn(self, node: NodeSpec, restarts: int) -> RunningNode:
+        proc = subprocess.Popen(
+            node_command(node, self.spec, self._overrides),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env={**self.env, "MSSEG_RESTARTS": str(restarts), "MSSEG_PARENT_PID": str(os.getpid())},
+            text=True,
+            bufsize=1,
+            start_new_session=True,  # Ctrl-C reaches the runner only; it stops the nodes
+        )
+        running = RunningNode(node, proc, restarts=restarts)
+        for stream in (proc.stdout, proc.stderr):
+            t = threading.Thread(target=self._forward, args=(running, stream), daemon=True)
+            t.start()
+            running.threads.append(t)
+        return running
+
+    @property
+    def restarts(self) -> dict[str, int]:
+        """Restarts so far, by node."""
+        return {rn.spec.name: rn.restarts for rn in self.nodes if rn.restarts}
 
     def _forward(self, node: RunningNode, stream: IO[str]) -> None:
         for line in stream:
@@ -222,11 +252,20 @@ class GraphRunner:
         """
         deadline = None if duration is None else time.monotonic() + duration
         while not self._stop.is_set():
-            for rn in self.nodes:
+            for i, rn in enumerate(self.nodes):
                 code = rn.process.poll()
-                if code is not None:
+                if code is None:
+                    continue
+                policy = self.respawn
+                if policy is None or code == 2 or rn.restarts >= policy.max_restarts:
                     self.stop()
                     raise NodeDiedError(rn.spec.name, code)
+                delay = policy.delay * 2 ** rn.restarts
+                self.log(rn.spec.name, f"died with exit code {code} ({rn.doing()}); restarting "
+                         f"({rn.restarts + 1}/{policy.max_restarts}) in {delay:g} s")
+                if self._stop.wait(delay):
+                    return True
+                self.nodes[i] = self._spawn(rn.spec, rn.restarts + 1)
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             self._stop.wait(poll)

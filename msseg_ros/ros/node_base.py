@@ -88,6 +88,7 @@ class MssegNode(Node):
             "uptime_s": round(time.monotonic() - self.started, 1),
             "rate_hz": round(self.rate.hz, 2),
             "parameter_sets_refused": self._schema_params.rejected,
+            "restarts": int(os.environ.get("MSSEG_RESTARTS", "0") or 0),  # set by msseg run's respawn
         }
         if len(self.latency):
             values.update({k: round(v, 2) for k, v in self.latency.summary().items()})

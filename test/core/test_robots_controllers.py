@@ -355,3 +355,31 @@ def test_rmi_outstanding_limit_and_hold_to_the_letter(fanuc):
     assert not c.held and not emu.hold
     c.wait(c.wait_time(0.01))
     c.disconnect()
+
+
+def test_a_restarted_delta_bridge_settles_from_its_ledger_and_never_resends(delta_line, tmp_path):
+    """A bridge sends picks, then dies without closing anything (a kill -9). A new bridge
+    on the same ledger file: the picks the controllers still hold or finished are settled
+    from their status, none is sent again, re-offered candidates are refused, and every
+    pick_id ends exactly once over both lives."""
+    robots, belt, ctrls, _ = delta_line
+    ledger = str(tmp_path / "state" / "pick_ledger.sqlite")
+    first = DeltaBackend(robots, SPEEDS, DeltaOptions(max_in_flight=2, geometry=GEO, ledger_path=ledger))
+    p = belt.state().position
+    targets = [Target(61 + k, 0.3, -0.2 + 0.2 * k, 0.0, p, 1, 1) for k in range(3)]
+    first.submit(targets, time.monotonic())
+    got_first = drive(first, belt, lambda g: sum(c.received[i] for c in ctrls for i in (61, 62, 63)) >= 2)
+    sent = {i for i in (61, 62, 63) if first.ledger.was_sent(i)}
+    assert sent, (first.status(), first.ledger.counters, got_first)  # the first life sent some picks, then "dies"
+    for c in first.clients.values():
+        c.close()  # the process is gone: its sockets close; nothing else is cleaned up
+    second = DeltaBackend(robots, SPEEDS, DeltaOptions(max_in_flight=2, geometry=GEO, ledger_path=ledger))
+    assert second.ledger.counters["restored_open"] + second.ledger.counters["restored_finished"] == 3
+    second.submit(targets, time.monotonic())  # the grasp selector offers them again
+    assert second.ledger.counters["repeated_candidates"] == 3
+    got_second = drive(second, belt, lambda g: not second.in_flight())
+    second.close()
+    ended = [f.pick_id for f in got_first + got_second]
+    assert sorted(ended) == [61, 62, 63]  # each exactly once, over both lives
+    assert all(c.received[i] <= 1 for c in ctrls for i in (61, 62, 63))  # never resent
+    assert sum(c.received[i] for c in ctrls for i in (61, 62, 63)) == len(sent)

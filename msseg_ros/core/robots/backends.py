@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -34,6 +35,7 @@ from msseg_ros.core.robots.config import CellRobots
 from msseg_ros.core.robots.delta_controller import CommandResult, ControllerState, DeltaCommand
 from msseg_ros.core.robots.errors import ConnectionLost, ControllerError
 from msseg_ros.core.robots.kinematics import DeltaGeometry, PointLike, Vec3
+from msseg_ros.core.robots.ledger_store import LedgerStore
 from msseg_ros.core.robots.lifecycle import STATE_OF, PickLedger, PickRecord, PickState
 from msseg_ros.core.robots.modbus import DeltaModbusClient
 from msseg_ros.core.robots.rmi import RmiClient, retry_connect
@@ -87,6 +89,7 @@ class BridgeSettings:
         modbus_timeout, modbus_watchdog: per-client Modbus timeout and heartbeat watchdog, s.
         fanuc_override: the FANUC speed override, %.
         suction_port, vacuum_port: the FANUC's DOUT / DIN numbers.
+        state_dir: where the pick ledger persists (``pick_ledger.sqlite``); "": memory only.
     """
 
     beltless: bool = False
@@ -96,6 +99,15 @@ class BridgeSettings:
     fanuc_override: int = _ROBOTS.default("fanuc.override")
     suction_port: int = _ROBOTS.default("fanuc.suction_port")
     vacuum_port: int = _ROBOTS.default("fanuc.vacuum_port")
+    state_dir: str = ""
+
+    @property
+    def ledger_path(self) -> str:
+        return str(Path(self.state_dir) / LEDGER_FILE) if self.state_dir else ""
+
+
+#: the pick ledger's file in a bridge's state folder
+LEDGER_FILE = "pick_ledger.sqlite"
 
 
 @dataclass(frozen=True)
@@ -110,6 +122,7 @@ class LineOptions:
             (an encoder stall); pending targets wait, and are dropped once they have left
             every window.
         beltless: a cell without a belt (targets do not move; no encoder is expected).
+        ledger_path: the persistent pick ledger (sqlite); "": memory only.
     """
 
     max_in_flight: int = _ROBOTS.default("max_in_flight")
@@ -117,12 +130,13 @@ class LineOptions:
     geometry: DeltaGeometry | None = None
     encoder_timeout: float = _BRIDGE.default("encoder_timeout")
     beltless: bool = False
+    ledger_path: str = ""
 
     @classmethod
     def line_fields(cls, cell: CellRobots, settings: BridgeSettings) -> dict[str, Any]:
         return {"max_in_flight": cell.max_in_flight, "class_values": cell.class_values,
                 "geometry": cell.geometry, "encoder_timeout": settings.encoder_timeout,
-                "beltless": settings.beltless}
+                "beltless": settings.beltless, "ledger_path": settings.ledger_path}
 
 
 @dataclass(frozen=True)
@@ -144,6 +158,7 @@ class FanucOptions:
         suction_port, vacuum_port: DOUT / DIN numbers.
         max_in_flight: RMI instructions outstanding at once.
         connect_attempts: connection attempts before a pick fails as unreachable.
+        ledger_path: the persistent pick ledger (sqlite); "": memory only.
     """
 
     place_positions: Mapping[int, Vec3] = field(default_factory=dict)
@@ -152,6 +167,7 @@ class FanucOptions:
     vacuum_port: int = _ROBOTS.default("fanuc.vacuum_port")
     max_in_flight: int = 2  # RMI instructions outstanding; FANUC allows up to 8 (RMIT-028)
     connect_attempts: int = 5
+    ledger_path: str = ""
 
 
 class BackendBase:
@@ -160,9 +176,10 @@ class BackendBase:
 
     kind = ""
 
-    def __init__(self, robots: list[RobotSpec], speeds: Speeds) -> None:
+    def __init__(self, robots: list[RobotSpec], speeds: Speeds, ledger_path: str = "") -> None:
         self.robots, self.speeds = robots, speeds
-        self.ledger = PickLedger()
+        self.ledger = PickLedger(store=LedgerStore(ledger_path) if ledger_path else None)
+        self._reopened = self.ledger.restore()
         self._finished: list[Finished] = []
         self.picks_done: collections.Counter[int] = collections.Counter()  # robot -> done
         self._errors: collections.Counter[str] = collections.Counter()
@@ -172,6 +189,15 @@ class BackendBase:
     def from_cell(cls, cell: CellRobots, settings: BridgeSettings) -> BackendBase:
         """Build the backend with its options from the cell and the bridge settings."""
         raise NotImplementedError
+
+    def _settle_restored(self) -> None:
+        """Picks left open by the previous process: not sent -> missed; sent -> failed,
+        as their outcome cannot be known (a backend whose controller remembers them, the
+        delta, overrides this and asks the controller). Each ends exactly once."""
+        for rec in self._reopened:
+            state = PickState.FAILED if rec.state == PickState.SENT else PickState.MISSED
+            self._finish(rec.target.pick_id, state, "lost_in_restart", rec.robot)
+        self._reopened = []
 
     def count_error(self, kind: str, n: int = 1) -> None:
         with self._status_lock:
@@ -233,15 +259,16 @@ class BackendBase:
     def in_flight(self) -> list[PickRecord]:
         return self.ledger.in_state(PickState.ASSIGNED, PickState.SENT)
 
-    def close(self) -> None:  # noqa: B027 - nothing to release by default
-        pass
+    def close(self) -> None:
+        if self.ledger.store is not None:
+            self.ledger.store.close()
 
 
 class LineBackend(BackendBase):
     """Robots along a belt: scheduling and tracking, sending left to subclasses."""
 
     def __init__(self, robots: list[RobotSpec], speeds: Speeds, options: LineOptions = LineOptions()) -> None:
-        super().__init__(robots, speeds)
+        super().__init__(robots, speeds, options.ledger_path)
         self.options = options
         self.beltless = options.beltless
         self.scheduler = Scheduler(robots, speeds, options.max_in_flight,
@@ -250,6 +277,7 @@ class LineBackend(BackendBase):
         self.belt: BeltState | None = None
         self._encoder_stalled = False
         self.stalls = 0
+        self._settle_restored()
 
     @classmethod
     def from_cell(cls, cell: CellRobots, settings: BridgeSettings) -> LineBackend:
@@ -343,12 +371,24 @@ class DeltaBackend(LineBackend):
         self.controller_error: dict[int, int] = {r.index: 0 for r in robots}
         self.uncertain: set[int] = set()  # robots whose last send failed: reconcile
         self.last_error = ""
+        # picks this bridge sent before a restart: the controller may have them queued or
+        # finished; the first status read of each robot settles them (see _reconcile)
+        for rec in self.ledger.in_state(PickState.SENT):
+            self.uncertain.add(rec.robot)
 
     @classmethod
     def from_cell(cls, cell: CellRobots, settings: BridgeSettings) -> DeltaBackend:
         return cls(cell.robots, cell.speeds, DeltaOptions(**LineOptions.line_fields(cell, settings),
                                                           timeout=settings.modbus_timeout,
                                                           watchdog=settings.modbus_watchdog))
+
+    def _settle_restored(self) -> None:
+        """Unsent picks of the previous process are missed; sent ones are left open for
+        the controllers to settle (``_reconcile`` at the first status read)."""
+        for rec in self._reopened:
+            if rec.state != PickState.SENT:
+                self._finish(rec.target.pick_id, PickState.MISSED, "lost_in_restart", rec.robot)
+        self._reopened = []
 
     def _dispatch(self, rec: PickRecord, now: float) -> None:
         robot = self.scheduler.lane(rec.robot).robot
@@ -417,6 +457,7 @@ class DeltaBackend(LineBackend):
     def close(self) -> None:
         for c in self.clients.values():
             c.close()
+        super().close()
 
 
 class FanucBackend(BackendBase):
@@ -436,7 +477,7 @@ class FanucBackend(BackendBase):
     kind = "fanuc"
 
     def __init__(self, robots: list[RobotSpec], speeds: Speeds, options: FanucOptions = FanucOptions()) -> None:
-        super().__init__(robots, speeds)
+        super().__init__(robots, speeds, options.ledger_path)
         if len(robots) != 1:
             raise ControllerError(f"the fanuc backend drives one arm, {len(robots)} configured")
         self.robot = robots[0]
@@ -452,6 +493,7 @@ class FanucBackend(BackendBase):
         self._results: queue.Queue[Any] = queue.Queue()
         self._busy = threading.Event()
         self._stop = threading.Event()
+        self._settle_restored()
         self._worker = threading.Thread(target=self._run, name="fanuc", daemon=True)
         self._worker.start()
 
@@ -459,7 +501,8 @@ class FanucBackend(BackendBase):
     def from_cell(cls, cell: CellRobots, settings: BridgeSettings) -> FanucBackend:
         return cls(cell.robots, cell.speeds, FanucOptions(
             place_positions=cell.place_positions, override=settings.fanuc_override,
-            suction_port=settings.suction_port, vacuum_port=settings.vacuum_port))
+            suction_port=settings.suction_port, vacuum_port=settings.vacuum_port,
+            ledger_path=settings.ledger_path))
 
     @property
     def state(self) -> LinkState:
@@ -634,6 +677,7 @@ class FanucBackend(BackendBase):
         self._worker.join(timeout=5.0)
         if self.client.connected:
             self.client.disconnect()
+        super().close()
 
 
 ROBOT_BACKENDS: Registry[type[BackendBase]] = Registry("robot backend", required=("from_cell", "submit", "tick"))

@@ -5,7 +5,10 @@ Invariants:
     * a pick_id is sent at most once, ever: :meth:`PickLedger.mark_sent` raises
       :class:`DuplicatePickError` for an id already sent, even after it finished;
     * a pick finishes once: a second outcome for the same id (a controller repeating a
-      result after a reconnect) is ignored and counted.
+      result after a reconnect) is ignored and counted;
+    * with a :class:`~msseg_ros.core.robots.ledger_store.LedgerStore`, both hold across
+      restarts: every change is on disk before the bridge acts on it, and a new ledger
+      on the same file knows every pick_id (:meth:`PickLedger.restore`).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from msseg_ros.core.robots.errors import DuplicatePickError
+from msseg_ros.core.robots.ledger_store import LedgerStore, StoredPick
 from msseg_ros.core.robots.tracking import Plan, Target
 from msseg_ros.core.tables import PickStatus
 
@@ -64,11 +68,14 @@ class PickLedger:
     Args:
         keep: finished records kept for look-ups; older ones are dropped (their ids stay
             in the sent set), so a long run does not grow without bound.
+        store: where every change is written (None: this process's memory only).
     """
 
-    def __init__(self, keep: int = 10000) -> None:
+    def __init__(self, keep: int = 10000, store: LedgerStore | None = None) -> None:
         self.records: dict[int, PickRecord] = {}
         self.keep = keep
+        self.store = store
+        self._known: set[int] = set()  # finished before a restart: refused as candidates
         self._sent: set[int] = set()
         self._open: set[int] = set()  # pick_ids not finished: what the per-tick scans visit
         self._finished_order: collections.deque[int] = collections.deque()
@@ -80,27 +87,63 @@ class PickLedger:
     def __getitem__(self, pick_id: int) -> PickRecord:
         return self.records[pick_id]
 
+    def _save(self, rec: PickRecord) -> None:
+        if self.store is not None:
+            t = rec.target
+            self.store.put(StoredPick(t.pick_id, rec.state.value, rec.robot, rec.reason, t.x, t.y, t.z,
+                                      t.belt_position, t.class_id, t.bin, t.score), final=rec.state.final)
+
+    def restore(self) -> list[PickRecord]:
+        """Load the store (a restart): finished picks become known ids (refused as new
+        candidates, never sent); unfinished ones become open records again, in their
+        stored state, and are returned for the backend to settle (a controller may still
+        report them; otherwise their outcome is lost in the restart)."""
+        if self.store is None:
+            return []
+        reopened = []
+        for row in self.store.load():
+            state = PickState(row.state)
+            if state.final:
+                self._known.add(row.pick_id)
+                continue
+            target = Target(row.pick_id, row.x, row.y, row.z, row.belt_position, row.class_id, row.bin, row.score)
+            rec = PickRecord(target, state, row.robot, None, row.reason)
+            self.records[row.pick_id] = rec
+            self._open.add(row.pick_id)
+            if state == PickState.SENT:
+                self._sent.add(row.pick_id)
+            reopened.append(rec)
+        self.counters["restored_finished"] += len(self._known)
+        self.counters["restored_open"] += len(reopened)
+        return reopened
+
     def add(self, target: Target) -> PickRecord | None:
         """Record a new target; None (and counted) if the pick_id is already known."""
-        if target.pick_id in self.records or target.pick_id in self._sent:
+        pid = target.pick_id
+        if pid in self.records or pid in self._sent or pid in self._known:
             self.counters["repeated_candidates"] += 1
             return None
         rec = PickRecord(target)
-        self.records[target.pick_id] = rec
-        self._open.add(target.pick_id)
+        self.records[pid] = rec
+        self._open.add(pid)
+        self._save(rec)
         return rec
 
     def assign(self, pick_id: int, plan: Plan) -> None:
         rec = self.records[pick_id]
         rec.state, rec.robot, rec.plan = PickState.ASSIGNED, plan.robot, plan
+        self._save(rec)
 
     def mark_sent(self, pick_id: int) -> None:
-        """Call just before the command leaves; raises if this id was ever sent."""
-        if pick_id in self._sent:
+        """Call just before the command leaves; raises if this id was ever sent. With a
+        store, the sent mark is on disk when this returns."""
+        if pick_id in self._sent or pick_id in self._known:
             self.counters["duplicate_sends_refused"] += 1
             raise DuplicatePickError(f"pick {pick_id} was already sent; a pick is never sent twice")
         self._sent.add(pick_id)
-        self.records[pick_id].state = PickState.SENT
+        rec = self.records[pick_id]
+        rec.state = PickState.SENT
+        self._save(rec)
 
     def was_sent(self, pick_id: int) -> bool:
         return pick_id in self._sent
@@ -115,12 +158,15 @@ class PickLedger:
             self.counters["repeated_results"] += 1
             return None
         rec.state, rec.reason = state, reason
+        if robot is not None:
+            rec.robot = robot
+        self._save(rec)
         self._open.discard(pick_id)
         self._finished_order.append(pick_id)
         while len(self._finished_order) > self.keep:
-            self.records.pop(self._finished_order.popleft(), None)
-        if robot is not None:
-            rec.robot = robot
+            old = self._finished_order.popleft()
+            self.records.pop(old, None)
+            self._known.add(old)  # its id stays refused
         self.counters[state.value] += 1
         if reason:
             self.counters[f"reason_{reason}"] += 1
