@@ -80,10 +80,11 @@ def test_sim_bin_picking_candidates_land_on_instances(ros_context):
     node.create_subscription(PointCloud2, "grasps/candidates", got.append, results_qos())
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(node)
-    with GraphRunner(spec, {}, log=lambda n, line: None) as runner:
+    logs = []
+    with GraphRunner(spec, {}, log=lambda n, line: logs.append((n, line))) as runner:
         ok = spin_until(ex, lambda: len(got) >= 1, timeout=90)
         codes = runner.stop()
-    assert ok and all(c == 0 for c in codes.values()), codes
+    assert ok and all(c == 0 for c in codes.values()), (codes, [entry for entry in logs if codes.get(entry[0])][-40:])
     doc = yaml.safe_load((ROOT / "config" / "bin_picking.yaml").read_text())
     ext = doc["/**/grasp_selector"]["ros__parameters"]["camera_extrinsics"]
     cam_in_world = Pose.from_xyz_quat(ext["translation"], ext["rotation"])

@@ -19,8 +19,9 @@ Respawn (:class:`RespawnPolicy`, on in ``msseg run``): a node that dies while th
 runs is started again after a delay that doubles each time, up to ``max_restarts``; the
 restart is logged and the node reports its count (``restarts``) in /diagnostics. A node
 that refused its configuration (exit 2) is not restarted: it would refuse it again. The
-robot bridge gets a per-run state folder for its pick ledger, so a restarted bridge
-never sends a pick twice.
+robot bridge and the grasp selector get a per-run state folder (the pick ledger; the
+pick-id tracker), so a restarted bridge never sends a pick twice and a restarted
+selector never issues a pick_id twice.
 """
 from __future__ import annotations
 
@@ -199,7 +200,7 @@ class GraphRunner:
                 raise ConfigError(f"parameter file {f!r} does not exist")
         doc = overrides_yaml(self.spec, self.sets)
         for node in self.spec.runnable:  # the bridge's pick ledger lives as long as the run
-            if node.executable == "robot_bridge":
+            if node.executable in ("robot_bridge", "grasp_selector"):
                 params = doc.setdefault(f"/**/{node.name}", {"ros__parameters": {}})["ros__parameters"]
                 params.setdefault("state_dir", str(Path(self._tmp.name) / node.name))
         self._overrides = None

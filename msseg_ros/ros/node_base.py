@@ -149,7 +149,12 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
         code = 0
     finally:
         if node is not None:
-            node.destroy_node()
+            try:
+                node.destroy_node()
+            except Exception as exc:  # noqa: BLE001 - reported; the process still ends cleanly
+                print(f"[{_node_label(node)}] error while shutting down: {type(exc).__name__}: {exc}",
+                      file=sys.stderr, flush=True)
+                code = code or 1
         if rclpy.ok():
             rclpy.shutdown()
         for s, h in previous.items():

@@ -180,3 +180,15 @@ def test_one_frame_never_merges_two_detections_and_matches_jointly():
     second = tracker.assign_frame([(0.30, 0.0, 3, (0.13, 0.40, -0.05, 0.05)),
                                    (0.101, 0.0, 2, (0.05, 0.149, -0.05, 0.05))])
     assert second[1] == (1, False) and second[0][1] is True
+
+
+def test_tracker_state_survives_a_restart():
+    import json
+
+    a = PickIdTracker(0.02)
+    first = a.assign_frame([(0.10, 0.0, 1, (0.05, 0.15, -0.05, 0.05)), (0.40, 0.1, 2, (0.35, 0.45, 0.05, 0.15))])
+    b = PickIdTracker(0.02)
+    b.load_state(json.loads(json.dumps(a.to_state())))  # through the file format
+    again = b.assign_frame([(0.101, 0.0, 3, (0.05, 0.151, -0.05, 0.05)), (0.90, 0.0, 1, (0.85, 0.95, -0.05, 0.05))])
+    assert first == [(1, True), (2, True)]
+    assert again == [(1, False), (3, True)]  # the known object keeps its id; no id is issued twice

@@ -209,6 +209,22 @@ class PickIdTracker:
         """(pick_id, is_new) of one object seen alone in its frame."""
         return self.assign_frame([(b, y, class_id, footprint)])[0]
 
+    def to_state(self) -> dict[str, Any]:
+        """What a restarted grasp selector needs: the next free id and the remembered
+        objects (JSON-able)."""
+        return {"next_id": self.next_id, "frame": self.frame,
+                "tracks": [[t.b, t.y, list(t.footprint) if t.footprint else None, t.class_id, t.pick_id, t.frame]
+                           for t in self.seen]}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`to_state` of a previous process: no id is issued twice,
+        and an object seen before the restart keeps its id."""
+        self.next_id = max(self.next_id, int(state["next_id"]))
+        self.frame = int(state.get("frame", 0))
+        self.seen = collections.deque(
+            _Track(float(b), float(y), (float(fp[0]), float(fp[1]), float(fp[2]), float(fp[3])) if fp else None,
+                   int(c), int(p), int(f)) for b, y, fp, c, p, f in state["tracks"])
+
 
 def line_candidates(det: np.ndarray, belt_position: float, geo: LineGeometry,
                     f: Filters, tracker: PickIdTracker, counters: collections.Counter[Any]) -> np.ndarray:

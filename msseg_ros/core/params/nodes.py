@@ -203,6 +203,9 @@ GRASP_SELECTOR = Schema(
         Param("line.belt_y_offset", T.FLOAT, -0.274, "world y of the belt's left edge (column 0), m.",
               min=-100.0, max=100.0),
         Param("line.pick_z", T.FLOAT, 0.0, "z of the pick point on the belt, m.", min=-10.0, max=10.0),
+        Param("state_dir", T.STR, "", "Folder where the pick-id tracker persists (tracker.json), so a "
+              "restarted selector issues no pick_id twice; empty: memory only (msseg run gives each run one).",
+              read_only=True),
         Param("line.edge_margin_px", T.INT, 3, "An instance ending this close (px) to a frame's last row is "
               "taken as still being scanned (a mask may fall short of the edge by a few px).", min=0, max=1000),
         Param("line.match_radius", T.FLOAT, 0.02, "Same object in two frames if closer than, m (when "

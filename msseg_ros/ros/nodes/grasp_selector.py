@@ -11,7 +11,10 @@ The geometry and ranking live in msseg_ros.core.grasping.select.
 from __future__ import annotations
 
 import collections
+import json
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +24,7 @@ from sensor_msgs.msg import CameraInfo, JointState, PointCloud2
 from visualization_msgs.msg import Marker, MarkerArray
 
 from msseg_ros.core import tables
+from msseg_ros.core.errors import ConfigError
 from msseg_ros.core.geometry.belt import BeltBuffer, OutOfBufferError
 from msseg_ros.core.geometry.camera import CameraModel, Plane, Pose
 from msseg_ros.core.grasping.select import (
@@ -53,6 +57,8 @@ class GraspSelectorNode(MssegNode):
         self.belt = BeltBuffer(self.params.line.buffer_span)
         self.tracker = PickIdTracker(self.params.line.match_radius)
         self.next_id = 1
+        self._state_file = Path(self.params.state_dir) / "tracker.json" if self.params.state_dir else None
+        self._load_state()
         self.core_counters: collections.Counter[str] = collections.Counter()
         self._configure(self.params)
         self._cand_pub = self.create_publisher(PointCloud2, "grasps/candidates", results_qos())
@@ -137,6 +143,7 @@ class GraspSelectorNode(MssegNode):
             assert self.camera is not None  # frames wait for camera_info
             cand, self.next_id = camera_candidates(det, self.camera, self.camera_pose, self.plane, self.filters,
                                                    self.next_id, self.core_counters)
+        self._save_state()
         header.frame_id = "world"
         self._cand_pub.publish(table_to_cloud(cand, header=header))
         self._publish_poses(cand, header)
@@ -144,6 +151,29 @@ class GraspSelectorNode(MssegNode):
         self.counters["candidates"] += len(cand)
         self.latency.add(time.perf_counter() - t0)
         self.rate.tick()
+
+    def _load_state(self) -> None:
+        if self._state_file is None or not self._state_file.is_file():
+            return
+        try:
+            state = json.loads(self._state_file.read_text())
+            self.tracker.load_state(state["tracker"])
+            self.next_id = max(self.next_id, int(state["next_id"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"grasp selector state {str(self._state_file)!r} cannot be read: {exc}") from None
+        self.counters["restored_tracks"] += len(self.tracker.seen)
+        self.get_logger().info(f"restored: next pick_id {max(self.next_id, self.tracker.next_id)}, "
+                               f"{len(self.tracker.seen)} tracked objects")
+
+    def _save_state(self) -> None:
+        """After each frame: written to a temporary file, then renamed (a crash leaves the
+        old state or the new one, never half of one)."""
+        if self._state_file is None:
+            return
+        self._state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"tracker": self.tracker.to_state(), "next_id": self.next_id}))
+        os.replace(tmp, self._state_file)
 
     def _publish_poses(self, cand: np.ndarray, header) -> None:
         poses = PoseArray(header=header)
