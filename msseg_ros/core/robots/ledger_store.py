@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from msseg_ros.core.robots.errors import RobotConfigError
+from msseg_ros.core.robots.tracking import Target
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS picks (
@@ -30,19 +31,12 @@ CREATE TABLE IF NOT EXISTS picks (
 
 @dataclass(frozen=True)
 class StoredPick:
-    """One row: the pick's state and the target it was made from (world m)."""
+    """One row: the pick's state and the target it was made from."""
 
-    pick_id: int
+    target: Target
     state: str
     robot: int
     reason: str
-    x: float
-    y: float
-    z: float
-    belt_position: float
-    class_id: int
-    bin: int
-    score: float
 
 
 def _float(v: object) -> float:
@@ -50,8 +44,9 @@ def _float(v: object) -> float:
 
 
 def _row(r: tuple[object, ...]) -> StoredPick:
-    return StoredPick(int(str(r[0])), str(r[1]), int(str(r[2])), str(r[3]), _float(r[4]), _float(r[5]),
-                      _float(r[6]), _float(r[7]), int(str(r[8] or 0)), int(str(r[9] or 0)), _float(r[10]))
+    target = Target(int(str(r[0])), _float(r[4]), _float(r[5]), _float(r[6]), _float(r[7]),
+                    int(str(r[8] or 0)), int(str(r[9] or 0)), _float(r[10]))
+    return StoredPick(target, str(r[1]), int(str(r[2])), str(r[3]))
 
 
 class LedgerStore:
@@ -89,14 +84,15 @@ class LedgerStore:
 
     def put(self, pick: StoredPick, final: bool = False) -> None:
         """Insert or update one pick, committed when this returns."""
+        t = pick.target
         with self._lock:
             self._seq += 1
             self._db.execute(
                 "INSERT INTO picks (pick_id, state, robot, reason, x, y, z, belt_position, class_id, bin, score, seq) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(pick_id) DO UPDATE SET "
                 "state=excluded.state, robot=excluded.robot, reason=excluded.reason, seq=excluded.seq",
-                (pick.pick_id, pick.state, pick.robot, pick.reason, pick.x, pick.y, pick.z, pick.belt_position,
-                 pick.class_id, pick.bin, pick.score, self._seq))
+                (t.pick_id, pick.state, pick.robot, pick.reason, t.x, t.y, t.z, t.belt_position,
+                 t.class_id, t.bin, t.score, self._seq))
             if final and self._seq % 1000 == 0:  # prune now and then, oldest finished first
                 self._db.execute(
                     "DELETE FROM picks WHERE state IN ('done', 'missed', 'failed', 'rejected', 'skipped') AND seq < "

@@ -89,9 +89,7 @@ class PickLedger:
 
     def _save(self, rec: PickRecord) -> None:
         if self.store is not None:
-            t = rec.target
-            self.store.put(StoredPick(t.pick_id, rec.state.value, rec.robot, rec.reason, t.x, t.y, t.z,
-                                      t.belt_position, t.class_id, t.bin, t.score), final=rec.state.final)
+            self.store.put(StoredPick(rec.target, rec.state.value, rec.robot, rec.reason), final=rec.state.final)
 
     def restore(self) -> list[PickRecord]:
         """Load the store (a restart): finished picks become known ids (refused as new
@@ -102,16 +100,15 @@ class PickLedger:
             return []
         reopened = []
         for row in self.store.load():
-            state = PickState(row.state)
+            state, pid = PickState(row.state), row.target.pick_id
             if state.final:
-                self._known.add(row.pick_id)
+                self._known.add(pid)
                 continue
-            target = Target(row.pick_id, row.x, row.y, row.z, row.belt_position, row.class_id, row.bin, row.score)
-            rec = PickRecord(target, state, row.robot, None, row.reason)
-            self.records[row.pick_id] = rec
-            self._open.add(row.pick_id)
+            rec = PickRecord(row.target, state, row.robot, None, row.reason)
+            self.records[pid] = rec
+            self._open.add(pid)
             if state == PickState.SENT:
-                self._sent.add(row.pick_id)
+                self._sent.add(pid)
             reopened.append(rec)
         self.counters["restored_finished"] += len(self._known)
         self.counters["restored_open"] += len(reopened)
