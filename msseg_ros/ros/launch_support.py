@@ -6,6 +6,9 @@ rviz, namespace, record. Nothing here decides which nodes run: the graph descrip
 """
 from __future__ import annotations
 
+import os
+import tempfile
+
 from launch.actions import (
     DeclareLaunchArgument,
     LogInfo,
@@ -25,6 +28,9 @@ from msseg_ros.graph import (
     describe,
     share_dir,
 )
+
+#: seconds before a dead node is started again (msseg run doubles it each time)
+RESPAWN_DELAY_S = 1.0
 
 
 def _nodes(context: LaunchContext, cell: str) -> list:
@@ -46,17 +52,23 @@ def _nodes(context: LaunchContext, cell: str) -> list:
     if spec.missing:
         names = ", ".join(n.name for n in spec.missing)
         actions.append(LogInfo(msg=f"msseg_ros: not in this version yet, not started: {names}"))
+    state_root = tempfile.mkdtemp(prefix="msseg_launch_")  # per launch, as msseg run's per run
     for n in spec.runnable:
+        params = dict(n.parameters)
+        if n.executable in ("robot_bridge", "grasp_selector"):  # ledgers that survive a respawn
+            params.setdefault("state_dir", os.path.join(state_root, n.name))
         actions.append(
             Node(
                 package="msseg_ros",
                 executable=n.executable,
                 name=n.name,
                 namespace=spec.namespace or None,
-                parameters=[*spec.params_files, dict(n.parameters)],
+                parameters=[*spec.params_files, params],
                 remappings=list(n.remappings),
                 output="screen",
                 emulate_tty=True,
+                respawn=True,  # as msseg run: a dead node comes back (its state from state_dir)
+                respawn_delay=RESPAWN_DELAY_S,
             )
         )
     if spec.rviz:
