@@ -25,7 +25,10 @@ def test_bench_runs_a_benchmark_and_collects_its_ratio(tmp_path):
 def test_bench_list_and_unknown_name():
     listed = _msseg("bench", "--list")
     assert listed.returncode == 0
-    for name in ("pipeline", "model_speed", "multipick"):
+    for name in ("pipeline", "model_speed", "multipick", "soak"):
         assert name in listed.stdout
+    from msseg_ros.cli.tool_commands import DEFAULT_BENCHMARKS
+
+    assert "soak" not in DEFAULT_BENCHMARKS  # ten minutes: only when asked for
     bad = _msseg("bench", "nope")
     assert bad.returncode == 2 and "unknown benchmark(s) nope" in bad.stderr

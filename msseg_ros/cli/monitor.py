@@ -28,6 +28,8 @@ class KpiMonitor:
         self.record = record
         self.measure_latency = latency
         self.latencies: list[float] = []
+        self.latency_times: list[float] = []  # s since the monitor started, per latency sample
+        self._t0 = time.monotonic()
         self.overlay = None
         self.score: dict[str, Any] = {}
         self.nodes: dict[str, dict[str, str]] = {}
@@ -100,6 +102,7 @@ class KpiMonitor:
                 stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
                 with self._lock:
                     self.latencies.append(now - stamp)
+                    self.latency_times.append(time.monotonic() - self._t0)
 
             def on_overlay(msg) -> None:
                 with self._lock:
@@ -144,8 +147,15 @@ class KpiMonitor:
         with self._lock:
             nodes = {n: dict(v) for n, v in self.nodes.items()}
             lat = np.asarray(self.latencies) * 1e3
-            latency = ({"frames": int(lat.size), "p50_ms": round(float(np.percentile(lat, 50)), 1),
+            latency: dict[str, Any] = ({"frames": int(lat.size), "p50_ms": round(float(np.percentile(lat, 50)), 1),
                         "p90_ms": round(float(np.percentile(lat, 90)), 1)} if lat.size else {})
+            if lat.size:  # per minute of the run: drift shows in a long run
+                minute = (np.asarray(self.latency_times) // 60).astype(int)
+                latency["by_minute"] = [
+                    {"minute": int(m), "frames": int(np.sum(minute == m)),
+                     "p50_ms": round(float(np.percentile(lat[minute == m], 50)), 1),
+                     "p99_ms": round(float(np.percentile(lat[minute == m], 99)), 1)}
+                    for m in np.unique(minute)]
             return {"score": dict(self.score), "pick_results": dict(self.results), "pipeline_latency": latency,
                     "picks_by_robot": {str(k): v for k, v in sorted(self.picks_by_robot.items())},
                     "nodes": nodes, "levels": dict(self.levels),
