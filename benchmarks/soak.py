@@ -127,6 +127,7 @@ def _plot(path: Path, by_minute: list[dict], samples: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    by_minute = [m for m in by_minute if m["frames"] >= 5]  # a last, partial minute says little
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
     a1.plot([m["minute"] + 1 for m in by_minute], [m["p50_ms"] for m in by_minute], "o-", label="p50")
     a1.plot([m["minute"] + 1 for m in by_minute], [m["p99_ms"] for m in by_minute], "s-", label="p99")
