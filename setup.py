@@ -74,7 +74,7 @@ setup(
     extras_require={
         "wheels": ROS_WHEELS + PYTHON_DEPS,
         "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff>=0.5", "faster-coco-eval>=1.6", "mypy>=1.10",
-                "types-PyYAML"],
+                "types-PyYAML", "hypothesis>=6.80"],
     },
     python_requires=">=3.10",
     zip_safe=True,

@@ -102,7 +102,10 @@ def cloud_to_table(msg, expected: np.dtype | None = None) -> np.ndarray:
         formats.append(dt.newbyteorder(order))
         offsets.append(int(f.offset))
     point_step = int(msg.point_step)
-    wire = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step})
+    try:  # duplicate names, fields past point_step, overlapping fields
+        wire = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step})
+    except (ValueError, TypeError) as exc:
+        raise TableCodecError(f"fields {names} do not fit a point of {point_step} B: {exc}") from None
     n = int(msg.height) * int(msg.width)
     rows_per_line = int(msg.width)
     need = int(msg.row_step) * (int(msg.height) - 1) + rows_per_line * point_step if n else 0

@@ -46,12 +46,15 @@ class CameraModel:
         p = Path(path)
         if not p.is_file():
             raise GeometryError(f"camera_info file {str(p)!r} does not exist")
-        doc = yaml.safe_load(p.read_text()) or {}
+        try:
+            doc = yaml.safe_load(p.read_text()) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise GeometryError(f"{str(p)!r} is not valid YAML: {' '.join(str(exc).split())}") from None
         try:
             K = np.array(doc["camera_matrix"]["data"], np.float64).reshape(3, 3)
             D = np.array(doc.get("distortion_coefficients", {}).get("data", [0] * 5), np.float64)
             w, h = int(doc["image_width"]), int(doc["image_height"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise GeometryError(f"{str(p)!r} is not a camera_info YAML: {exc}") from None
         model = doc.get("distortion_model", "plumb_bob")
         if (model != "plumb_bob" and np.any(D)) or np.any(D[5:]):

@@ -88,7 +88,7 @@ class LineReader:
         line, _, self.buffer = self.buffer.partition(TERMINATOR)
         try:
             packet = json.loads(line)
-        except json.JSONDecodeError as exc:
+        except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
             raise ControllerError(f"RMI packet is not JSON ({exc}): {line[:80]!r}") from None
         if not isinstance(packet, dict):
             raise ControllerError(f"RMI packet is not a JSON object: {line[:80]!r}")
