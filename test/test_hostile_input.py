@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import cv2
 import numpy as np
@@ -55,11 +54,9 @@ def _folder_with(folder, name, text):
     (lambda tmp, cam: cam, "holds none of the sorting_line sensor topics"),
 ])
 def test_bad_bags_are_refused_before_the_graph_starts(tmp_path, camera_bag, make, message):
-    t0 = time.monotonic()
     out = _msseg("run", "sorting_line", "--mode", "replay", "--bag", str(make(tmp_path, camera_bag)))
     line = _one_line_error(out)
-    assert message in line and "started:" not in out.stderr
-    assert time.monotonic() - t0 < 60  # no graph was started and waited for (a generous bound)
+    assert message in line and "started:" not in out.stderr  # refused before any node started
 
 
 def test_a_parameter_file_with_a_yaml_error_is_one_line(tmp_path):
@@ -123,8 +120,10 @@ def test_a_killed_node_still_leaves_the_kpis_and_the_report(tmp_path):
             if "[robot_bridge]: ready" in line:
                 ready.set()
 
-    threading.Thread(target=read, args=(proc.stderr, err), daemon=True).start()
-    threading.Thread(target=read, args=(proc.stdout, out_lines), daemon=True).start()
+    readers = [threading.Thread(target=read, args=(proc.stderr, err), daemon=True),
+               threading.Thread(target=read, args=(proc.stdout, out_lines), daemon=True)]
+    for t in readers:
+        t.start()
     try:
         assert ready.wait(120), "".join(err + out_lines)[-3000:]
         os.kill(_child(proc.pid, "robot_bridge"), signal.SIGKILL)
@@ -132,7 +131,8 @@ def test_a_killed_node_still_leaves_the_kpis_and_the_report(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    time.sleep(0.5)
+    for t in readers:
+        t.join(timeout=60)  # the pipes close when the run has ended: everything is read
     text = "".join(err)
     assert "node 'robot_bridge' died with exit code -9" in text
     report = json.loads((tmp_path / "r" / "report.json").read_text())
@@ -159,8 +159,9 @@ def test_killed_nodes_are_respawned_and_no_pick_is_sent_twice(tmp_path):
             if "results={" in line and "'done'" in line:
                 seen["results"].set()
 
-    for stream in (proc.stdout, proc.stderr):
-        threading.Thread(target=read, args=(stream,), daemon=True).start()
+    readers = [threading.Thread(target=read, args=(stream,), daemon=True) for stream in (proc.stdout, proc.stderr)]
+    for t in readers:
+        t.start()
     try:
         assert seen["ready"].wait(120), "".join(lines)[-3000:]
         assert seen["results"].wait(60), "".join(lines)[-3000:]  # picks are being made
@@ -171,6 +172,8 @@ def test_killed_nodes_are_respawned_and_no_pick_is_sent_twice(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+    for t in readers:
+        t.join(timeout=60)
     text = "".join(lines)
     assert "died with exit code -9" in text and "restarting (1/3)" in text
     report = json.loads((tmp_path / "r" / "report.json").read_text())

@@ -172,10 +172,11 @@ class PickIdTracker:
                     if iou >= self.min_iou:
                         pairs.append((-iou, i, j))
         out: list[tuple[int, bool] | None] = [None] * len(objects)
+        matched: dict[int, _Track] = {}  # detection -> its track
         used: set[int] = set()
         for _, i, j in sorted(pairs):
             if out[i] is None and j not in used:
-                out[i] = (tracks[j].pick_id, False)
+                out[i], matched[i] = (tracks[j].pick_id, False), tracks[j]
                 used.add(j)
         near: list[tuple[float, int, int]] = []
         for i, (b, y, _, _) in enumerate(objects):
@@ -187,7 +188,7 @@ class PickIdTracker:
                             near.append((d, i, j))
         for _, i, j in sorted(near):
             if out[i] is None and j not in used:
-                out[i] = (tracks[j].pick_id, False)
+                out[i], matched[i] = (tracks[j].pick_id, False), tracks[j]
                 used.add(j)
         result: list[tuple[int, bool]] = []
         for i, (b, y, class_id, fp) in enumerate(objects):
@@ -197,7 +198,7 @@ class PickIdTracker:
                 self.next_id += 1
                 self.seen.append(_Track(b, y, fp, class_id, got[0], self.frame))
             else:
-                tr = next(t for t in tracks if t.pick_id == got[0])
+                tr = matched[i]
                 tr.b, tr.y, tr.footprint, tr.frame = b, y, fp or tr.footprint, self.frame
             result.append(got)
         newest = max((b for b, _, _, _ in objects), default=None)
