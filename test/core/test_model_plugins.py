@@ -132,7 +132,7 @@ def test_listing_types_imports_no_torch():
     code = ("import sys; from msseg_ros.core.segmentation.base import SEGMENTERS; "
             "print(SEGMENTERS.names(), 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['bicameral', 'classic', 'maskrcnn'] False"
+    assert out.stdout.strip() == "['bicameral', 'classic', 'embeddings', 'maskrcnn'] False"
 
 
 def test_bicameral_export_module_gives_the_models_maps():

@@ -351,6 +351,7 @@ SEGMENTERS: Registry[type[Segmenter]] = Registry("segmenter", required=("from_co
 SEGMENTERS.add_lazy("maskrcnn", "msseg_ros.core.segmentation.maskrcnn:MaskRCNNSegmenter")
 SEGMENTERS.add_lazy("bicameral", "msseg_ros.core.segmentation.bicameral:BicameralSegmenter")
 SEGMENTERS.add_lazy("classic", "msseg_ros.core.segmentation.classic:ClassicSegmenter")
+SEGMENTERS.add_lazy("embeddings", "msseg_ros.core.segmentation.embeddings:EmbeddingSegmenter")
 
 
 def resolve_device(device: str) -> str:
