@@ -384,7 +384,7 @@ class EmbeddingSegmenter(TorchSegmenter):
             remap = np.zeros(len(masks) + 1, np.int64)
             remap[present] = np.arange(1, len(present) + 1)
             inst = remap[inst]
-            H, W = int(inst.shape[0]), int(inst.shape[1])
+            H, W = frame.shape[:2]  # inst has the same
             ph, pw = (-H) % 8, (-W) % 8
             frames.append(np.pad(frame, ((0, ph), (0, pw), (0, 0)), mode="edge"))
             maps.append(np.pad(inst, ((0, ph), (0, pw))))
