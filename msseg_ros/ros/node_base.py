@@ -78,6 +78,18 @@ class MssegNode(Node):
         """Apply a validated change, or return why it is refused (the old values stay)."""
         return None
 
+    def fits_transport(self, size: int, what: str) -> bool:
+        """Whether a message of ``size`` bytes may be published (``max_message_bytes``); a
+        larger one is counted (``messages_too_large``) and logged instead of vanishing in
+        the transport."""
+        limit = int(self.params.max_message_bytes)
+        if size <= limit:
+            return True
+        self.counters["messages_too_large"] += 1
+        self.get_logger().error(f"{what} of {size} bytes not published: larger than max_message_bytes "
+                                f"({limit} bytes, the DDS transport's limit)", throttle_duration_sec=5.0)
+        return False
+
     def diagnostics_status(self) -> tuple[int, str, dict[str, Any]]:
         """(level, message, extra key-values) for this node's status. Override."""
         return OK, "running", {}

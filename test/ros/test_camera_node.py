@@ -4,6 +4,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -83,6 +84,36 @@ def test_on_pick_trigger(ros_context, camera_info_yaml):
         ex.shutdown()
         node.destroy_node()
         probe.destroy_node()
+
+
+def test_frame_over_the_transport_limit_is_counted_not_sent(ros_context, camera_info_yaml):
+    """A 640 x 480 rgb8 frame is 921,600 bytes; with a limit below that, nothing is sent
+    and every captured frame is counted (a frame must not vanish in the transport)."""
+    node, probe, got, ex = _run(ros_context, {"source": "images", "uri": str(TABLETOP / "png" / "*_rgb.png"),
+                                              "fps": 20.0, "camera_info_url": str(camera_info_yaml),
+                                              "max_message_bytes": 900_000})
+    diags = []
+    probe.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    try:
+        def counted():
+            values = [{kv.key: kv.value for kv in st.values} for d in diags for st in d.status
+                      if st.name.endswith("/camera")]
+            return any(int(v.get("messages_too_large", 0)) >= 3 for v in values)
+
+        assert spin_until(ex, counted, timeout=30)
+        assert got["img"] == [] and node.counters["frames"] == 0
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        probe.destroy_node()
+
+
+def test_transport_limit_is_the_dds_profiles():
+    from msseg_ros.core.params.nodes import DDS_MAX_MESSAGE_BYTES
+    from msseg_ros.core.paths import share_dir
+
+    text = (share_dir() / "config" / "dds" / "fastdds_large_frames.xml").read_text()
+    assert f"<maxMessageSize>{DDS_MAX_MESSAGE_BYTES}</maxMessageSize>" in text
 
 
 def test_sources_errors_and_sim():

@@ -25,6 +25,21 @@ BASE = Schema(
     ],
 )
 
+#: The transport's largest message: maxMessageSize of config/dds/fastdds_large_frames.xml.
+DDS_MAX_MESSAGE_BYTES = 64 * 2**20
+
+#: Parameters of every node that publishes frames (line_scanner, camera, replay).
+FRAME_PUBLISHER = Schema(
+    "frame_publisher",
+    [
+        Param("max_message_bytes", T.INT, DDS_MAX_MESSAGE_BYTES,
+              "Largest message published, bytes (the DDS transport's limit, maxMessageSize of "
+              "config/dds/fastdds_large_frames.xml). A larger one is not sent into a transport that "
+              "would drop it: it is counted (messages_too_large in /diagnostics) and logged.",
+              min=1024, max=2**31 - 1, read_only=True),
+    ],
+)
+
 CHANNELS_11 = ["height_mm", "xray_low", "xray_high", "vnir_433", "vnir_497", "vnir_561", "vnir_626",
                "vnir_691", "vnir_778", "vnir_866", "vnir_955"]
 
@@ -354,9 +369,9 @@ RECORDER = Schema(
 #: executable name -> full schema (node parameters plus BASE)
 NODE_SCHEMAS: dict[str, Schema] = {
     s.node: s.extend(BASE)
-    for s in (CELL_SIM.extend(WORLD, BIN_SIM, ROBOTS, SORTING), LINE_SCANNER.extend(WORLD),
-              CAMERA.extend(BIN_SIM), SEGMENTER, GRASP_SELECTOR.extend(SORTING), ROBOT_BRIDGE.extend(ROBOTS, SORTING),
-              REPLAY, RECORDER)
+    for s in (CELL_SIM.extend(WORLD, BIN_SIM, ROBOTS, SORTING), LINE_SCANNER.extend(WORLD, FRAME_PUBLISHER),
+              CAMERA.extend(BIN_SIM, FRAME_PUBLISHER), SEGMENTER, GRASP_SELECTOR.extend(SORTING),
+              ROBOT_BRIDGE.extend(ROBOTS, SORTING), REPLAY.extend(FRAME_PUBLISHER), RECORDER)
 }
 
 

@@ -95,6 +95,8 @@ class CameraNode(MssegNode):
         msg = array_to_image(frame, "rgb8")
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self.params.frame_id
+        if not self.fits_transport(len(msg.data), "frame"):
+            return
         self._img_pub.publish(msg)
         if self.model is not None:
             self._info_pub.publish(camera_info_msg(self.model, msg.header))

@@ -81,8 +81,9 @@ class LineScannerNode(MssegNode):
                 msg = array_to_image(frame.image, self.encoding)
                 msg.header.stamp = from_seconds(frame.stamp)
                 msg.header.frame_id = self.params.frame_id
-                self._pub.publish(msg)
-                self.rate.tick()
+                if self.fits_transport(len(msg.data), "frame"):
+                    self._pub.publish(msg)
+                    self.rate.tick()
 
     def diagnostics_status(self):
         c = self.assembler.counters

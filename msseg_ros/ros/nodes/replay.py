@@ -89,6 +89,8 @@ class ReplayNode(MssegNode):
                     return
                 if self._stop.is_set():
                     return
+                if not self.fits_transport(len(raw), f"{topic} message"):
+                    continue
                 self.publishers_by_topic[topic].publish(raw)
                 self.counters["published"] += 1
                 self.rate.tick()
