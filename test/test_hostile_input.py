@@ -141,15 +141,17 @@ def test_a_killed_node_still_leaves_the_kpis_and_the_report(tmp_path):
 
 
 def test_killed_nodes_are_respawned_and_no_pick_is_sent_twice(tmp_path):
-    """kill -9 the robot bridge, then the segmenter, during one sim run: both come back,
-    the run goes on to its end (exit 0), the bridge settles its picks from its ledger, and
-    no object is picked twice."""
+    """kill -9 the robot bridge, the grasp selector, then the segmenter, during one sim
+    run: each comes back, the run goes on to its end (exit 0), the bridge settles its picks
+    from its ledger, the grasp selector resumes its pick ids from its saved state (no id is
+    given to a second object), no pick id ends twice and no object is picked twice."""
     env = dict(os.environ, ROS_DOMAIN_ID=str(fresh_domain()))
-    proc = subprocess.Popen([*MSSEG, "run", "sorting_line", "--segmenter", "classic", "--duration", "40",
+    proc = subprocess.Popen([*MSSEG, "run", "sorting_line", "--segmenter", "classic", "--duration", "45",
                              "--report", str(tmp_path / "r")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     lines: list[str] = []
-    seen = {"ready": threading.Event(), "results": threading.Event(), "bridge_back": threading.Event()}
+    seen = {"ready": threading.Event(), "results": threading.Event(), "bridge_back": threading.Event(),
+            "selector_back": threading.Event()}
 
     def read(stream):
         for line in stream:
@@ -158,6 +160,8 @@ def test_killed_nodes_are_respawned_and_no_pick_is_sent_twice(tmp_path):
                 (seen["bridge_back"] if seen["ready"].is_set() and seen["results"].is_set() else seen["ready"]).set()
             if "results={" in line and "'done'" in line:
                 seen["results"].set()
+            if "[grasp_selector]: restored: next pick_id" in line:
+                seen["selector_back"].set()
 
     readers = [threading.Thread(target=read, args=(stream,), daemon=True) for stream in (proc.stdout, proc.stderr)]
     for t in readers:
@@ -167,6 +171,8 @@ def test_killed_nodes_are_respawned_and_no_pick_is_sent_twice(tmp_path):
         assert seen["results"].wait(60), "".join(lines)[-3000:]  # picks are being made
         os.kill(_child(proc.pid, "robot_bridge"), signal.SIGKILL)
         assert seen["bridge_back"].wait(60), "".join(lines)[-3000:]
+        os.kill(_child(proc.pid, "grasp_selector"), signal.SIGKILL)
+        assert seen["selector_back"].wait(60), "".join(lines)[-3000:]
         os.kill(_child(proc.pid, "segmenter"), signal.SIGKILL)
         assert proc.wait(timeout=180) == 0, "".join(lines)[-3000:]
     finally:
@@ -177,6 +183,9 @@ def test_killed_nodes_are_respawned_and_no_pick_is_sent_twice(tmp_path):
     text = "".join(lines)
     assert "died with exit code -9" in text and "restarting (1/3)" in text
     report = json.loads((tmp_path / "r" / "report.json").read_text())
-    assert report["restarts"] == {"robot_bridge": 1, "segmenter": 1}
+    assert report["restarts"] == {"robot_bridge": 1, "grasp_selector": 1, "segmenter": 1}
     assert report["score"]["double_picks"] == 0
+    ids = report["pick_ids"]
+    assert ids["issued"] > 0 and ids["ended"] > 0
+    assert ids["reused"] == 0 and ids["ended_twice"] == 0, ids
     assert report["score"]["objects_scored"] > 0

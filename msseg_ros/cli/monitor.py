@@ -14,6 +14,7 @@ import numpy as np
 from rich.table import Table
 
 from msseg_ros.core import tables
+from msseg_ros.core.telemetry import PickIdAudit
 
 STATUS_NAMES = {0: "done", 1: "missed", 2: "failed", 3: "rejected", 4: "skipped"}
 
@@ -36,6 +37,7 @@ class KpiMonitor:
         self.levels: dict[str, int] = {}
         self.results: collections.Counter = collections.Counter()
         self.picks_by_robot: collections.Counter = collections.Counter()
+        self.pick_ids = PickIdAudit()
         self.history: list[dict[str, Any]] = []
         self.started = time.monotonic()
         self._lock = threading.Lock()
@@ -90,12 +92,20 @@ class KpiMonitor:
                 except TableCodecError:
                     return
                 with self._lock:
+                    self.pick_ids.add_results(rows)
                     for r in rows:
                         self.results[STATUS_NAMES.get(int(r["status"]), "?")] += 1
                         if int(r["status"]) == 0:
                             self.picks_by_robot[int(r["robot"])] += 1
 
             def on_candidates(msg) -> None:
+                try:
+                    rows = cloud_to_table(msg, tables.CANDIDATES)
+                except TableCodecError:
+                    rows = None
+                with self._lock:
+                    if rows is not None:
+                        self.pick_ids.add_candidates(rows)
                 if not self.measure_latency:
                     return
                 now = node.get_clock().now().nanoseconds * 1e-9
@@ -158,6 +168,7 @@ class KpiMonitor:
                     for m in np.unique(minute)]
             return {"score": dict(self.score), "pick_results": dict(self.results), "pipeline_latency": latency,
                     "picks_by_robot": {str(k): v for k, v in sorted(self.picks_by_robot.items())},
+                    "pick_ids": self.pick_ids.summary(),
                     "nodes": nodes, "levels": dict(self.levels),
                     "history": list(self.history) if history else []}
 

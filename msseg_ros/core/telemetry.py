@@ -74,3 +74,39 @@ class LatencyStats:
 
 class Counters(collections.Counter[str]):
     """Named event counts (``counters['bad_encoding'] += 1``), reported as they are."""
+
+
+class PickIdAudit:
+    """Checks, from outside the nodes, that pick ids name one object each and end once.
+
+    ``reused``: pick ids seen on candidates more than ``tolerance`` m apart on the belt
+    (the line cell: belt-fixed coordinates ``(x - belt_position, y)``), i.e. one id given
+    to two objects, as a grasp selector that lost its state on a restart would.
+    ``ended_twice``: pick ids with more than one final result on robot/pick_results.
+    """
+
+    def __init__(self, tolerance: float = 0.05) -> None:
+        self.tolerance = tolerance
+        self._where: dict[int, tuple[float, float]] = {}
+        self._reused: set[int] = set()
+        self._ended: collections.Counter[int] = collections.Counter()
+
+    def add_candidates(self, rows) -> None:
+        """Rows of the CANDIDATES table (x, y, m; belt_position, m, NaN off the line)."""
+        for r in rows:
+            p = float(r["belt_position"])
+            if not math.isfinite(p):
+                continue
+            pid, here = int(r["pick_id"]), (float(r["x"]) - p, float(r["y"]))
+            first = self._where.setdefault(pid, here)
+            if math.dist(first, here) > self.tolerance:
+                self._reused.add(pid)
+
+    def add_results(self, rows) -> None:
+        """Rows of the PICK_RESULTS table."""
+        for r in rows:
+            self._ended[int(r["pick_id"])] += 1
+
+    def summary(self) -> dict[str, int]:
+        return {"issued": len(self._where), "reused": len(self._reused), "ended": len(self._ended),
+                "ended_twice": sum(1 for n in self._ended.values() if n > 1)}
