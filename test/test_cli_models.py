@@ -58,6 +58,16 @@ def test_train_eval_info(tmp_path, data, model, cell, extra):
     assert doc["config"]["type"] == model and doc["parameters"]["total"] > 0
     if model == "classic":
         assert metrics["summary"]["segm_AP"] > 0.2  # even a tiny classic model finds objects
+        # the operating threshold, chosen on the validation split and stored in the checkpoint
+        cal = _msseg("eval", str(ckpt), "--data", str(ann / "validation.json"), "--calibrate", "--write")
+        assert cal.returncode == 0, cal.stderr[-2000:]
+        assert "operating threshold:" in cal.stdout and "written: operating_threshold" in cal.stdout
+        stored = json.loads(_msseg("models", "info", str(ckpt), "--json").stdout)["config"]["operating_threshold"]
+        assert 0.05 <= stored <= 0.95
+        op = _msseg("eval", str(ckpt), "--data", str(ann / "test.json"), "--score-threshold", "operating",
+                    "--out", str(tmp_path / "op"))
+        assert op.returncode == 0, op.stderr[-2000:]
+        assert json.loads((tmp_path / "op" / "metrics.json").read_text())["summary"]["score_threshold"] == stored
 
 
 def test_resume_continues(tmp_path, data):
@@ -80,6 +90,9 @@ def test_resume_continues(tmp_path, data):
     (["train", "--set", "model.type=classic", "--set", "data.train=x", "--set", "out=y",
       "--set", "train.epoch=3"], "unknown train option 'epoch'"),
     (["eval", "/nope.safetensors", "--data", "x.json"], "annotation file 'x.json' does not exist"),
+    (["eval", "/nope.safetensors", "--data", "x.json", "--write"], "--write and --precision-target go with --calibrate"),
+    (["eval", "/nope.safetensors", "--data", "x.json", "--calibrate", "--precision-target", "1.5"],
+     "--precision-target must be in (0, 1]"),
     (["models", "info", "nothing"], "no checkpoint 'nothing'"),
 ])
 def test_errors_one_line(args, message):

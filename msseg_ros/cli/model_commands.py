@@ -42,8 +42,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--data", required=True, help="COCO annotation file")
     ev.add_argument("--out", default=None, help="folder for metrics.json and plots")
     ev.add_argument("--limit", type=int, default=0, help="evaluate the first N images only")
-    ev.add_argument("--score-threshold", type=float, default=0.75,
-                    help="contingency table threshold (seed 000: 0.75)")
+    ev.add_argument("--score-threshold", default="0.75",
+                    help="contingency table threshold (seed 000: 0.75), or `operating`: the model's "
+                         "calibrated operating_threshold")
+    ev.add_argument("--calibrate", action="store_true",
+                    help="choose the operating threshold on this data (use the validation split): the "
+                         "best F1, or the lowest threshold reaching --precision-target")
+    ev.add_argument("--precision-target", type=float, default=None, metavar="P",
+                    help="with --calibrate: the precision to reach (seed 000 Table 8.5 gives 0.70-0.93)")
+    ev.add_argument("--write", action="store_true",
+                    help="with --calibrate: store the threshold in the checkpoint as operating_threshold")
     ev.add_argument("--device", default="cpu", help="auto, cpu or cuda")
     ev.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="model config override at load time (e.g. score_threshold=0.3)")
@@ -140,25 +148,72 @@ def _print_metrics(metrics: dict, title: str) -> None:
     con.print(c)
 
 
+def _threshold_argument(value: str, seg) -> float:
+    from msseg_ros.core.segmentation.base import ModelConfigError, operating_threshold
+
+    if value == "operating":
+        try:
+            return operating_threshold(seg.config)
+        except ModelConfigError as exc:
+            raise UsageError(str(exc)) from None
+    try:
+        t = float(value)
+    except ValueError:
+        raise UsageError(f"--score-threshold must be a number in [0, 1] or `operating`, got {value!r}") from None
+    if not 0 <= t <= 1:
+        raise UsageError(f"--score-threshold must be in [0, 1], got {value}")
+    return t
+
+
+def _print_calibration(cal: dict, chosen: dict, how: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"score threshold sweep (mask IoU >= 0.5, right class); chosen: {how}")
+    for col in ("threshold", "precision", "recall", "F1", "accuracy", "missed"):
+        t.add_column(col, justify="right")
+    for row in cal["sweep"]:
+        mark = " *" if row["threshold"] == chosen["threshold"] else ""
+        t.add_row(f"{row['threshold']:.2f}{mark}", f"{100 * row['precision']:.1f} %", f"{100 * row['recall']:.1f} %",
+                  f"{row['f1']:.3f}", f"{100 * row['accuracy']:.1f} %", f"{row['missed_pct']:.1f} %")
+    Console().print(t)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from msseg_ros.core.learning.data import CocoFrames, DatasetError
-    from msseg_ros.core.learning.evaluate import evaluate, save_plots
-    from msseg_ros.core.segmentation.loading import load_segmenter
+    from msseg_ros.core.learning.evaluate import choose_threshold, evaluate, save_plots
+    from msseg_ros.core.segmentation.checkpoint import set_config_keys
+    from msseg_ros.core.segmentation.loading import load_segmenter, resolve_weights
 
-    if not 0 <= args.score_threshold <= 1:
-        raise UsageError(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
+    if args.precision_target is not None and not 0 < args.precision_target <= 1:
+        raise UsageError(f"--precision-target must be in (0, 1], got {args.precision_target}")
+    if (args.write or args.precision_target is not None) and not args.calibrate:
+        raise UsageError("--write and --precision-target go with --calibrate")
     try:
         ds = CocoFrames(args.data)
     except DatasetError as exc:
         raise UsageError(str(exc)) from None
     seg = load_segmenter(args.weights, device=args.device, overrides=parse_key_values(args.sets))
+    threshold = _threshold_argument(args.score_threshold, seg)
     if len(seg.classes) != len(ds.class_names):
         raise UsageError(f"the model has {len(seg.classes)} classes but the dataset {len(ds.class_names)}")
-    metrics = evaluate(seg, ds, limit=args.limit or None, score_threshold=args.score_threshold, progress=True)
+    metrics = evaluate(seg, ds, limit=args.limit or None, score_threshold=threshold, progress=True)
     metrics["model"] = {"weights": args.weights, "config": seg.config}
     _print_metrics(metrics, f"{args.weights} on {args.data}")
+    if args.calibrate:
+        cal = metrics["calibration"]
+        chosen = choose_threshold(cal["sweep"], args.precision_target)
+        how = ("best F1" if args.precision_target is None
+               else f"lowest threshold with precision >= {args.precision_target:g}")
+        cal["chosen"] = {**chosen, "rule": how}
+        _print_calibration(cal, chosen, how)
+        print(f"operating threshold: {chosen['threshold']:.2f} ({how}; precision {100 * chosen['precision']:.1f} %, "
+              f"recall {100 * chosen['recall']:.1f} %, missed {chosen['missed_pct']:.1f} %)")
+        if args.write:
+            path = set_config_keys(resolve_weights(args.weights), {"operating_threshold": chosen["threshold"]})
+            print(f"written: operating_threshold {chosen['threshold']:.2f} in {path}")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,8 @@ import math
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 
 class RateMeter:
     """Events per second over a sliding window.
@@ -91,7 +93,7 @@ class PickIdAudit:
         self._reused: set[int] = set()
         self._ended: collections.Counter[int] = collections.Counter()
 
-    def add_candidates(self, rows) -> None:
+    def add_candidates(self, rows: np.ndarray) -> None:
         """Rows of the CANDIDATES table (x, y, m; belt_position, m, NaN off the line)."""
         for r in rows:
             p = float(r["belt_position"])
@@ -102,7 +104,7 @@ class PickIdAudit:
             if math.dist(first, here) > self.tolerance:
                 self._reused.add(pid)
 
-    def add_results(self, rows) -> None:
+    def add_results(self, rows: np.ndarray) -> None:
         """Rows of the PICK_RESULTS table."""
         for r in rows:
             self._ended[int(r["pick_id"])] += 1

@@ -19,9 +19,9 @@ class Replay(Segmenter):
     """Returns the ground truth of the dataset's images in order, optionally with the
     class of every other object changed: a known answer for the metrics."""
 
-    def __init__(self, ds, wrong_every=0):
+    def __init__(self, ds, wrong_every=0, wrong_score=1.0):
         super().__init__({"in_channels": 11, "classes": ds.class_names})
-        self.ds, self.i, self.wrong_every = ds, 0, wrong_every
+        self.ds, self.i, self.wrong_every, self.wrong_score = ds, 0, wrong_every, wrong_score
 
     def predict(self, frame):
         _, tgt = self.ds[self.i]
@@ -30,9 +30,11 @@ class Replay(Segmenter):
         for k, m in enumerate(tgt["masks"], start=1):
             labels[m] = k
         cls = tgt["labels"].copy()
+        scores = np.ones(len(cls))
         if self.wrong_every:
             cls[:: self.wrong_every] = cls[:: self.wrong_every] % 9 + 1
-        return Instances.from_labels(labels, cls, np.ones(len(cls)))
+            scores[:: self.wrong_every] = self.wrong_score
+        return Instances.from_labels(labels, cls, scores)
 
     @classmethod
     def from_config(cls, config, weights=None, device="cpu"):
@@ -55,6 +57,26 @@ def test_contingency_counts_wrong_classes(line_ds):
     wrong = sum(len(line_ds[i][1]["labels"][::2]) for i in range(len(line_ds)))
     assert conf[:, :-1].sum() == n and n - np.trace(conf) == wrong
     assert m["summary"]["accuracy"] == pytest.approx((n - wrong) / n, abs=1e-4)
+
+
+def test_threshold_sweep_and_the_operating_point(line_ds):
+    """Wrong-class detections score 0.3, right ones 1.0: above 0.3 precision is 1 and the
+    recall stays, so the best F1 lies above 0.3 (the highest of equal rows is chosen)."""
+    from msseg_ros.core.learning.evaluate import choose_threshold
+
+    m = evaluate(Replay(line_ds, wrong_every=3, wrong_score=0.3), line_ds)
+    sweep = {row["threshold"]: row for row in m["calibration"]["sweep"]}
+    n = m["summary"]["objects"]
+    wrong = sum(len(line_ds[i][1]["labels"][::3]) for i in range(len(line_ds)))
+    low, high = sweep[0.3], sweep[0.35]
+    assert low["precision"] == pytest.approx((n - wrong) / n, abs=1e-4) and low["missed_pct"] == 0.0
+    assert high["precision"] == 1.0 and high["recall"] == pytest.approx((n - wrong) / n, abs=1e-4)
+    assert high["missed_pct"] == pytest.approx(100 * wrong / n, abs=0.01)
+    assert m["calibration"]["best_f1"]["threshold"] == 0.95
+    assert choose_threshold(m["calibration"]["sweep"], precision_target=0.99)["threshold"] == 0.35
+    # a target no threshold reaches: the most precise one
+    rows = [{"threshold": 0.1, "precision": 0.5, "f1": 0.5}, {"threshold": 0.2, "precision": 0.6, "f1": 0.4}]
+    assert choose_threshold(rows, precision_target=0.9)["threshold"] == 0.2
 
 
 def test_pycocotools_and_faster_coco_eval_agree(line_ds):

@@ -23,6 +23,7 @@ import copy
 import io
 import time
 from contextlib import redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,15 +93,86 @@ def coco_eval(gt_doc: dict[str, Any], results: list[dict[str, Any]], iou_type: s
     return stats, ev
 
 
+@dataclass
+class _ImageRecord:
+    """What the threshold-dependent metrics need of one image: every prediction's score
+    and class (1-based), the (n_gt, n_pred) mask IoU and the true classes (1-based)."""
+
+    scores: np.ndarray
+    classes: np.ndarray
+    iou: np.ndarray
+    gt_classes: np.ndarray
+
+
+def contingency(records: list[_ImageRecord], n_classes: int, score_threshold: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(contingency (K, K + 1), last column missed; unmatched detections per predicted
+    class (K,)) at ``score_threshold`` (see the module docstring)."""
+    K = n_classes
+    conf = np.zeros((K, K + 1), np.int64)
+    unmatched_pred = np.zeros(K, np.int64)
+    for r in records:
+        confident = np.flatnonzero(r.scores >= score_threshold)
+        matched = match(r.iou[:, confident], r.scores[confident])
+        hit_gt = set(matched.values())
+        for p_local, g in matched.items():
+            conf[r.gt_classes[g] - 1, r.classes[confident[p_local]] - 1] += 1
+        for g in range(len(r.gt_classes)):
+            if g not in hit_gt:
+                conf[r.gt_classes[g] - 1, K] += 1
+        for p_local in range(len(confident)):
+            if p_local not in matched:
+                unmatched_pred[r.classes[confident[p_local]] - 1] += 1
+    return conf, unmatched_pred
+
+
+#: thresholds of the calibration sweep
+SWEEP = tuple(round(float(t), 2) for t in np.arange(0.05, 0.96, 0.05))
+
+
+def threshold_sweep(records: list[_ImageRecord], n_classes: int,
+                    thresholds: tuple[float, ...] = SWEEP) -> list[dict[str, float]]:
+    """Per threshold: precision (right class / detections), recall (right class / ground
+    truth), F1, accuracy (right class / matched) and missed % (seed 000's measures)."""
+    out = []
+    for t in thresholds:
+        conf, unmatched = contingency(records, n_classes, t)
+        K = n_classes
+        right = int(np.trace(conf[:, :K]))
+        matched = int(conf[:, :K].sum())
+        detections = matched + int(unmatched.sum())
+        gt = int(conf.sum())
+        p = right / detections if detections else 0.0
+        r = right / gt if gt else 0.0
+        out.append({"threshold": t, "precision": round(p, 4), "recall": round(r, 4),
+                    "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0,
+                    "accuracy": round(right / matched, 4) if matched else 0.0,
+                    "missed_pct": round(100.0 * int(conf[:, K].sum()) / gt, 2) if gt else 0.0})
+    return out
+
+
+def choose_threshold(sweep: list[dict[str, float]], precision_target: float | None = None) -> dict[str, float]:
+    """The operating point: the best F1 (ties: the higher threshold, as a model whose
+    own cut-off is higher gives equal rows below it), or with
+    ``precision_target`` the lowest threshold whose precision reaches it (the highest
+    precision when none does)."""
+    if precision_target is None:
+        return max(sweep, key=lambda row: (row["f1"], row["threshold"]))
+    reaching = [row for row in sweep if row["precision"] >= precision_target]
+    if reaching:
+        return min(reaching, key=lambda row: row["threshold"])
+    return max(sweep, key=lambda row: (row["precision"], -row["threshold"]))
+
+
 def evaluate(seg: Segmenter, ds: CocoFrames, limit: int | None = None, score_threshold: float = 0.75,
              timing: bool = True, progress: bool = False) -> dict[str, Any]:
-    """Evaluate ``seg`` on ``ds`` (see the module docstring). Returns a JSON-able dict."""
+    """Evaluate ``seg`` on ``ds`` (see the module docstring). Returns a JSON-able dict;
+    ``calibration`` holds the threshold sweep and its best-F1 point."""
     from tqdm import tqdm
 
     n = len(ds) if not limit else min(limit, len(ds))
     K = len(ds.class_names)
-    conf = np.zeros((K, K + 1), np.int64)  # last column: missed
-    unmatched_pred = np.zeros(K, np.int64)
+    records: list[_ImageRecord] = []
     results: list[dict[str, Any]] = []
     times: list[float] = []
     extra = seg.extra_metrics()  # the model type's own metrics, e.g. bicameral map ODS/AP
@@ -118,20 +190,12 @@ def evaluate(seg: Segmenter, ds: CocoFrames, limit: int | None = None, score_thr
             results.append({"image_id": tgt["image_id"], "category_id": int(inst.class_ids[k]),
                             "segmentation": encode_mask(masks[k]), "bbox": [x0, y0, x1 - x0, y1 - y0],
                             "score": float(inst.scores[k])})
-        confident = np.flatnonzero(inst.scores >= score_threshold)
-        iou = _iou_matrix(inst.labels, len(inst), tgt["masks"])[:, confident] if len(inst) else np.zeros((len(tgt["masks"]), 0))
-        matched = match(iou, inst.scores[confident])
-        hit_gt = set(matched.values())
-        for p_local, g in matched.items():
-            conf[tgt["labels"][g] - 1, inst.class_ids[confident[p_local]] - 1] += 1
-        for g in range(len(tgt["labels"])):
-            if g not in hit_gt:
-                conf[tgt["labels"][g] - 1, K] += 1
-        for p_local in range(len(confident)):
-            if p_local not in matched:
-                unmatched_pred[inst.class_ids[confident[p_local]] - 1] += 1
+        records.append(_ImageRecord(np.asarray(inst.scores), np.asarray(inst.class_ids),
+                                    _iou_matrix(inst.labels, len(inst), tgt["masks"]), np.asarray(tgt["labels"])))
         if extra is not None:
             extra.update(ds, i, frame, tgt)
+    conf, unmatched_pred = contingency(records, K, score_threshold)
+    sweep = threshold_sweep(records, K)
     gt_doc = dict(ds.doc)
     keep = set(ids)
     gt_doc["images"] = [im for im in ds.doc["images"] if im["id"] in keep]
@@ -174,7 +238,8 @@ def evaluate(seg: Segmenter, ds: CocoFrames, limit: int | None = None, score_thr
             class_pr[ds.class_names[cat - 1]] = {"recall": rec.tolist(), "precision": np.clip(curve, 0, 1).tolist()}
     return {"summary": summary, "per_class": per_class, "classes": ds.class_names,
             "contingency": conf.tolist(), "unmatched_detections": unmatched_pred.tolist(),
-            "pr_curves_iou50": class_pr, "map_pr": pr}
+            "pr_curves_iou50": class_pr, "map_pr": pr,
+            "calibration": {"sweep": sweep, "best_f1": choose_threshold(sweep)}}
 
 
 def save_plots(metrics: dict[str, Any], out: Path) -> list[Path]:

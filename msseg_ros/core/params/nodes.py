@@ -163,8 +163,8 @@ SEGMENTER = Schema(
         Param("model.weights", T.STR, "",
               "Checkpoint (.safetensors path) or shipped model name; empty: the cell's default."),
         Param("model.device", T.STR, "auto", "Inference device.", choices=("auto", "cpu", "cuda")),
-        Param("model.score_threshold", T.FLOAT, 0.5, "Instances scoring lower are dropped.",
-              min=0.0, max=1.0),
+        Param("model.score_threshold", T.FLOAT, -1.0, "Instances scoring lower are dropped; -1: the "
+              "model's calibrated operating_threshold (0.5 when it has none).", min=-1.0, max=1.0),
         Param("model.classes", T.STR_ARRAY, [], "Class names; empty: the checkpoint's."),
         Param("bicameral.alpha", T.FLOAT, 0.1, "Boundary threshold α (seed 001 §4.4).", min=0.0, max=1.0),
         Param("bicameral.beta", T.FLOAT, 0.1, "Occlusion threshold β.", min=0.0, max=1.0),

@@ -354,6 +354,23 @@ SEGMENTERS.add_lazy("classic", "msseg_ros.core.segmentation.classic:ClassicSegme
 SEGMENTERS.add_lazy("embeddings", "msseg_ros.core.segmentation.embeddings:EmbeddingSegmenter")
 
 
+#: the score threshold of a model that has not been calibrated
+DEFAULT_OPERATING_THRESHOLD = 0.5
+
+
+def operating_threshold(config: Mapping[str, Any]) -> float:
+    """A model's calibrated score threshold: ``operating_threshold`` of its config (chosen
+    on the validation split by ``msseg eval --calibrate --write``), else 0.5.
+
+    Raises:
+        ModelConfigError: the stored value is not a number in [0, 1].
+    """
+    v = config.get("operating_threshold", DEFAULT_OPERATING_THRESHOLD)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+        raise ModelConfigError(f"model config 'operating_threshold' = {v!r} must be a number in [0, 1]")
+    return float(v)
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``.
 

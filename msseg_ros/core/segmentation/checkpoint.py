@@ -52,6 +52,13 @@ def save_checkpoint(path: str | Path, tensors: dict[str, Any], config: dict[str,
     return path
 
 
+def set_config_keys(path: str | Path, keys: dict[str, Any]) -> Path:
+    """Rewrite checkpoint ``path`` with ``keys`` set in its config (tensors unchanged,
+    their dtypes kept)."""
+    arrays, config = load_checkpoint(path)
+    return save_checkpoint(path, arrays, {**config, **keys})
+
+
 def sniff(path: Path) -> None:
     """Refuse what is not a complete safetensors file, before any parsing library sees it."""
     if not path.is_file():

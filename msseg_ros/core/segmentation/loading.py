@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from msseg_ros.core.paths import share_dir
-from msseg_ros.core.segmentation.base import SEGMENTERS, ModelConfigError, Segmenter, resolve_device
+from msseg_ros.core.segmentation.base import (
+    SEGMENTERS,
+    ModelConfigError,
+    Segmenter,
+    operating_threshold,
+    resolve_device,
+)
 from msseg_ros.core.segmentation.checkpoint import CheckpointError, load_checkpoint
 
 
@@ -25,7 +31,8 @@ class ModelSelection:
         type: a registered model type.
         weights: a checkpoint path or shipped model name; empty: the cell's shipped model.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        score_threshold: instances scoring lower are dropped (by the node, after the model).
+        score_threshold: instances scoring lower are dropped (by the node, after the model);
+            negative: the model's ``operating_threshold``.
         classes: class names that must match the model's (empty: the checkpoint's).
         options: the type's own options (its parameter group, prefix removed).
     """
@@ -34,7 +41,7 @@ class ModelSelection:
     type: str
     weights: str = ""
     device: str = "cpu"
-    score_threshold: float = 0.5
+    score_threshold: float = -1.0
     classes: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
 
@@ -104,6 +111,7 @@ def load_selected(selection: ModelSelection) -> Segmenter:
     """Load the model a node's parameters select (raises a specific MssegError)."""
     seg = load_segmenter(selection.weights_name, config=selection.model_config(),
                          device=resolve_device(selection.device))
+    operating_threshold(seg.config)  # a bad stored value is refused at load
     if selection.classes and len(selection.classes) != len(seg.classes):
         raise ModelConfigError(f"model.classes has {len(selection.classes)} names; the model has {len(seg.classes)}")
     return seg

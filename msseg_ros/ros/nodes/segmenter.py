@@ -102,6 +102,8 @@ class SegmenterNode(MssegNode):
         self.model: Segmenter | None = None
         self.model_error = ""
         self.model_name = ""
+        #: instances scoring lower are dropped: model.score_threshold, or the model's own
+        self.score_threshold = 0.5
         self.last_error = ""
         self.last_error_time = -1e9
         self.input_channels: int | None = None  # of the last frame received
@@ -138,11 +140,14 @@ class SegmenterNode(MssegNode):
         return dict(self._schema_params.values)
 
     def _load(self, values: Mapping[str, Any]) -> str | None:
+        from msseg_ros.core.segmentation.base import operating_threshold
         from msseg_ros.core.segmentation.loading import load_selected
 
         try:
             selection = model_selection(values)
             model = load_selected(selection)
+            threshold = (selection.score_threshold if selection.score_threshold >= 0
+                         else operating_threshold(model.config))
             if self.input_channels is not None and model.in_channels != self.input_channels:
                 raise MssegError(f"{selection.weights_name} takes {model.in_channels} channel(s) but the frames on "
                                  f"{self.params.input_topic} have {self.input_channels}")
@@ -153,9 +158,11 @@ class SegmenterNode(MssegNode):
                 self.get_logger().error(reason)
             return reason
         self.model = model  # the swap: one reference assignment
+        self.score_threshold = threshold
         self.model_error = ""
         self.model_name = selection.weights_name
-        self.get_logger().info(f"model {self.model_name} ({model.type_name}, {model.in_channels} ch) on {model.device}")
+        self.get_logger().info(f"model {self.model_name} ({model.type_name}, {model.in_channels} ch) on {model.device}, "
+                               f"score threshold {threshold:g}")
         return None
 
     def on_parameters_change(self, proposed: Mapping[str, Any], changed: Mapping[str, Any]) -> str | None:
@@ -199,7 +206,7 @@ class SegmenterNode(MssegNode):
             self.last_error, self.last_error_time = str(exc), time.monotonic()
             self.get_logger().warning(f"frame skipped: {exc}", throttle_duration_sec=5.0)
             return
-        inst = filter_score(inst, self.params.model.score_threshold)
+        inst = filter_score(inst, self.score_threshold)
         self._inst_pub.publish(array_to_image(inst.labels, "mono16", header=msg.header))
         self._det_pub.publish(table_to_cloud(inst.to_table(), header=msg.header))
         if self._overlay_pub.get_subscription_count() > 0:
@@ -214,7 +221,8 @@ class SegmenterNode(MssegNode):
         self.rate.tick()
 
     def diagnostics_status(self):
-        extra = {"model": self.model_name or "-", "device": self.model.device if self.model else "-"}
+        extra = {"model": self.model_name or "-", "device": self.model.device if self.model else "-",
+                 "score_threshold": self.score_threshold}
         if not self.first_load_done.is_set():
             return WARN, "loading the model", extra
         if self.model is None:
