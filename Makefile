@@ -16,7 +16,7 @@ $(STAMP): setup.py package.xml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 needed"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --progress-bar off -e '.[wheels,dev]'
+	$(PY) -m pip install --progress-bar off -e '.[wheels,runtimes,dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)

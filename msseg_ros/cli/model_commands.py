@@ -53,6 +53,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--write", action="store_true",
                     help="with --calibrate: store the threshold in the checkpoint as operating_threshold")
     ev.add_argument("--device", default="cpu", help="auto, cpu or cuda")
+    ev.add_argument("--runtime", default="torch", help="inference runtime: torch or onnxruntime")
     ev.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="model config override at load time (e.g. score_threshold=0.3)")
     ev.set_defaults(func=cmd_eval)
@@ -195,12 +196,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ds = CocoFrames(args.data)
     except DatasetError as exc:
         raise UsageError(str(exc)) from None
-    seg = load_segmenter(args.weights, device=args.device, overrides=parse_key_values(args.sets))
+    seg = load_segmenter(args.weights, device=args.device, overrides=parse_key_values(args.sets),
+                         runtime=args.runtime)
     threshold = _threshold_argument(args.score_threshold, seg)
     if len(seg.classes) != len(ds.class_names):
         raise UsageError(f"the model has {len(seg.classes)} classes but the dataset {len(ds.class_names)}")
     metrics = evaluate(seg, ds, limit=args.limit or None, score_threshold=threshold, progress=True)
-    metrics["model"] = {"weights": args.weights, "config": seg.config}
+    metrics["model"] = {"weights": args.weights, "config": seg.config, "runtime": seg.runtime}
     _print_metrics(metrics, f"{args.weights} on {args.data}")
     if args.calibrate:
         cal = metrics["calibration"]

@@ -41,11 +41,19 @@ def test_pooling_indices_are_reused_and_shapes():
     net = BicameralNet(3, 25).eval()
     calls = []
     orig = net.unpool.forward
-    net.unpool.forward = lambda x, idx, output_size=None: calls.append(idx.shape) or orig(x, idx, output_size)
+    net.unpool.forward = lambda x, idx: calls.append(idx.shape) or orig(x, idx)
     with torch.no_grad():
         y, z = net(torch.randn(1, 3, 64, 96))
     assert y.shape == z.shape == (1, 1, 64, 96)
     assert len(calls) == 8  # 4 unpoolings in each decoder, with the encoder's indices
+
+
+def test_unpooling_is_torchs_max_unpooling():
+    from msseg_ros.core.segmentation.bicameral import Unpool2x
+
+    x = torch.randn(2, 3, 8, 12)
+    pooled, idx = nn.functional.max_pool2d(x, 2, 2, return_indices=True)
+    assert torch.equal(Unpool2x()(pooled, idx), nn.functional.max_unpool2d(pooled, idx, 2, 2))
 
 
 def test_loss_matches_equations_4_1_and_4_2():

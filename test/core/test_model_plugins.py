@@ -154,8 +154,10 @@ def test_maskrcnn_export_spec_runs_and_its_losses_are_its_own():
                                  "box_representation": 64, "mask_channels": 16, "min_size": 128, "max_size": 128})
     spec = seg.export_spec()
     with torch.inference_mode():
-        out = spec.module(*spec.example_inputs)
-    assert set(out[0]) == {"boxes", "labels", "scores", "masks"}
+        boxes, labels, scores, masks = spec.module(*spec.example_inputs)
+    n = len(scores)
+    assert boxes.shape == (n, 4) and labels.shape == (n,) and masks.shape == (n, 1, 256, 256)
+    assert spec.output_names == ("boxes", "labels", "scores", "masks")
     assert cls.config_from_parameters({"mask_threshold": 0.4}, 0.7) == {"mask_threshold": 0.4, "score_threshold": 0.05}
 
 

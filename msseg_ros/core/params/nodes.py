@@ -11,7 +11,7 @@ from typing import Any
 
 from msseg_ros.core import cells
 from msseg_ros.core.params.schema import Param, ParamType, Schema
-from msseg_ros.core.segmentation.base import SEGMENTERS
+from msseg_ros.core.segmentation.base import RUNTIMES, SEGMENTERS
 
 T = ParamType
 CELLS = ("sorting_line", "bin_picking")
@@ -163,6 +163,9 @@ SEGMENTER = Schema(
         Param("model.weights", T.STR, "",
               "Checkpoint (.safetensors path) or shipped model name; empty: the cell's default."),
         Param("model.device", T.STR, "auto", "Inference device.", choices=("auto", "cpu", "cuda")),
+        Param("model.runtime", T.STR, "torch", "Inference runtime of torch models: torch, or onnxruntime "
+              "(the model exported to ONNX once, cached next to its checkpoint; CPU).",
+              choices=tuple(RUNTIMES.names())),
         Param("model.score_threshold", T.FLOAT, -1.0, "Instances scoring lower are dropped; -1: the "
               "model's calibrated operating_threshold (0.5 when it has none).", min=-1.0, max=1.0),
         Param("model.classes", T.STR_ARRAY, [], "Class names; empty: the checkpoint's."),

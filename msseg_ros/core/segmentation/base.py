@@ -345,6 +345,22 @@ class Segmenter(abc.ABC):
         """The module and inputs another runtime exports (see :class:`ExportSpec`)."""
         raise ExportError(f"{self.type_name} models cannot be exported")
 
+    @property
+    def runtime(self) -> str:
+        """The inference runtime in use (``RUNTIMES``)."""
+        return "torch"
+
+    def use_runtime(self, name: str, cache_dir: Any = None) -> None:
+        """Run inference on runtime ``name``; only torch models have others.
+
+        Raises:
+            ExportError: this model cannot run on that runtime (the message says why).
+        """
+        if name not in RUNTIMES:
+            raise ModelConfigError(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIMES.names())}")
+        if name != "torch":
+            raise ExportError(f"{self.type_name} models run in Python only, not on {name}")
+
 
 SEGMENTERS: Registry[type[Segmenter]] = Registry("segmenter", required=("from_config", "predict"))
 # The model types, one line each; imported on first use (listing them imports no torch).
@@ -352,6 +368,11 @@ SEGMENTERS.add_lazy("maskrcnn", "msseg_ros.core.segmentation.maskrcnn:MaskRCNNSe
 SEGMENTERS.add_lazy("bicameral", "msseg_ros.core.segmentation.bicameral:BicameralSegmenter")
 SEGMENTERS.add_lazy("classic", "msseg_ros.core.segmentation.classic:ClassicSegmenter")
 SEGMENTERS.add_lazy("embeddings", "msseg_ros.core.segmentation.embeddings:EmbeddingSegmenter")
+
+#: Inference runtimes of the torch models (see msseg_ros.core.segmentation.runtimes).
+RUNTIMES: Registry[Any] = Registry("runtime", required=("build",))
+RUNTIMES.add_lazy("torch", "msseg_ros.core.segmentation.runtimes:TorchRuntime")
+RUNTIMES.add_lazy("onnxruntime", "msseg_ros.core.segmentation.runtimes:OnnxRuntime")
 
 
 #: the score threshold of a model that has not been calibrated

@@ -77,6 +77,18 @@ class _ConvBNReLU(nn.Sequential):
                          nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
+class Unpool2x(nn.Module):
+    """Max-unpooling by 2 with a 2x2 pooling's indices: (B, C, h, w) -> (B, C, 2h, 2w),
+    each value at its index, zeros elsewhere; the same as ``nn.MaxUnpool2d(2, 2)`` for
+    even sizes, written as a scatter so that it exports to ONNX (torch's unpooling checks
+    its output size with Python conditions a tracer cannot follow)."""
+
+    def forward(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        out = x.new_zeros((b, c, 4 * h * w))
+        return out.scatter(2, indices.flatten(2), x.flatten(2)).view(b, c, 2 * h, 2 * w)
+
+
 class BicameralNet(nn.Module):
     """(B, C, H, W) -> (logits_Y, logits_Z), each (B, 1, H, W); H, W multiples of 16."""
 
@@ -94,7 +106,7 @@ class BicameralNet(nn.Module):
             self.enc_channels.append(cin)
         self.encoder = nn.ModuleList(enc)
         self.pool = nn.MaxPool2d(2, 2, return_indices=True)
-        self.unpool = nn.MaxUnpool2d(2, 2)
+        self.unpool = Unpool2x()
         dec_w = [_w(c, width) for c in DECODER]
         skips = self.enc_channels[3::-1]  # enc4, enc3, enc2, enc1 tops
         ins = [self.enc_channels[4], *dec_w[:-1]]  # what each unpool receives
@@ -112,20 +124,20 @@ class BicameralNet(nn.Module):
                     nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        tops, indices, sizes = [], [], []
+        tops, indices = [], []
         for k, block in enumerate(self.encoder):
             x = block(x)
             tops.append(x)
             if k < 4:
-                sizes.append(x.shape[-2:])
                 x, idx = self.pool(x)
                 indices.append(idx)
         b = o = x
         for level in range(4):
             enc = 3 - level  # pool4 .. pool1
             skip = tops[enc]
-            b_up = self.unpool(b, indices[enc], output_size=sizes[enc])
-            o_up = self.unpool(o, indices[enc], output_size=sizes[enc])
+            # H and W are multiples of 16: each unpooling restores its pooling's size exactly
+            b_up = self.unpool(b, indices[enc])
+            o_up = self.unpool(o, indices[enc])
             b = self.drop(self.boundary[level](torch.cat([b_up, skip], 1)))
             o = self.drop(self.occlusion[level](torch.cat([o_up, skip, b], 1)))
         return self.boundary_out(b), self.occlusion_out(o)
@@ -305,14 +317,11 @@ class BicameralSegmenter(TorchSegmenter):
         """(Ŷ, Ẑ) probability maps, (H, W) float32 each."""
         H, W = frame.shape[:2]
         x = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)))[None].to(self._device)
-        x = self.normalise(x)
         ph, pw = (-H) % 16, (-W) % 16
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        ly, lz = self.net(x)
-        y = torch.sigmoid(ly)[0, 0, :H, :W].float().cpu().numpy()
-        z = torch.sigmoid(lz)[0, 0, :H, :W].float().cpu().numpy()
-        return y, z
+        y, z = self.engine(x)
+        return y[0, 0, :H, :W].float().cpu().numpy(), z[0, 0, :H, :W].float().cpu().numpy()
 
     def predict(self, frame: np.ndarray) -> Instances:
         cfg = self.config

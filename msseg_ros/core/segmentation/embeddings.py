@@ -420,7 +420,7 @@ class EmbeddingSegmenter(TorchSegmenter):
         ph, pw = (-H) % 8, (-W) % 8
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        off, ls, seeds = self.outputs(x)
+        off, ls, seeds = self.engine(x)
         return off[0, :, :H, :W], ls[0, :, :H, :W], seeds[0, :, :H, :W]
 
     @torch.inference_mode()

@@ -35,6 +35,7 @@ class ModelSelection:
             negative: the model's ``operating_threshold``.
         classes: class names that must match the model's (empty: the checkpoint's).
         options: the type's own options (its parameter group, prefix removed).
+        runtime: the inference runtime (``RUNTIMES``: torch, onnxruntime).
     """
 
     cell: str
@@ -44,6 +45,7 @@ class ModelSelection:
     score_threshold: float = -1.0
     classes: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
+    runtime: str = "torch"
 
     @property
     def weights_name(self) -> str:
@@ -82,18 +84,26 @@ def resolve_weights(name_or_path: str) -> Path:
 
 
 def load_segmenter(weights: str | None = None, config: dict[str, Any] | None = None, device: str = "cpu",
-                   overrides: dict[str, Any] | None = None) -> Segmenter:
+                   overrides: dict[str, Any] | None = None, runtime: str = "torch") -> Segmenter:
     """A ready segmenter.
 
     Args:
         weights: checkpoint path or shipped model name; its config is used.
         config: a model config (needed without weights; merged over the checkpoint's).
         overrides: config keys to change at load time (e.g. score_threshold, alpha).
+        runtime: the inference runtime (``RUNTIMES``); exported files are cached next to
+            the checkpoint (see ``runtimes.engine_cache_dir``).
     """
+    from msseg_ros.core.segmentation.base import RUNTIMES
+
+    if runtime not in RUNTIMES:
+        raise ModelConfigError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES.names())}")
     arrays = None
     cfg: dict[str, Any] = {}
+    path = None
     if weights:
-        arrays, cfg = load_checkpoint(resolve_weights(weights))
+        path = resolve_weights(weights)
+        arrays, cfg = load_checkpoint(path)
     if config:
         if cfg and config.get("type", cfg["type"]) != cfg["type"]:
             raise ModelConfigError(
@@ -104,13 +114,19 @@ def load_segmenter(weights: str | None = None, config: dict[str, Any] | None = N
     if "type" not in cfg:
         raise ModelConfigError("no model type: give a checkpoint or a config with 'type'")
     cls = SEGMENTERS.get(cfg["type"])
-    return cls.from_config(cfg, arrays, device)
+    seg = cls.from_config(cfg, arrays, device)
+    if runtime != "torch":
+        from msseg_ros.core.segmentation.runtimes import engine_cache_dir
+
+        seg.use_runtime(runtime, engine_cache_dir(path))
+    return seg
 
 
 def load_selected(selection: ModelSelection) -> Segmenter:
-    """Load the model a node's parameters select (raises a specific MssegError)."""
+    """Load the model a node's parameters select, on its runtime (raises a specific
+    MssegError)."""
     seg = load_segmenter(selection.weights_name, config=selection.model_config(),
-                         device=resolve_device(selection.device))
+                         device=resolve_device(selection.device), runtime=selection.runtime)
     operating_threshold(seg.config)  # a bad stored value is refused at load
     if selection.classes and len(selection.classes) != len(seg.classes):
         raise ModelConfigError(f"model.classes has {len(selection.classes)} names; the model has {len(seg.classes)}")

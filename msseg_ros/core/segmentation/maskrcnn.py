@@ -137,6 +137,19 @@ def build_maskrcnn(cfg: dict[str, Any]) -> MaskRCNN:
     )
 
 
+class _DetectionTuple(nn.Module):
+    """torchvision's Mask R-CNN on one (C, H, W) image, its output dict as a tuple (what
+    runtimes export)."""
+
+    def __init__(self, net: MaskRCNN) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = self.net([image])[0]
+        return out["boxes"], out["labels"], out["scores"], out["masks"]
+
+
 class MaskRCNNSegmenter(TorchSegmenter):
     """torchvision's Mask R-CNN for C channels (seed 000). In training the network returns
     its own losses (RPN objectness and box, RoI classifier, box and mask)."""
@@ -202,19 +215,20 @@ class MaskRCNNSegmenter(TorchSegmenter):
         return self.net(images, targets)
 
     def export_spec(self) -> ExportSpec:
-        """torchvision's Mask R-CNN at test time: one (C, H, W) image in a list; boxes,
-        labels, scores and (N, 1, H, W) mask probabilities out."""
+        """torchvision's Mask R-CNN at test time on one (C, H, W) image: boxes (N, 4),
+        labels (N,), scores (N,) and (N, 1, H, W) mask probabilities."""
         c = self.in_channels
         example = torch.as_tensor(self.config["image_mean"], dtype=torch.float32).view(c, 1, 1).expand(c, 256, 256)
-        return ExportSpec(self.net, ([example.contiguous()],), ("image",),
+        return ExportSpec(_DetectionTuple(self.net).eval(), (example.contiguous(),), ("image",),
                           ("boxes", "labels", "scores", "masks"),
-                          {"image": {1: "height", 2: "width"}})
+                          {"image": {1: "height", 2: "width"}, "boxes": {0: "detections"},
+                           "labels": {0: "detections"}, "scores": {0: "detections"}, "masks": {0: "detections"}})
 
-    @torch.inference_mode()
     def raw(self, frame: np.ndarray) -> dict[str, torch.Tensor]:
-        """torchvision's output dict for one (H, W, C) float32 frame."""
+        """torchvision's output, as a dict, for one (H, W, C) float32 frame."""
         x = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1))).to(self._device)
-        return self.net([x])[0]
+        boxes, labels, scores, masks = self.engine(x)
+        return {"boxes": boxes, "labels": labels, "scores": scores, "masks": masks}
 
     def predict(self, frame: np.ndarray) -> Instances:
         out = self.raw(frame)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 
 from msseg_ros.core.segmentation.base import ModelConfigError, Segmenter, require, resolve_device
 from msseg_ros.core.segmentation.checkpoint import check_matches
+from msseg_ros.core.segmentation.runtimes import Engine, TorchRuntime
 
 if TYPE_CHECKING:
     from msseg_ros.core.learning.options import TrainingContext
@@ -41,6 +43,48 @@ class TorchSegmenter(Segmenter):
         super().__init__(config, fill_values=np.asarray(config["image_mean"], np.float32))
         self.net = net.to(device).eval()
         self._device = device
+        self._runtime = "torch"
+        self._engine: Engine | None = None
+
+    @property
+    def runtime(self) -> str:
+        return self._runtime
+
+    @property
+    def engine(self) -> Engine:
+        """The exported forward pass on the runtime in use (torch until :meth:`use_runtime`)."""
+        if self._engine is None:
+            self._engine = TorchRuntime().build(self.export_spec())
+        return self._engine
+
+    def use_runtime(self, name: str, cache_dir: Path | None = None) -> None:
+        """Run the exported forward pass on runtime ``name`` (``RUNTIMES``); other runtimes
+        than torch run on the CPU. Exported files are cached in ``cache_dir`` (default:
+        the user cache), keyed by the config and weights.
+
+        Raises:
+            RuntimeUnavailableError: the runtime is not installed, or not for this device.
+            ExportError: this model cannot be exported to it.
+        """
+        from msseg_ros.core.segmentation.base import RUNTIMES
+        from msseg_ros.core.segmentation.runtimes import (
+            RuntimeUnavailableError,
+            model_key,
+            user_cache_dir,
+        )
+
+        if name not in RUNTIMES:
+            raise ModelConfigError(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIMES.names())}")
+        cls = RUNTIMES.get(name)
+        reason = cls.unavailable_reason()
+        if reason:
+            raise RuntimeUnavailableError(f"runtime {name!r} is not available: {reason}")
+        if name != "torch" and self._device != "cpu":
+            raise RuntimeUnavailableError(f"runtime {name!r} runs on the CPU here; the model is on {self._device}")
+        spec = self.export_spec()
+        key = f"{self.type_name}-{model_key(self.config, self.state_dict())}"
+        self._engine = cls().build(spec, key, cache_dir or user_cache_dir() / "runtimes")
+        self._runtime = name
 
     @property
     def device(self) -> str:

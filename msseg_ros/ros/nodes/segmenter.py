@@ -78,6 +78,7 @@ def model_selection(values: Mapping[str, Any]):
     prefix = f"{SEGMENTERS.get(kind).param_group}."
     return ModelSelection(
         cell=values["cell"], type=kind, weights=values["model.weights"], device=values["model.device"],
+        runtime=values.get("model.runtime", "torch"),
         score_threshold=values["model.score_threshold"], classes=tuple(values.get("model.classes") or ()),
         options={k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)})
 
@@ -161,7 +162,8 @@ class SegmenterNode(MssegNode):
         self.score_threshold = threshold
         self.model_error = ""
         self.model_name = selection.weights_name
-        self.get_logger().info(f"model {self.model_name} ({model.type_name}, {model.in_channels} ch) on {model.device}, "
+        self.get_logger().info(f"model {self.model_name} ({model.type_name}, {model.in_channels} ch) on {model.device} "
+                               f"({model.runtime}), "
                                f"score threshold {threshold:g}")
         return None
 
@@ -222,6 +224,7 @@ class SegmenterNode(MssegNode):
 
     def diagnostics_status(self):
         extra = {"model": self.model_name or "-", "device": self.model.device if self.model else "-",
+                 "runtime": self.model.runtime if self.model else "-",
                  "score_threshold": self.score_threshold}
         if not self.first_load_done.is_set():
             return WARN, "loading the model", extra

@@ -1,0 +1,166 @@
+"""Inference runtimes: what runs a torch model's exported forward pass.
+
+A model type's export hook (:meth:`Segmenter.export_spec`) gives a module, example
+inputs and output names; a runtime turns it into an :class:`Engine`, a callable from
+input tensors to the tuple of output tensors, which the model's ``predict`` calls. The
+model's pre- and post-processing (padding, clustering, masks to instances) stays in
+Python, so every runtime gives the same :class:`Instances`.
+
+* ``torch``: the module itself, eager, under ``torch.inference_mode``.
+* ``onnxruntime``: the module exported to ONNX (TorchScript-based exporter, opset 17)
+  and run by an ONNX Runtime CPU session with torch's thread count. The exported file is
+  cached as ``{cache_dir}/{key}.onnx``; the key is a hash of the model's config and
+  weights, so a changed checkpoint is exported again and an unchanged one never.
+
+Runtimes are registered by name in :data:`~msseg_ros.core.segmentation.base.RUNTIMES`.
+"""
+from __future__ import annotations
+
+import abc
+import hashlib
+import importlib.util
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from msseg_ros.core.segmentation.base import ExportError, ExportSpec, SegmentationError
+
+#: input tensors -> output tensors, in the export spec's output order
+Engine = Callable[..., tuple[torch.Tensor, ...]]
+
+ONNX_OPSET = 17
+
+
+class RuntimeUnavailableError(SegmentationError):
+    """A runtime is not installed here, or cannot run this model; the message says why."""
+
+
+def user_cache_dir() -> Path:
+    """``$MSSEG_CACHE``, else ``$XDG_CACHE_HOME/msseg_ros``, else ``~/.cache/msseg_ros``."""
+    if os.environ.get("MSSEG_CACHE"):
+        return Path(os.environ["MSSEG_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "msseg_ros"
+
+
+def model_key(config: dict[str, Any], state: dict[str, Any]) -> str:
+    """A hash of a model's config and weights (hex, 16 characters)."""
+    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for name in sorted(state):
+        v = state[name]
+        a = v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
+        h.update(name.encode())
+        h.update(str(a.dtype).encode() + str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _as_tuple(out: Any) -> tuple[torch.Tensor, ...]:
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+class Runtime(abc.ABC):
+    """Builds an :class:`Engine` from a model's export spec."""
+
+    name: ClassVar[str] = ""
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why this runtime cannot run here (a package is missing), or None."""
+        return None
+
+    @abc.abstractmethod
+    def build(self, spec: ExportSpec, key: str, cache_dir: Path) -> Engine:
+        """The engine of ``spec``; ``key`` names the model's cached files in ``cache_dir``."""
+
+
+class TorchRuntime(Runtime):
+    """The exported module itself, eager, without autograd."""
+
+    name = "torch"
+
+    def build(self, spec: ExportSpec, key: str = "", cache_dir: Path | None = None) -> Engine:
+        module = spec.module
+
+        def run(*inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            with torch.inference_mode():
+                return _as_tuple(module(*inputs))
+
+        return run
+
+
+class OnnxRuntime(Runtime):
+    """ONNX Runtime's CPU execution provider on the module exported to ONNX."""
+
+    name = "onnxruntime"
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        missing = [m for m in ("onnxruntime", "onnx") if importlib.util.find_spec(m) is None]
+        if missing:
+            return f"{' and '.join(missing)} not installed (pip install onnxruntime onnx)"
+        return None
+
+    @staticmethod
+    def export(spec: ExportSpec, path: Path) -> Path:
+        """Export ``spec`` to ``path`` (written to a temporary file, then renamed, so a
+        crash never leaves half a model in the cache)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
+        os.close(fd)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python
+                torch.onnx.export(spec.module, spec.example_inputs, tmp, input_names=list(spec.input_names),
+                                  output_names=list(spec.output_names), dynamic_axes=spec.dynamic_axes,
+                                  opset_version=ONNX_OPSET, dynamo=False)
+            os.replace(tmp, path)
+        except Exception as exc:  # the exporter raises many kinds; all mean "cannot export"
+            Path(tmp).unlink(missing_ok=True)
+            raise ExportError(f"ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from exc
+        return path
+
+    def build(self, spec: ExportSpec, key: str, cache_dir: Path) -> Engine:
+        import onnxruntime as ort
+
+        path = cache_dir / f"{key}.onnx"
+        if not path.is_file():
+            self.export(spec, path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - ORT errors (InvalidProtobuf, Fail) are plain Exceptions
+            # a corrupt cache file (a crash, a full disk): export again, once
+            path.unlink(missing_ok=True)
+            self.export(spec, path)
+            try:
+                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            except Exception as again:  # noqa: BLE001
+                raise RuntimeUnavailableError(f"ONNX Runtime cannot load the exported model: {again}") from exc
+        names = [i.name for i in session.get_inputs()]
+
+        def run(*inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            feed = {n: np.ascontiguousarray(x.detach().cpu().numpy()) for n, x in zip(names, inputs, strict=True)}
+            return tuple(torch.from_numpy(o) for o in session.run(None, feed))
+
+        return run
+
+
+def engine_cache_dir(weights_path: Path | None) -> Path:
+    """Where exported files are cached: next to the checkpoint when that folder is
+    writable (``{folder}/.msseg_runtimes``), else :func:`user_cache_dir`."""
+    if weights_path is not None:
+        folder = weights_path.parent
+        if os.access(folder, os.W_OK):
+            return folder / ".msseg_runtimes"
+    return user_cache_dir() / "runtimes"
