@@ -172,3 +172,31 @@ def test_a_swap_to_a_model_for_other_frames_is_refused(graph, tmp_path):
                                         Parameter("model.type", value="bicameral")])
     assert not r.successful and "takes 3 channel(s) but the frames on line_scanner/frames have 11" in r.reason
     assert node.model is old
+
+
+def test_runtime_swapped_live_or_refused_with_its_reason(graph, tmp_path, monkeypatch):
+    """The classic model runs in Python only: onnxruntime is refused and it keeps running;
+    Mask R-CNN on onnxruntime is accepted live and its detections equal torch's."""
+    from msseg_ros.core.segmentation.runtimes import OnnxRuntime
+
+    if OnnxRuntime.unavailable_reason():
+        pytest.skip("onnxruntime not installed")
+    monkeypatch.setenv("MSSEG_CACHE", str(tmp_path))  # exports of shipped models go to the user cache
+    monkeypatch.setattr("msseg_ros.core.segmentation.runtimes.engine_cache_dir",
+                        lambda path: tmp_path / "runtimes")
+    node, probe, pub, got, ex = graph
+    old = node.model
+    r = node.set_parameters([Parameter("model.runtime", value="onnxruntime")])[0]
+    assert not r.successful and "classic models run in Python only, not on onnxruntime" in r.reason
+    assert node.model is old and node.params.model.runtime == "torch"
+    r = node.set_parameters_atomically([Parameter("model.type", value="maskrcnn"),
+                                        Parameter("model.runtime", value="onnxruntime")])
+    assert r.successful, r.reason
+    assert node.model.runtime == "onnxruntime" and list((tmp_path / "runtimes").glob("maskrcnn-*.onnx"))
+    frame = _frame()
+    _send(pub, frame)
+    assert spin_until(ex, lambda: got["det"], timeout=60)
+    table = cloud_to_table(got["det"][-1], tables.DETECTIONS)
+    expected = filter_score(load_segmenter("sorting_line_maskrcnn")(frame), node.score_threshold)
+    assert table["class_id"].tolist() == expected.class_ids.tolist()
+    np.testing.assert_allclose(table["score"], expected.scores, atol=1e-3)
