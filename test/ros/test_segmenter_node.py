@@ -83,6 +83,19 @@ def test_overlay_only_while_subscribed(graph):
     assert ov.encoding == "rgb8" and (ov.height, ov.width) == (250, 274)
 
 
+def test_overlays_are_rate_capped(graph):
+    """At 0.01 Hz, of three frames segmented within 100 s one gets an overlay."""
+    node, probe, pub, got, ex = graph
+    assert node.set_parameters([Parameter("overlay_max_rate", value=0.01)])[0].successful
+    probe.create_subscription(Image, "segmentation/overlay", got["overlay"].append, sensor_qos(5))
+    assert spin_until(ex, lambda: node._overlay_pub.get_subscription_count() > 0, timeout=10)
+    for k in range(1, 4):
+        _send(pub, _frame(seed=k), stamp_sec=k)
+        assert spin_until(ex, lambda k=k: node.counters["frames"] == k, timeout=30)
+    assert spin_until(ex, lambda: got["overlay"], timeout=10)
+    assert node.counters["overlays"] == 1 and node.counters["overlays_skipped"] == 2
+
+
 def test_bad_frames_are_counted_not_fatal(graph):
     node, probe, pub, got, ex = graph
     assert spin_until(ex, lambda: pub.get_subscription_count() > 0, timeout=10)

@@ -159,6 +159,8 @@ SEGMENTER = Schema(
               "Frames to segment (sensor_msgs/Image), relative name.", read_only=True),
         Param("input_depth", T.INT, 1, "Queue depth of the frame subscription (1: newest only).",
               min=1, max=100, read_only=True),
+        Param("overlay_max_rate", T.FLOAT, 2.0, "Most overlays drawn per second, Hz (0: every frame); "
+              "drawing costs frame time and is done only while someone subscribes.", min=0.0, max=1000.0),
         Param("model.type", T.STR, "classic", "Model type.", choices=tuple(SEGMENTERS.names())),
         Param("model.weights", T.STR, "",
               "Checkpoint (.safetensors path) or shipped model name; empty: the cell's default."),

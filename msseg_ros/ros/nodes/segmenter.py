@@ -105,6 +105,7 @@ class SegmenterNode(MssegNode):
         self.model_name = ""
         #: instances scoring lower are dropped: model.score_threshold, or the model's own
         self.score_threshold = 0.5
+        self._last_overlay = -1e9
         self.last_error = ""
         self.last_error_time = -1e9
         self.input_channels: int | None = None  # of the last frame received
@@ -211,7 +212,7 @@ class SegmenterNode(MssegNode):
         inst = filter_score(inst, self.score_threshold)
         self._inst_pub.publish(array_to_image(inst.labels, "mono16", header=msg.header))
         self._det_pub.publish(table_to_cloud(inst.to_table(), header=msg.header))
-        if self._overlay_pub.get_subscription_count() > 0:
+        if self._overlay_pub.get_subscription_count() > 0 and self._overlay_due():
             self._overlay_pub.publish(array_to_image(render_overlay(frame, inst, model.classes), "rgb8",
                                                      header=msg.header))
             self.counters["overlays"] += 1
@@ -221,6 +222,17 @@ class SegmenterNode(MssegNode):
             self.counters["invalid_pixels"] += inst.invalid_pixels
         self.latency.add(time.perf_counter() - t0)
         self.rate.tick()
+
+    def _overlay_due(self) -> bool:
+        """At most ``overlay_max_rate`` overlays a second (a picture for people, not worth
+        frame time); the frames in between are counted as ``overlays_skipped``."""
+        rate = self.params.overlay_max_rate
+        now = time.monotonic()
+        if rate > 0 and now - self._last_overlay < 1.0 / rate:
+            self.counters["overlays_skipped"] += 1
+            return False
+        self._last_overlay = now
+        return True
 
     def diagnostics_status(self):
         extra = {"model": self.model_name or "-", "device": self.model.device if self.model else "-",
