@@ -1,4 +1,4 @@
-"""`msseg train` -> `msseg eval` -> `msseg models info`, end to end, for the three models."""
+"""`msseg train` -> `msseg eval` -> `msseg models info`, end to end, for every model type."""
 import json
 import subprocess
 import sys
@@ -31,6 +31,9 @@ def data(tmp_path_factory):
                           "--set", "model.min_size=64", "--set", "model.max_size=128",
                           "--set", "train.max_steps=2", "--set", "train.batch_size=2",
                           "--set", "model.image_mean=auto", "--set", "model.image_std=auto"]),
+    ("embeddings", "line", ["--set", "model.width=25", "--set", "train.max_steps=2", "--set", "train.batch_size=2",
+                            "--set", "train.precision=bf16", "--set", "model.offset_range_px=16.0",
+                            "--set", "model.image_mean=auto", "--set", "model.image_std=auto"]),
     ("bicameral", "bins", ["--set", "model.width=25", "--set", "train.max_steps=2",
                            "--set", "train.batch_size=2", "--set", "train.crop=32",
                            "--set", "model.image_mean=auto", "--set", "model.image_std=auto"]),

@@ -47,6 +47,9 @@ class TrainOptions:
         threads: torch's intra-op threads (0: torch's default).
         crop: random square crops of this size, px (0: whole images); models that crop.
         save_dtype: ``float32``, or ``float16`` for small shipped checkpoints.
+        precision: ``fp32``, or ``bf16``: the forward pass under bfloat16 autocast (losses
+            in float32); faster where the CPU has bf16 instructions (AVX512-BF16, AMX) or
+            on a GPU; see benchmarks/train_step.py.
         pixels_per_class: pixels sampled per class by models that are fitted (classic).
         augment: augmentation probabilities.
         eval_images: validation images per evaluation (0: all).
@@ -66,6 +69,7 @@ class TrainOptions:
     threads: int = 0
     crop: int = 0
     save_dtype: str = "float32"
+    precision: str = "fp32"
     pixels_per_class: int = 4000
     augment: Augment = field(default_factory=Augment)
     eval_images: int = 0
@@ -109,6 +113,8 @@ class TrainOptions:
                 raise ConfigError(f"train.{name} must be >= 0, got {v}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ConfigError(f"train.lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"train.precision must be fp32 or bf16, got {self.precision!r}")
         if self.save_dtype not in ("float32", "float16"):
             raise ConfigError(f"train.save_dtype must be float32 or float16, got {self.save_dtype!r}")
         for name in ("hflip", "vflip", "affine", "patchwork"):

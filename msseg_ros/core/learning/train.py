@@ -335,8 +335,9 @@ def _train_gradient(cls: type[Segmenter], model_cfg: dict[str, Any], cfg: TrainC
                 break
             for group in opt.param_groups:
                 group["lr"] = t.lr * lr_factor(t.lr_schedule, progress())
-            parts = seg.training_losses(batch)
-            loss = functools.reduce(operator.add, parts.values())  # as sum(), without the 0 +
+            with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=t.precision == "bf16"):
+                parts = seg.training_losses(batch)
+            loss = functools.reduce(operator.add, (v.float() for v in parts.values()))  # sum() without 0 +
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -298,7 +298,7 @@ class BicameralSegmenter(TorchSegmenter):
     def training_losses(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         x, y, z = (v.to(self._device, non_blocking=True) for v in batch)
         ly, lz = self.net(self.normalise(x))
-        lb, lo = bicameral_loss(ly, lz, y, z, float(self.config["mu"]))
+        lb, lo = bicameral_loss(ly.float(), lz.float(), y, z, float(self.config["mu"]))  # losses in float32
         return {"loss_boundaries": lb, "loss_occlusions": lo}
 
     def extra_metrics(self) -> BicameralMapMetrics:

@@ -403,7 +403,8 @@ class EmbeddingSegmenter(TorchSegmenter):
         x = (x.to(dev, non_blocking=True) - self.outputs.mean) / self.outputs.std
         inst, seed = self.net(x)
         cfg = self.config
-        return embedding_losses(inst, seed, maps.to(dev), [c.to(dev) for c in classes],
+        # the losses in float32 whatever the forward's precision (sorts and sums over pixels)
+        return embedding_losses(inst.float(), seed.float(), maps.to(dev), [c.to(dev) for c in classes],
                                 float(cfg["offset_range_px"]), cfg["center"], float(cfg["seed_foreground_weight"]))
 
     def export_spec(self) -> ExportSpec:
