@@ -192,7 +192,7 @@ def test_a_few_steps_learn_two_squares():
     for _ in range(150):
         losses = seg.training_losses((frame, labels[None], classes))
         total = sum(losses.values())
-        first = first if first is not None else {k: float(v) for k, v in losses.items()}
+        first = first if first is not None else {k: float(v.detach()) for k, v in losses.items()}
         opt.zero_grad()
         total.backward()
         opt.step()
