@@ -88,6 +88,7 @@ setup(
     entry_points={
         "console_scripts": [
             "msseg = msseg_ros.cli.main:main",
+            "msseg_container = msseg_ros.ros.container:main",
             *[f"{n} = msseg_ros.ros.nodes.{n}:main" for n in NODES],
         ],
     },

@@ -57,6 +57,12 @@ RECORD_TOPICS = {
 }
 
 
+#: Nodes that keep a process of their own with ``one_process``: the simulated world (it
+#: stands for the belt and the robots, not for the cell's software, and in the same
+#: interpreter its 200 Hz encoder timer would compete for the GIL with the pipeline).
+OWN_PROCESS = ("cell_sim",)
+
+
 class GraphError(ValueError):
     """An invalid choice for the graph; the message names it and the valid ones."""
 

@@ -25,6 +25,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE",
                      help="override a node parameter (VALUE is YAML); repeatable")
     run.add_argument("--quiet", action="store_true", help="do not forward the nodes' logs")
+    run.add_argument("--one-process", action="store_true",
+                     help="run every node in one process on a multi-threaded executor (like a ROS "
+                          "component container): no frame copies between processes")
     run.add_argument("--no-respawn", action="store_true",
                      help="a node that dies stops the run (default: restart it, 3 times at most)")
     run.add_argument("--report", metavar="DIR", default=None,
@@ -117,7 +120,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from msseg_ros.shm import clean_stale_segments
 
     clean_stale_segments()  # left in /dev/shm (RAM) by graphs that were killed
-    runner = GraphRunner(spec, sets, log=log, respawn=None if args.no_respawn else RespawnPolicy())
+    runner = GraphRunner(spec, sets, log=log, respawn=None if args.no_respawn else RespawnPolicy(),
+                         one_process=args.one_process)
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, runner.request_stop)
     monitor = KpiMonitor(spec.namespace, record=bool(args.report), latency=spec.mode != "replay").start()
@@ -142,6 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(monitor.table())
         if args.report:
             header = {"cell": spec.cell, "mode": spec.mode, "segmenter": spec.segmenter, "robot": spec.robot,
+                      "one_process": args.one_process,
                       "restarts": runner.restarts, "node_died": {"node": exc.node, "exit_code": exc.code}}
             files = monitor.write_report(args.report, header)
             print(f"msseg run: report in {args.report}: {', '.join(files)}", file=sys.stderr)
@@ -155,6 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("msseg run: restarted " + ", ".join(f"{n} x{k}" for n, k in runner.restarts.items()), file=sys.stderr)
     if args.report:
         header = {"cell": spec.cell, "mode": spec.mode, "segmenter": spec.segmenter, "robot": spec.robot,
+                  "one_process": args.one_process,
                   "restarts": runner.restarts}
         files = monitor.write_report(args.report, header)
         print(f"msseg run: report in {args.report}: {', '.join(files)}", file=sys.stderr)

@@ -42,7 +42,7 @@ import yaml
 
 from msseg_ros.core.errors import ConfigError
 from msseg_ros.core.params.nodes import NODE_SCHEMAS
-from msseg_ros.graph import GraphSpec, NodeSpec, dds_environment
+from msseg_ros.graph import OWN_PROCESS, GraphSpec, NodeSpec, dds_environment
 
 
 class NodeDiedError(RuntimeError):
@@ -133,6 +133,9 @@ def node_command(node: NodeSpec, spec: GraphSpec, overrides_file: str | None) ->
     return cmd
 
 
+#: The name ``msseg run --one-process`` gives its one process (in logs and restarts).
+ONE_PROCESS = "one_process"
+
 #: Seconds a node is given to stop before it is killed.
 STOP_GRACE_S = 5.0
 
@@ -174,6 +177,9 @@ class GraphRunner:
         log: where forwarded lines go (called with ``(node_name, line)``).
         env: extra environment variables for the nodes.
         respawn: restart dead nodes (None: a dead node stops the graph).
+        one_process: run the cell's nodes in one process (``msseg_ros.ros.container``),
+            spun by one multi-threaded executor (the sim world, ``OWN_PROCESS``, keeps its
+            own); respawn then restarts that process.
     """
 
     def __init__(
@@ -183,8 +189,10 @@ class GraphRunner:
         log: Callable[[str, str], None] | None = None,
         env: Mapping[str, str] | None = None,
         respawn: RespawnPolicy | None = None,
+        one_process: bool = False,
     ) -> None:
         self.spec = spec
+        self.one_process = one_process
         self.respawn = respawn
         self.sets = dict(sets or {})
         self.log = log or _print_line
@@ -207,12 +215,22 @@ class GraphRunner:
         if doc:
             self._overrides = str(Path(self._tmp.name) / "overrides.yaml")
             Path(self._overrides).write_text(yaml.safe_dump(doc, sort_keys=False))
-        for node in self.spec.runnable:
-            self.nodes.append(self._spawn(node, 0))
+        together = [n for n in self.spec.runnable if n.executable not in OWN_PROCESS] if self.one_process else []
+        if together:
+            from msseg_ros.ros.container import write_graph
 
-    def _spawn(self, node: NodeSpec, restarts: int) -> RunningNode:
+            graph_file = write_graph(Path(self._tmp.name) / "graph.json", [
+                (n.executable, node_command(n, self.spec, self._overrides)[len(find_executable(n.executable)) + 1:])
+                for n in together])
+            self.nodes.append(self._spawn(NodeSpec(ONE_PROCESS, "container"), 0,
+                                          [sys.executable, "-m", "msseg_ros.ros.container", str(graph_file)]))
+        for node in self.spec.runnable:
+            if node not in together:
+                self.nodes.append(self._spawn(node, 0))
+
+    def _spawn(self, node: NodeSpec, restarts: int, command: list[str] | None = None) -> RunningNode:
         proc = subprocess.Popen(
-            node_command(node, self.spec, self._overrides),
+            command or node_command(node, self.spec, self._overrides),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
@@ -266,7 +284,7 @@ class GraphRunner:
                          f"({rn.restarts + 1}/{policy.max_restarts}) in {delay:g} s")
                 if self._stop.wait(delay):
                     return True
-                self.nodes[i] = self._spawn(rn.spec, rn.restarts + 1)
+                self.nodes[i] = self._spawn(rn.spec, rn.restarts + 1, rn.process.args)
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             self._stop.wait(poll)

@@ -2,12 +2,14 @@
 
 Used by ``launch/*.launch.py`` on a ROS machine (``launch`` and ``launch_ros`` come from
 apt there). The arguments mirror ``msseg run``: mode, segmenter, robot, params_file, bag,
-rviz, namespace, record. Nothing here decides which nodes run: the graph description does.
+rviz, namespace, record, one_process. Nothing here decides which nodes run: the graph
+description does.
 """
 from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 
 from launch.actions import (
     DeclareLaunchArgument,
@@ -22,6 +24,7 @@ from launch import LaunchContext, LaunchDescription
 from msseg_ros.graph import (
     CELL_DEFAULTS,
     MODES,
+    OWN_PROCESS,
     ROBOTS,
     SEGMENTERS,
     dds_environment,
@@ -53,7 +56,13 @@ def _nodes(context: LaunchContext, cell: str) -> list:
         names = ", ".join(n.name for n in spec.missing)
         actions.append(LogInfo(msg=f"msseg_ros: not in this version yet, not started: {names}"))
     state_root = tempfile.mkdtemp(prefix="msseg_launch_")  # per launch, as msseg run's per run
+    one_process = arg("one_process").lower() in ("true", "1", "yes")
+    together = [n for n in spec.runnable if n.executable not in OWN_PROCESS] if one_process else []
+    if together:
+        actions.append(_container(spec, together, state_root))
     for n in spec.runnable:
+        if n in together:
+            continue
         params = dict(n.parameters)
         if n.executable in ("robot_bridge", "grasp_selector"):  # ledgers that survive a respawn
             params.setdefault("state_dir", os.path.join(state_root, n.name))
@@ -81,6 +90,33 @@ def _nodes(context: LaunchContext, cell: str) -> list:
     return actions
 
 
+def _container(spec, nodes: list, state_root: str) -> Node:
+    """``one_process:=true``: ``nodes`` in one msseg_container process (as ``msseg run
+    --one-process``), each with its own parameters, remappings and state folder."""
+    import yaml
+
+    from msseg_ros.ros.container import write_graph
+
+    entries = []
+    for n in nodes:
+        params = dict(n.parameters)
+        if n.executable in ("robot_bridge", "grasp_selector"):
+            params.setdefault("state_dir", os.path.join(state_root, n.name))
+        own = os.path.join(state_root, f"{n.name}.params.yaml")
+        with open(own, "w") as f:
+            yaml.safe_dump({f"/**/{n.name}": {"ros__parameters": params}}, f)
+        args = ["-r", f"__node:={n.name}", *(["-r", f"__ns:={spec.namespace}"] if spec.namespace else [])]
+        for p in (*spec.params_files, own):
+            args += ["--params-file", p]
+        for src, dst in n.remappings:
+            args += ["-r", f"{src}:={dst}"]
+        entries.append((n.executable, args))
+    graph = write_graph(Path(state_root) / "graph.json", entries)
+    return Node(package="msseg_ros", executable="msseg_container", name="msseg_container",
+                arguments=[str(graph)], output="screen", emulate_tty=True,
+                respawn=True, respawn_delay=RESPAWN_DELAY_S)
+
+
 def cell_launch_description(cell: str) -> LaunchDescription:
     """The launch description of ``cell`` (``sorting_line`` or ``bin_picking``)."""
     d = CELL_DEFAULTS[cell]
@@ -102,6 +138,8 @@ def cell_launch_description(cell: str) -> LaunchDescription:
             DeclareLaunchArgument("namespace", default_value="", description="namespace"),
             DeclareLaunchArgument("record", default_value="",
                                   description="also record a rosbag2 (mcap) into this new folder"),
+            DeclareLaunchArgument("one_process", default_value="false", choices=["true", "false"],
+                                  description="the cell's nodes in one process (msseg run --one-process)"),
             *[SetEnvironmentVariable(k, v) for k, v in dds_environment().items()],
             OpaqueFunction(function=_nodes, args=[cell]),
         ]

@@ -21,13 +21,13 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
@@ -132,6 +132,14 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     Returns the process exit code: 0 after a signal, 2 when the node refuses its
     configuration (the reason is logged as one line), 1 on an unexpected error.
     """
+    return run_nodes([factory], args)
+
+
+def run_nodes(factories: Sequence[Callable[[], Node]], args: list[str] | None = None) -> int:
+    """:func:`run_node` for several nodes in this one process (``msseg run
+    --one-process``): created in order, spun by one multi-threaded executor (a thread per
+    node, so a slow callback of one does not hold up the others), destroyed in reverse
+    order. A node that refuses its configuration stops them all (exit 2)."""
     from msseg_ros import STOP_REQUESTED as stop  # may already be set during start-up
 
     node_process = os.environ.get("MSSEG_NODE_PROCESS") == "1"
@@ -144,23 +152,32 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
         print("stopped during start-up (before the node was created)", file=sys.stderr, flush=True)
         return _finish(0, node_process)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    node = None
+    nodes: list[Node] = []
     code = 0
     try:
-        node = factory()
-        node.get_logger().info("ready")
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
+        for factory in factories:
+            if stop.is_set():
+                break
+            node = factory()
+            nodes.append(node)
+            node.get_logger().info("ready")
+        executor = (SingleThreadedExecutor() if len(nodes) == 1
+                    else MultiThreadedExecutor(num_threads=len(nodes) + 1))
+        for node in nodes:
+            executor.add_node(node)
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
-        node.get_logger().info("shutting down")
+        for node in nodes:
+            node.get_logger().info("shutting down")
+        executor.shutdown(timeout_sec=1.0)
     except (MssegError, InvalidParameterTypeException, InvalidParameterValueException) as exc:
-        print(f"[{_node_label(node)}] configuration refused: {exc}", file=sys.stderr)
+        label = _node_label(nodes[-1] if len(nodes) == len(factories) else None)
+        print(f"[{label}] configuration refused: {exc}", file=sys.stderr)
         code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         code = 0
     finally:
-        if node is not None:
+        for node in reversed(nodes):
             try:
                 node.destroy_node()
             except Exception as exc:  # noqa: BLE001 - reported; the process still ends cleanly
