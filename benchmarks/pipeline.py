@@ -1,6 +1,6 @@
 """Pipeline overhead and keep-up of the simulated sorting line, at the demo configuration.
 
-    python benchmarks/pipeline.py [--duration 45]
+    python benchmarks/pipeline.py [--duration 45] [--one-process] [--runtime onnxruntime]
 
 One `msseg run sorting_line --mode sim` (shipped Mask R-CNN, real processes and DDS),
 then, in this process, the same model's forward time alone on frames of the same size.
@@ -41,19 +41,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=45.0, help="s of sorting line")
     ap.add_argument("--segmenter", default="maskrcnn")
+    ap.add_argument("--one-process", action="store_true", help="msseg run --one-process")
+    ap.add_argument("--runtime", default="torch", help="the segmenter's model.runtime (and the forward's)")
     add_json_argument(ap)
     args = ap.parse_args()
     lines, pitch, speed = _line_params()
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "msseg_ros.cli.main", "run", "sorting_line", "--mode", "sim", "--quiet",
-               "--segmenter", args.segmenter, "--duration", str(args.duration), "--report", tmp]
+               "--segmenter", args.segmenter, "--duration", str(args.duration), "--report", tmp,
+               "--set", f"segmenter.model.runtime={args.runtime}", *(["--one-process"] if args.one_process else [])]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
         if proc.returncode != 0:
             sys.exit(f"pipeline benchmark: msseg run failed: {proc.stderr[-2000:]}")
         report = json.loads((Path(tmp) / "report.json").read_text())
     nodes = report["nodes"]
     seg, grasp, scanner = nodes["segmenter"], nodes["grasp_selector"], nodes["line_scanner"]
-    model = load_segmenter(seg["model"])
+    model = load_segmenter(seg["model"], runtime=args.runtime)
     frame = SortingLineWorld(SortingLineConfig(feed_rate=12.0, seed=3)).render(0, lines).image
     forward_ms = 1e3 * median_time(lambda: model.predict(frame), 7)
     acquisition_ms = 1e3 * lines * pitch / speed
@@ -62,7 +65,9 @@ def main() -> None:
     period_ms = 1e3 / float(scanner["rate_hz"])
     received = int(seg["frames"]) + int(seg.get("frames_skipped", 0))
     dropped = int(seg.get("frames_skipped", 0)) / max(received, 1)
-    print(f"sorting line, {args.segmenter}, {args.duration:g} s: {scanner['frames']} frames published, "
+    mode = "one process" if args.one_process else "a process per node"
+    print(f"sorting line, {args.segmenter} on {args.runtime}, {mode}, {args.duration:g} s: "
+          f"{scanner['frames']} frames published, "
           f"{received} received by the segmenter, {seg['frames']} segmented")
     print(f"end-to-end p50 (frame complete -> candidates): {e2e_ms:.0f} ms "
           f"(stamp -> candidates {report['pipeline_latency']['p50_ms']:.0f} ms, acquisition {acquisition_ms:.0f} ms)")
@@ -75,7 +80,8 @@ def main() -> None:
          {"end_to_end_p50_ms": round(e2e_ms, 1), "forward_p50_ms": round(forward_ms, 1),
           "segmenter_node_p50_ms": float(seg["latency_p50_ms"]), "frame_period_ms": round(period_ms, 1),
           "frames_published": int(scanner["frames"]), "frames_received": received,
-          "frames_segmented": int(seg["frames"]), "score": report["score"]}, args.json)
+          "frames_segmented": int(seg["frames"]), "score": report["score"], "one_process": args.one_process,
+          "runtime": args.runtime}, args.json)
 
 
 if __name__ == "__main__":
