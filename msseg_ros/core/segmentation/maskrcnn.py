@@ -66,6 +66,11 @@ DEFAULT_CONFIG = {
     # them (one object detected twice): dropped below this visible share
     "min_visible_fraction": 0.5,
     "detections_per_image": 100,
+    # region proposals kept at test time, before and after their NMS (torchvision's 1000 /
+    # 1000); a line frame holds at most ~30 objects, so far fewer suffice (the RoI heads
+    # run on every proposal kept)
+    "rpn_pre_nms_top_n_test": 1000,
+    "rpn_post_nms_top_n_test": 1000,
     "fpn_channels": 256,
     "box_representation": 1024,
     "mask_channels": 256,
@@ -132,6 +137,8 @@ def build_maskrcnn(cfg: dict[str, Any]) -> MaskRCNN:
         box_predictor=FastRCNNPredictor(rep, n_cls),
         box_score_thresh=cfg["score_threshold"],
         box_detections_per_img=cfg["detections_per_image"],
+        rpn_pre_nms_top_n_test=cfg["rpn_pre_nms_top_n_test"],
+        rpn_post_nms_top_n_test=cfg["rpn_post_nms_top_n_test"],
         mask_head=MaskRCNNHeads(fpn, (mch, mch, mch, mch), 1),
         mask_predictor=MaskRCNNPredictor(mch, mch, n_cls),
     )
@@ -171,6 +178,8 @@ class MaskRCNNSegmenter(TorchSegmenter):
         require(cfg, "max_size", int, lambda v: v >= cfg["min_size"])
         require(cfg, "score_threshold", (int, float), lambda v: 0 <= v <= 1)
         require(cfg, "min_visible_fraction", (int, float), lambda v: 0 <= v <= 1)
+        require(cfg, "rpn_pre_nms_top_n_test", int, lambda v: v >= 1)
+        require(cfg, "rpn_post_nms_top_n_test", int, lambda v: 1 <= v <= cfg["rpn_pre_nms_top_n_test"])
         for key in ("fpn_channels", "box_representation", "mask_channels"):
             require(cfg, key, int, lambda v: 8 <= v <= 4096)
         require_normalisation(cfg, c)
