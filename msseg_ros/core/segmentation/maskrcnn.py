@@ -196,7 +196,8 @@ class MaskRCNNSegmenter(TorchSegmenter):
     @classmethod
     def config_from_parameters(cls, group: Mapping[str, Any], score_threshold: float) -> dict[str, Any]:
         # negative: the node uses the model's operating threshold, above the net's
-        return {**group, "score_threshold": max(0.0, min(score_threshold, NET_SCORE_THRESHOLD))}
+        net = NET_SCORE_THRESHOLD if score_threshold < 0 else min(score_threshold, NET_SCORE_THRESHOLD)
+        return {**group, "score_threshold": net}
 
     def training_batch(self, indices: Sequence[int], context: TrainingContext
                        ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
