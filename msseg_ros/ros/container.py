@@ -38,7 +38,7 @@ def node_class(executable: str) -> type[MssegNode]:
 
 def factories(graph: list[dict[str, Any]]) -> list[Callable[[], MssegNode]]:
     """A constructor per node of ``graph``, each with its own ``--ros-args``."""
-    out = []
+    out: list[Callable[[], MssegNode]] = []
     for entry in graph:
         cls = node_class(entry["executable"])
         out.append(functools.partial(cls, cli_args=["--ros-args", *entry["ros_args"]]))

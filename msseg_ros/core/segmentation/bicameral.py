@@ -40,7 +40,11 @@ from torch import nn
 
 from msseg_ros.core import cells
 from msseg_ros.core.segmentation.base import ExportSpec, Instances, require
-from msseg_ros.core.segmentation.torch_base import TorchSegmenter, require_normalisation
+from msseg_ros.core.segmentation.torch_base import (
+    NormalisedModule,
+    TorchSegmenter,
+    require_normalisation,
+)
 
 if TYPE_CHECKING:
     from msseg_ros.core.learning.data import CocoFrames
@@ -187,21 +191,12 @@ def candidates_and_affordance(Y: np.ndarray, Z: np.ndarray, alpha: float = 0.1, 
     return labels, s1, s2
 
 
-class _ProbabilityMaps(nn.Module):
+class _ProbabilityMaps(NormalisedModule):
     """Normalisation, the network and the sigmoids: (1, C, H, W) raw frame, H and W
     multiples of 16 -> (Ŷ, Ẑ), each (1, 1, H, W) in [0, 1]. What other runtimes export."""
 
-    mean: torch.Tensor
-    std: torch.Tensor
-
-    def __init__(self, net: BicameralNet, mean: torch.Tensor, std: torch.Tensor) -> None:
-        super().__init__()
-        self.net = net
-        self.register_buffer("mean", mean)
-        self.register_buffer("std", std)
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        ly, lz = self.net((x - self.mean) / self.std)
+        ly, lz = self.net(self.normalise(x))
         return torch.sigmoid(ly), torch.sigmoid(lz)
 
 

@@ -54,7 +54,11 @@ from torch import nn
 
 from msseg_ros.core import cells
 from msseg_ros.core.segmentation.base import ExportSpec, Instances, ModelConfigError, require
-from msseg_ros.core.segmentation.torch_base import TorchSegmenter, require_normalisation
+from msseg_ros.core.segmentation.torch_base import (
+    NormalisedModule,
+    TorchSegmenter,
+    require_normalisation,
+)
 
 if TYPE_CHECKING:
     from msseg_ros.core.learning.options import TrainingContext
@@ -296,22 +300,13 @@ def cluster(offsets: torch.Tensor, log_sigma: torch.Tensor, seeds: torch.Tensor,
     return labels.reshape(H, W), np.asarray(class_ids, np.int64), np.asarray(scores, np.float32)
 
 
-class _EmbeddingOutputs(nn.Module):
+class _EmbeddingOutputs(NormalisedModule):
     """Normalisation, the network and the output activations: (1, C, H, W) raw frame, H
     and W multiples of 8 -> (offsets (1, 2, H, W) tanh, log_sigma (1, S, H, W), seeds
     (1, K, H, W) in [0, 1]). What another runtime exports; clustering stays in Python."""
 
-    mean: torch.Tensor
-    std: torch.Tensor
-
-    def __init__(self, net: EmbeddingNet, mean: torch.Tensor, std: torch.Tensor) -> None:
-        super().__init__()
-        self.net = net
-        self.register_buffer("mean", mean)
-        self.register_buffer("std", std)
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        inst, seed = self.net((x - self.mean) / self.std)
+        inst, seed = self.net(self.normalise(x))
         return torch.tanh(inst[:, :2]), inst[:, 2:], torch.sigmoid(seed)
 
 
@@ -400,7 +395,7 @@ class EmbeddingSegmenter(TorchSegmenter):
                         ) -> dict[str, torch.Tensor]:
         x, maps, classes = batch
         dev = self._device
-        x = (x.to(dev, non_blocking=True) - self.outputs.mean) / self.outputs.std
+        x = self.outputs.normalise(x.to(dev, non_blocking=True))
         inst, seed = self.net(x)
         cfg = self.config
         # the losses in float32 whatever the forward's precision (sorts and sums over pixels)

@@ -28,6 +28,23 @@ def require_normalisation(cfg: dict[str, Any], channels: int) -> None:
         raise ModelConfigError("model config 'image_std' values must be > 0")
 
 
+class NormalisedModule(torch.nn.Module):
+    """Base of the modules a model exports: ``net`` behind the per-channel normalisation
+    (``mean``, ``std``: (1, C, 1, 1) buffers), so that the exported graph takes raw frames."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, net: torch.nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", mean)
+        self.register_buffer("std", std)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
 class TorchSegmenter(Segmenter):
     """A segmenter around ``net`` (a torch module). Subclasses define ``validate_config``,
     ``build_net``, ``describe`` and the two training hooks; NaN pixels are filled with
