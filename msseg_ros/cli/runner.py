@@ -284,7 +284,7 @@ class GraphRunner:
                          f"({rn.restarts + 1}/{policy.max_restarts}) in {delay:g} s")
                 if self._stop.wait(delay):
                     return True
-                self.nodes[i] = self._spawn(rn.spec, rn.restarts + 1, rn.process.args)
+                self.nodes[i] = self._spawn(rn.spec, rn.restarts + 1, [str(a) for a in rn.process.args])
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             self._stop.wait(poll)
