@@ -158,6 +158,7 @@ class RunningNode:
     ready: bool = False  #: it logged "ready" (its constructor finished)
     last_line: str = ""
     restarts: int = 0
+    command: list[str] = field(default_factory=list)  #: what started it (and restarts it)
 
     def doing(self) -> str:
         phase = "running" if self.ready else "still starting"
@@ -229,8 +230,9 @@ class GraphRunner:
                 self.nodes.append(self._spawn(node, 0))
 
     def _spawn(self, node: NodeSpec, restarts: int, command: list[str] | None = None) -> RunningNode:
+        command = command or node_command(node, self.spec, self._overrides)
         proc = subprocess.Popen(
-            command or node_command(node, self.spec, self._overrides),
+            command,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
@@ -239,7 +241,7 @@ class GraphRunner:
             bufsize=1,
             start_new_session=True,  # Ctrl-C reaches the runner only; it stops the nodes
         )
-        running = RunningNode(node, proc, restarts=restarts)
+        running = RunningNode(node, proc, restarts=restarts, command=command)
         for stream in (proc.stdout, proc.stderr):
             t = threading.Thread(target=self._forward, args=(running, stream), daemon=True)
             t.start()
@@ -284,7 +286,7 @@ class GraphRunner:
                          f"({rn.restarts + 1}/{policy.max_restarts}) in {delay:g} s")
                 if self._stop.wait(delay):
                     return True
-                self.nodes[i] = self._spawn(rn.spec, rn.restarts + 1, [str(a) for a in rn.process.args])
+                self.nodes[i] = self._spawn(rn.spec, rn.restarts + 1, rn.command)
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             self._stop.wait(poll)
