@@ -197,7 +197,7 @@ def test_a_few_steps_learn_two_squares():
         total.backward()
         opt.step()
     seg.net.eval()
-    last = {k: float(v) for k, v in seg.training_losses((frame, labels[None], classes)).items()}
+    last = {k: float(v.detach()) for k, v in seg.training_losses((frame, labels[None], classes)).items()}
     assert last["loss_instance"] < 0.5 * first["loss_instance"]
     assert last["loss_seed"] < 0.5 * first["loss_seed"]
     inst = seg(frame[0].numpy().transpose(1, 2, 0))
