@@ -8,6 +8,9 @@ as convolution, batch norm, RoI/box ops, loss, optimiser, other) beside the batc
 preparation (augmentation and targets, done in a background thread by ``msseg train``).
 Then steps/s with each setting (channels_last memory format, bf16 autocast) against the
 default fp32 step, interleaved in this one run: ratio > 1 means the setting is faster.
+For Mask R-CNN also the adversarial step (seed 002's critics, the weights of
+config/training/sorting_line_maskrcnn_gan.yaml): ``maskrcnn_adversarial_step_time_ratio``
+is its time over the plain step's (> 1: slower).
 """
 import argparse
 import collections
@@ -20,8 +23,8 @@ import torch
 
 from msseg_ros.bench import add_json_argument, emit
 from msseg_ros.core.learning.data import CocoFrames
-from msseg_ros.core.learning.options import Augment, TrainingContext, TrainOptions
-from msseg_ros.core.learning.train import complete_model_config
+from msseg_ros.core.learning.options import Adversarial, Augment, TrainingContext, TrainOptions
+from msseg_ros.core.learning.train import complete_model_config, gradient_step
 from msseg_ros.core.segmentation.base import SEGMENTERS
 from msseg_ros.core.sim.dataset import generate
 
@@ -59,18 +62,33 @@ def _setup(kind: str, data: Path, frames: int):
     return seg, ctx, options
 
 
-def _step(seg, batch, opt, channels_last: bool, bf16: bool) -> float:
+def _step(seg, batch, opt, channels_last: bool, bf16: bool, adversary=None, critic_opt=None) -> float:
     t0 = time.perf_counter()
     if channels_last:
         batch = tuple(b.contiguous(memory_format=torch.channels_last) if isinstance(b, torch.Tensor) and b.dim() == 4
                       else b for b in batch) if isinstance(batch, tuple) else batch
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        losses = seg.training_losses(batch)
-    loss = sum(v.float() for v in losses.values())
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    gradient_step(seg, batch, opt, "bf16" if bf16 else "fp32", adversary, critic_opt)
     return time.perf_counter() - t0
+
+
+#: the adversarial weights timed (config/training/sorting_line_maskrcnn_gan.yaml)
+GAN_WEIGHTS = Adversarial(box=0.1, mask=1.0)
+
+
+def _adversarial_ratio(seg, batch, opt, steps: int) -> tuple[float, float]:
+    """(adversarial / plain step time, plain step s), interleaved."""
+    adversary = seg.adversary(GAN_WEIGHTS, seed=0)
+    critic_opt = torch.optim.Adam(adversary.parameters(), lr=1e-5, betas=(0.5, 0.999))
+    plain, gan = [], []
+    _step(seg, batch, opt, False, False, adversary, critic_opt)  # warm-up
+    for _ in range(steps):
+        gan.append(_step(seg, batch, opt, False, False, adversary, critic_opt))
+        adversary.close()
+        plain.append(_step(seg, batch, opt, False, False))
+        adversary = seg.adversary(GAN_WEIGHTS, seed=0)
+        critic_opt = torch.optim.Adam(adversary.parameters(), lr=1e-5, betas=(0.5, 0.999))
+    adversary.close()
+    return float(np.median(gan) / np.median(plain)), float(np.median(plain))
 
 
 def main() -> None:
@@ -113,6 +131,10 @@ def main() -> None:
                     times[name].append(_step(seg, batch, opt, cl, bf))
                     seg.net.to(memory_format=torch.contiguous_format)
             med = {k: float(np.median(v)) for k, v in times.items()}
+            if kind == "maskrcnn":
+                ratio, plain_s = _adversarial_ratio(seg, batch, opt, args.steps)
+                ratios["maskrcnn_adversarial_step_time_ratio"] = ratio
+                print(f"{kind}: adversarial step {ratio:.2f}x the plain one ({plain_s:.2f} s)")
             for name in ("channels_last", "bf16_autocast"):
                 ratios[f"{kind}_{name}_speedup"] = med["fp32"] / med[name]
             figures[kind] = {"step_s": round(med["fp32"], 3), "profiled_step_s": round(step_s, 3),

@@ -32,6 +32,18 @@ def test_pickles_are_refused_without_loading(tmp_path):
         load_segmenter(str(zipped))
 
 
+def test_a_header_length_starting_with_0x80_is_no_pickle(tmp_path):
+    # the 8-byte header length of a safetensors file can begin with the byte pickles begin with
+    for pad in range(256):
+        p = save_checkpoint(tmp_path / "w", {"w": np.zeros(3, np.float32)}, {"type": "x", "pad": "p" * pad})
+        if p.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.fail("no padding gave a header length whose low byte is 0x80")
+    arrays, cfg = load_checkpoint(p)
+    assert cfg["pad"] == "p" * pad and arrays["w"].shape == (3,)
+
+
 def test_truncated_and_missing(tmp_path):
     seg = load_segmenter(config=SMALL_BIC)
     p = save_checkpoint(tmp_path / "m", seg.state_dict(), seg.config)

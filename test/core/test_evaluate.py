@@ -3,7 +3,14 @@ import pytest
 
 from msseg_ros.core.learning.coco import encode_mask
 from msseg_ros.core.learning.data import CocoFrames
-from msseg_ros.core.learning.evaluate import AP_NAMES, coco_eval, evaluate, map_pr, match
+from msseg_ros.core.learning.evaluate import (
+    AP_NAMES,
+    boundary_f,
+    coco_eval,
+    evaluate,
+    map_pr,
+    match,
+)
 from msseg_ros.core.segmentation.base import Instances, Segmenter
 from msseg_ros.core.sim.dataset import generate
 
@@ -45,9 +52,28 @@ def test_perfect_predictions(line_ds):
     m = evaluate(Replay(line_ds), line_ds)
     s = m["summary"]
     assert s["segm_AP"] == pytest.approx(1.0) and s["bbox_AP50"] == pytest.approx(1.0)
-    assert s["accuracy"] == 1.0 and s["missed_pct"] == 0.0
+    assert s["accuracy"] == 1.0 and s["missed_pct"] == 0.0 and s["mask_boundary_F"] == 1.0
     conf = np.array(m["contingency"])
     assert conf[:, -1].sum() == 0 and np.trace(conf) == s["objects"]
+
+
+def test_boundary_f_counts_contour_pixels_within_the_band():
+    truth = np.zeros((60, 60), bool)
+    truth[10:40, 10:40] = True
+    assert boundary_f(truth, truth) == 1.0
+    assert boundary_f(np.roll(truth, 2, axis=1), truth) == 1.0  # within the 2 px band
+    # 5 px to the right: the two vertical edges are out of the band, the horizontal ones
+    # mostly in: precision = recall = 25 / 60 + ... measured from the contours themselves
+    shifted = np.roll(truth, 5, axis=1)
+    f = boundary_f(shifted, truth)
+    assert 0.3 < f < 0.9
+    assert boundary_f(shifted, truth, band=5) == 1.0
+    # a mask with a ragged edge has a worse boundary than a clean one of equal IoU
+    ragged = truth.copy()
+    ragged[10:40:2, 37:40] = False
+    ragged[11:40:2, 40:43] = True
+    assert boundary_f(ragged, truth) < 1.0
+    assert boundary_f(np.zeros_like(truth), truth) == 0.0 and boundary_f(np.zeros_like(truth), ~np.ones_like(truth)) == 1.0
 
 
 def test_contingency_counts_wrong_classes(line_ds):

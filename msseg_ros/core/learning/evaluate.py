@@ -9,6 +9,10 @@
   recall (correct / ground truth); accuracy = correct / matched; missed % = unmatched
   ground truth / all ground truth;
 * inference time per image (batch 1): median and p90, ms;
+* the boundary F-score of the masks (``mask_boundary_F``): the mean, over detections
+  matched as in the contingency table, of the F-measure of the predicted and true
+  contours within a band of ``BOUNDARY_BAND_PX`` (DAVIS's boundary measure F, Perazzi et
+  al. 2016; seed 002's "crisper boundaries");
 * the model type's own metrics (``Segmenter.extra_metrics``): for bicameral, ODS and AP
   of the boundary and occlusion maps (see ``map_metrics``).
 """
@@ -34,6 +38,36 @@ from msseg_ros.core.learning.data import CocoFrames
 from msseg_ros.core.learning.map_metrics import THRESHOLDS, map_pr  # noqa: F401 - re-exported
 
 AP_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")
+
+
+#: a contour pixel within this distance of the other contour counts as found, px
+BOUNDARY_BAND_PX = 2
+
+
+def boundary_f(pred: np.ndarray, truth: np.ndarray, band: int = BOUNDARY_BAND_PX) -> float:
+    """Boundary F-measure of two (H, W) bool masks: precision is the share of the
+    predicted contour within ``band`` px of the true contour, recall the converse; 1.0
+    for two empty masks, 0.0 when one is empty."""
+    import cv2
+
+    if not pred.any() or not truth.any():
+        return float(not pred.any() and not truth.any())
+    rows, cols = np.nonzero(pred | truth)
+    pad = band + 2
+    y0, x0 = max(rows.min() - pad, 0), max(cols.min() - pad, 0)
+    y1, x1 = rows.max() + pad + 1, cols.max() + pad + 1
+    kernel = np.ones((3, 3), np.uint8)
+
+    def contour(m: np.ndarray) -> np.ndarray:
+        m8 = np.ascontiguousarray(m[y0:y1, x0:x1], dtype=np.uint8)
+        return (m8 > 0) & (cv2.erode(m8, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0) == 0)
+
+    cp, ct = contour(pred), contour(truth)
+    to_truth = cv2.distanceTransform((~ct).astype(np.uint8), cv2.DIST_L2, 3)
+    to_pred = cv2.distanceTransform((~cp).astype(np.uint8), cv2.DIST_L2, 3)
+    precision = float((to_truth[cp] <= band).mean())
+    recall = float((to_pred[ct] <= band).mean())
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
 
 
 def _iou_matrix(pred_labels: np.ndarray, n_pred: int, gt_masks: np.ndarray) -> np.ndarray:
@@ -175,6 +209,7 @@ def evaluate(seg: Segmenter, ds: CocoFrames, limit: int | None = None, score_thr
     records: list[_ImageRecord] = []
     results: list[dict[str, Any]] = []
     times: list[float] = []
+    boundary: list[float] = []
     extra = seg.extra_metrics()  # the model type's own metrics, e.g. bicameral map ODS/AP
     ids = []
     it = tqdm(range(n), desc="eval", unit="img", leave=False, disable=not progress)
@@ -190,8 +225,12 @@ def evaluate(seg: Segmenter, ds: CocoFrames, limit: int | None = None, score_thr
             results.append({"image_id": tgt["image_id"], "category_id": int(inst.class_ids[k]),
                             "segmentation": encode_mask(masks[k]), "bbox": [x0, y0, x1 - x0, y1 - y0],
                             "score": float(inst.scores[k])})
-        records.append(_ImageRecord(np.asarray(inst.scores), np.asarray(inst.class_ids),
-                                    _iou_matrix(inst.labels, len(inst), tgt["masks"]), np.asarray(tgt["labels"])))
+        record = _ImageRecord(np.asarray(inst.scores), np.asarray(inst.class_ids),
+                              _iou_matrix(inst.labels, len(inst), tgt["masks"]), np.asarray(tgt["labels"]))
+        records.append(record)
+        confident = np.flatnonzero(record.scores >= score_threshold)
+        for p, g in match(record.iou[:, confident], record.scores[confident]).items():
+            boundary.append(boundary_f(masks[confident[p]], tgt["masks"][g]))
         if extra is not None:
             extra.update(ds, i, frame, tgt)
     conf, unmatched_pred = contingency(records, K, score_threshold)
@@ -219,6 +258,7 @@ def evaluate(seg: Segmenter, ds: CocoFrames, limit: int | None = None, score_thr
         "accuracy": round(correct / matched_n, 4) if matched_n else 0.0,
         "missed_pct": round(100.0 * int(conf[:, K].sum()) / gt_n, 2) if gt_n else 0.0,
         "images": n, "objects": gt_n, "score_threshold": score_threshold,
+        "mask_boundary_F": round(float(np.mean(boundary)), 4) if boundary else None,
     })
     if timing and times:
         summary["time_median_ms"] = round(1000 * float(np.median(times)), 1)

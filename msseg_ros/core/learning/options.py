@@ -28,6 +28,20 @@ class Augment:
 
 
 @dataclass(frozen=True)
+class Adversarial:
+    """Weights of the adversarial losses (seed 002, Chapter 3) added to the model's own;
+    0 turns one off, both 0 (the default) is plain training. Only model types with
+    critics accept them (Mask R-CNN: ``box``, eq 3.2, and ``mask``, eq 3.4)."""
+
+    box: float = 0.0
+    mask: float = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.box > 0 or self.mask > 0
+
+
+@dataclass(frozen=True)
 class TrainOptions:
     """The ``train`` section. Defaults follow the seeds: Adam, lr 1e-4, weight decay 1e-4
     (seed 000 Table 7.6, seed 001 §4.1.3).
@@ -52,6 +66,7 @@ class TrainOptions:
             on a GPU; see benchmarks/train_step.py.
         pixels_per_class: pixels sampled per class by models that are fitted (classic).
         augment: augmentation probabilities.
+        adversarial: adversarial loss weights (off by default; see :class:`Adversarial`).
         eval_images: validation images per evaluation (0: all).
     """
 
@@ -72,6 +87,7 @@ class TrainOptions:
     precision: str = "fp32"
     pixels_per_class: int = 4000
     augment: Augment = field(default_factory=Augment)
+    adversarial: Adversarial = field(default_factory=Adversarial)
     eval_images: int = 0
 
     @classmethod
@@ -82,20 +98,16 @@ class TrainOptions:
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise ConfigError(f"unknown train option {unknown[0]!r}; options: {', '.join(sorted(known))}")
-        aug = values.pop("augment", None) or {}
-        if not isinstance(aug, dict):
-            raise ConfigError(f"train.augment must be a mapping, got {aug!r}")
-        aug_fields = {f.name for f in dataclasses.fields(Augment)}
-        bad_aug = sorted(set(aug) - aug_fields)
-        if bad_aug:
-            raise ConfigError(f"unknown augment option(s) {bad_aug}")
+        aug = _section("augment", values.pop("augment", None), Augment)
+        adv = _section("adversarial", values.pop("adversarial", None), Adversarial)
         typed: dict[str, Any] = {}
         defaults = cls()
         for name, raw in values.items():
             kind = type(getattr(defaults, name))
             typed[name] = _coerce(f"train.{name}", raw, kind)
         augment = Augment(**{k: _coerce(f"train.augment.{k}", v, float) for k, v in aug.items()})
-        opts = cls(**typed, augment=augment)
+        adversarial = Adversarial(**{k: _coerce(f"train.adversarial.{k}", v, float) for k, v in adv.items()})
+        opts = cls(**typed, augment=augment, adversarial=adversarial)
         opts.check()
         return opts
 
@@ -121,9 +133,25 @@ class TrainOptions:
             p = getattr(self.augment, name)
             if not 0.0 <= p <= 1.0:
                 raise ConfigError(f"train.augment.{name} is a probability in [0, 1], got {p}")
+        for name in ("box", "mask"):
+            w = getattr(self.adversarial, name)
+            if not w >= 0:
+                raise ConfigError(f"train.adversarial.{name} is a loss weight >= 0 (0: off), got {w}")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _section(name: str, value: Any, kind: type) -> dict[str, Any]:
+    """A nested ``train`` section (a mapping of ``kind``'s fields), checked for unknown keys."""
+    value = value or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"train.{name} must be a mapping, got {value!r}")
+    known = {f.name for f in dataclasses.fields(kind)}
+    bad = sorted(set(value) - known)
+    if bad:
+        raise ConfigError(f"unknown train.{name} option {bad[0]!r}; options: {', '.join(sorted(known))}")
+    return dict(value)
 
 
 def _coerce(key: str, value: Any, kind: type) -> Any:

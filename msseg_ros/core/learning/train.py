@@ -45,7 +45,7 @@ from msseg_ros.core.segmentation.checkpoint import load_checkpoint, save_checkpo
 if TYPE_CHECKING:
     import torch
 
-    from msseg_ros.core.segmentation.torch_base import TorchSegmenter
+    from msseg_ros.core.segmentation.torch_base import Adversary, TorchSegmenter
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -298,9 +298,15 @@ def _train_gradient(cls: type[Segmenter], model_cfg: dict[str, Any], cfg: TrainC
         raise ConfigError(f"{cls.type_name} is trained by gradient steps but is no TorchSegmenter")
     net = seg.net
     opt = torch.optim.Adam(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    # seed 002's critics, training only (train.adversarial; none when both weights are 0)
+    adversary = seg.adversary(t.adversarial, t.seed) if t.adversarial.enabled else None
+    critic_opt = torch.optim.Adam(adversary.parameters(), lr=t.lr, betas=(0.5, 0.999)) if adversary else None
+    trained: list[tuple[str, torch.nn.Module, torch.optim.Optimizer]] = [("", net, opt)]
+    if adversary is not None and critic_opt is not None:
+        trained.append(("critic", adversary, critic_opt))
     state: dict[str, Any] = {"epoch": 0, "step": 0, "history": [], "best": None}
     if resume:
-        state = _load_state(out, net, opt, log)
+        state = _load_state(out, trained, log)
     elif t.init:
         _load_init(Path(t.init), net, log)
     fill = np.asarray(model_cfg.get("fill_values") or model_cfg["image_mean"], np.float32)
@@ -327,27 +333,27 @@ def _train_gradient(cls: type[Segmenter], model_cfg: dict[str, Any], cfg: TrainC
 
     for epoch in range(state["epoch"], t.epochs):
         net.train()
-        losses = []
+        losses, critic_losses = [], []
         batches = _prefetch(prepare, _batches(len(train_ds), t.batch_size, rng))
         bar = tqdm(batches, total=n_batches, desc=f"epoch {epoch + 1}/{t.epochs}", unit="batch", leave=False)
         for batch in bar:
             if out_of_budget():
                 break
-            for group in opt.param_groups:
-                group["lr"] = t.lr * lr_factor(t.lr_schedule, progress())
-            with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=t.precision == "bf16"):
-                parts = seg.training_losses(batch)
-            loss = functools.reduce(operator.add, (v.float() for v in parts.values()))  # sum() without 0 +
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            for _, _, optimizer in trained:
+                for group in optimizer.param_groups:
+                    group["lr"] = t.lr * lr_factor(t.lr_schedule, progress())
+            loss, critic_loss = gradient_step(seg, batch, opt, t.precision, adversary, critic_opt)
+            if critic_loss is not None:
+                critic_losses.append(critic_loss)
             state["step"] += 1
-            losses.append(loss.item())
+            losses.append(loss)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         bar.close()
         batches.close()
         entry = {"epoch": epoch + 1, "step": state["step"], "train_loss": float(np.mean(losses)) if losses else None,
                  "lr": opt.param_groups[0]["lr"], "minutes": round((time.monotonic() - started) / 60, 2)}
+        if critic_losses:
+            entry["critic_loss"] = float(np.mean(critic_losses))
         last_epoch = epoch + 1 == t.epochs or out_of_budget()
         if val_ds is not None and ((epoch + 1) % t.eval_every == 0 or last_epoch):
             from msseg_ros.core.learning.evaluate import evaluate
@@ -367,13 +373,41 @@ def _train_gradient(cls: type[Segmenter], model_cfg: dict[str, Any], cfg: TrainC
                                                for k, v in entry.items() if k != "val")
             + (", val " + ", ".join(f"{k}={entry['val'][k]}" for k in _KEY_METRICS if entry["val"].get(k) is not None)
                if "val" in entry else ""))
-        _save_state(out, net, opt, state)
+        _save_state(out, trained, state)
         if out_of_budget():
             break
+    if adversary is not None:
+        adversary.close()
     if not (out / "model.safetensors").exists():
         _save_model(out, seg, model_cfg, t)
     _plot_history(out, state["history"])
     return state
+
+
+def gradient_step(seg: TorchSegmenter, batch: Any, opt: torch.optim.Optimizer, precision: str = "fp32",
+                  adversary: Adversary | None = None, critic_opt: torch.optim.Optimizer | None = None
+                  ) -> tuple[float, float | None]:
+    """One optimiser step on the sum of the model's losses (plus the adversary's
+    generator losses), then, with an adversary, one step of its critics. ``precision``
+    ``bf16`` runs the forward pass under bfloat16 autocast. Returns (loss, critic loss)."""
+    import torch
+
+    with torch.autocast(seg.device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16"):
+        parts = seg.training_losses(batch)
+    if adversary is not None:
+        parts.update(adversary.generator_losses())
+    loss = functools.reduce(operator.add, (v.float() for v in parts.values()))  # sum() without 0 +
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if adversary is None or critic_opt is None:
+        return loss.item(), None
+    critic_loss = adversary.critic_loss()
+    critic_opt.zero_grad(set_to_none=True)
+    critic_loss.backward()
+    critic_opt.step()
+    adversary.after_critic_step()
+    return loss.item(), critic_loss.item()
 
 
 def _save_model(out: Path, seg: TorchSegmenter, model_cfg: dict[str, Any], t: TrainOptions) -> None:
@@ -383,14 +417,22 @@ def _save_model(out: Path, seg: TorchSegmenter, model_cfg: dict[str, Any], t: Tr
     save_checkpoint(out / "model.safetensors", {k: v.detach().cpu() for k, v in sd.items()}, model_cfg)
 
 
-def _save_state(out: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    tensors = {f"model.{k}": v.detach().cpu() for k, v in net.state_dict().items()}
-    osd = opt.state_dict()
-    for idx, st in osd["state"].items():
-        for name, v in st.items():
-            tensors[f"opt.{idx}.{name}"] = v.detach().cpu().reshape(-1) if v.ndim == 0 else v.detach().cpu()
-    save_checkpoint(out / "last.safetensors", tensors, {"type": "training-state",
-                                                         "param_groups": osd["param_groups"]})
+def _save_state(out: Path, trained: list[tuple[str, torch.nn.Module, torch.optim.Optimizer]],
+                state: dict[str, Any]) -> None:
+    """``last.safetensors``: each trained module's tensors and its optimiser's state,
+    under the module's prefix ("" for the model: ``model.*``, ``opt.*``; "critic":
+    ``critic.model.*``, ``critic.opt.*``)."""
+    tensors: dict[str, Any] = {}
+    meta: dict[str, Any] = {"type": "training-state"}
+    for prefix, module, optimizer in trained:
+        p = f"{prefix}." if prefix else ""
+        tensors.update({f"{p}model.{k}": v.detach().cpu() for k, v in module.state_dict().items()})
+        osd = optimizer.state_dict()
+        for idx, st in osd["state"].items():
+            for name, v in st.items():
+                tensors[f"{p}opt.{idx}.{name}"] = v.detach().cpu().reshape(-1) if v.ndim == 0 else v.detach().cpu()
+        meta[f"{p}param_groups"] = osd["param_groups"]
+    save_checkpoint(out / "last.safetensors", tensors, meta)
     (out / "state.json").write_text(json.dumps(state, indent=1))
 
 
@@ -432,20 +474,27 @@ def _load_init(init: Path, net: torch.nn.Module, log: Callable[[str], None]) -> 
     log(f"initialised from {init}")
 
 
-def _load_state(out: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, log: Callable[[str], None]) -> dict[str, Any]:
+def _load_state(out: Path, trained: list[tuple[str, torch.nn.Module, torch.optim.Optimizer]],
+                log: Callable[[str], None]) -> dict[str, Any]:
     import torch
 
     if not (out / "last.safetensors").exists() or not (out / "state.json").exists():
         raise ConfigError(f"nothing to resume in {str(out)!r} (no last.safetensors / state.json)")
     arrays, meta = load_checkpoint(out / "last.safetensors")
-    net.load_state_dict({k[6:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("model.")})
-    opt_state: dict[str, Any] = {}
-    for k, v in arrays.items():
-        if k.startswith("opt."):
-            _, idx, name = k.split(".", 2)
-            tv = torch.from_numpy(np.array(v))
-            opt_state.setdefault(str(int(idx)), {})[name] = tv.reshape(()) if name == "step" else tv
-    opt.load_state_dict({"state": opt_state, "param_groups": meta["param_groups"]})
+    for prefix, module, optimizer in trained:
+        p = f"{prefix}." if prefix else ""
+        if f"{p}param_groups" not in meta:
+            raise ConfigError(f"{str(out / 'last.safetensors')!r} holds no {prefix or 'model'} state to resume "
+                              "(was it trained with other train.adversarial weights?)")
+        module.load_state_dict({k[len(p) + 6:]: torch.from_numpy(np.array(v)) for k, v in arrays.items()
+                                if k.startswith(f"{p}model.")})
+        opt_state: dict[str, Any] = {}
+        for k, v in arrays.items():
+            if k.startswith(f"{p}opt."):
+                _, idx, name = k[len(p):].split(".", 2)
+                tv = torch.from_numpy(np.array(v))
+                opt_state.setdefault(str(int(idx)), {})[name] = tv.reshape(()) if name == "step" else tv
+        optimizer.load_state_dict({"state": opt_state, "param_groups": meta[f"{p}param_groups"]})
     state = json.loads((out / "state.json").read_text())
     log(f"resumed from epoch {state['epoch']}, step {state['step']}")
     return state

@@ -66,7 +66,11 @@ def sniff(path: Path) -> None:
     size = path.stat().st_size
     with path.open("rb") as f:
         head = f.read(8)
-        if head[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or head[:1] == b"\x80":
+        # safetensors: an 8-byte length, then a JSON header; the length's first byte may be
+        # 0x80 too, so a pickle is told by what follows
+        json_follows = f.read(1) == b"{"
+        f.seek(8)
+        if head[:1] == b"\x80" and not (json_follows and struct.unpack("<Q", head)[0] <= size - 8):
             raise CheckpointError(
                 f"{str(path)!r} is a Python pickle, not safetensors; msseg_ros never unpickles "
                 "weights (convert with safetensors.torch.save_file in a trusted environment)"

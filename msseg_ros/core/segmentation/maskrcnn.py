@@ -41,7 +41,8 @@ from msseg_ros.core.segmentation.base import (
 from msseg_ros.core.segmentation.torch_base import TorchSegmenter, require_normalisation
 
 if TYPE_CHECKING:
-    from msseg_ros.core.learning.options import TrainingContext
+    from msseg_ros.core.learning.options import Adversarial, TrainingContext
+    from msseg_ros.core.segmentation.maskrcnn_gan import MaskRCNNAdversary
 
 #: the score threshold inside the network: low, so that the node (model.score_threshold)
 #: and msseg eval (AP over all scores) filter afterwards
@@ -223,6 +224,12 @@ class MaskRCNNSegmenter(TorchSegmenter):
         images = [im.to(dev, non_blocking=True) for im in images]
         targets = [{k: v.to(dev, non_blocking=True) for k, v in tg.items()} for tg in targets]
         return self.net(images, targets)
+
+    def adversary(self, weights: Adversarial, seed: int) -> MaskRCNNAdversary:
+        """Box and mask critics (seed 002; see ``maskrcnn_gan``)."""
+        from msseg_ros.core.segmentation.maskrcnn_gan import MaskRCNNAdversary
+
+        return MaskRCNNAdversary(self.net, weights.box, weights.mask, seed).to(self._device)
 
     def export_spec(self) -> ExportSpec:
         """torchvision's Mask R-CNN at test time on one (C, H, W) image: boxes (N, 4),

@@ -15,7 +15,7 @@ from msseg_ros.core.segmentation.checkpoint import check_matches
 from msseg_ros.core.segmentation.runtimes import Engine, TorchRuntime
 
 if TYPE_CHECKING:
-    from msseg_ros.core.learning.options import TrainingContext
+    from msseg_ros.core.learning.options import Adversarial, TrainingContext
 
 
 def require_normalisation(cfg: dict[str, Any], channels: int) -> None:
@@ -43,6 +43,33 @@ class NormalisedModule(torch.nn.Module):
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
+
+
+class Adversary(torch.nn.Module, abc.ABC):
+    """Training-only critics of a model's outputs (``train.adversarial``; seed 002).
+
+    The trainer calls, per step: the model's ``training_losses`` (the adversary sees its
+    intermediate tensors through hooks), then :meth:`generator_losses` (added to the
+    model's losses, weighted), then, after the model's optimiser step,
+    :meth:`critic_loss` (the critics' own loss, on detached inputs; the trainer steps the
+    critics' optimiser) and :meth:`after_critic_step`. The critics never reach a
+    model checkpoint: a model trained with them loads and runs like any other.
+    """
+
+    @abc.abstractmethod
+    def generator_losses(self) -> dict[str, torch.Tensor]:
+        """Named, weighted adversarial losses of the last ``training_losses`` call, with
+        gradients into the model's heads."""
+
+    @abc.abstractmethod
+    def critic_loss(self) -> torch.Tensor:
+        """The critics' loss on the inputs of the last :meth:`generator_losses` (detached)."""
+
+    def after_critic_step(self) -> None:
+        """Called after each critic optimiser step (e.g. weight clipping)."""
+
+    def close(self) -> None:
+        """Remove the hooks from the model."""
 
 
 class TorchSegmenter(Segmenter):
@@ -144,3 +171,14 @@ class TorchSegmenter(Segmenter):
     @abc.abstractmethod
     def training_losses(self, batch: Any) -> dict[str, torch.Tensor]:
         """Named scalar losses of ``batch`` (moved to the model's device here)."""
+
+    def adversary(self, weights: Adversarial, seed: int) -> Adversary:
+        """Critics for adversarial training with loss ``weights``, initialised from
+        ``seed`` (not from torch's global generator, so that the model's own draws are
+        those of plain training).
+
+        Raises:
+            ModelConfigError: this model type has no adversarial training.
+        """
+        raise ModelConfigError(f"train.adversarial: model type {self.type_name!r} has no adversarial "
+                               "training (maskrcnn has)")
