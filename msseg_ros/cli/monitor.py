@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from msseg_ros.core import tables
 from msseg_ros.core.telemetry import PickIdAudit
 
 STATUS_NAMES = {0: "done", 1: "missed", 2: "failed", 3: "rejected", 4: "skipped"}
@@ -59,11 +58,15 @@ class KpiMonitor:
             from diagnostic_msgs.msg import DiagnosticArray
             from rclpy.executors import SingleThreadedExecutor
             from rclpy.signals import SignalHandlerOptions
-            from sensor_msgs.msg import PointCloud2
             from std_msgs.msg import String
 
-            from msseg_ros.ros.pointcloud_table import TableCodecError, cloud_to_table
+            from msseg_interfaces.msg import PickCandidateArray, PickResultArray
             from msseg_ros.ros.qos import DIAGNOSTICS_QOS, latched_qos, results_qos
+            from msseg_ros.ros.result_messages import (
+                ResultMessageError,
+                msg_to_candidates,
+                msg_to_results,
+            )
 
             ctx = rclpy.Context()
             rclpy.init(context=ctx, signal_handler_options=SignalHandlerOptions.NO)
@@ -88,8 +91,8 @@ class KpiMonitor:
 
             def on_results(msg) -> None:
                 try:
-                    rows = cloud_to_table(msg, tables.PICK_RESULTS)
-                except TableCodecError:
+                    rows = msg_to_results(msg)
+                except ResultMessageError:
                     return
                 with self._lock:
                     self.pick_ids.add_results(rows)
@@ -100,8 +103,8 @@ class KpiMonitor:
 
             def on_candidates(msg) -> None:
                 try:
-                    rows = cloud_to_table(msg, tables.CANDIDATES)
-                except TableCodecError:
+                    rows = msg_to_candidates(msg)
+                except ResultMessageError:
                     rows = None
                 with self._lock:
                     if rows is not None:
@@ -123,11 +126,11 @@ class KpiMonitor:
 
                 from msseg_ros.ros.qos import sensor_qos
 
-                node.create_subscription(PointCloud2, self._topic("grasps/candidates"), on_candidates, results_qos(50))
+                node.create_subscription(PickCandidateArray, self._topic("grasps/candidates"), on_candidates, results_qos(50))
                 node.create_subscription(Image, self._topic("segmentation/overlay"), on_overlay, sensor_qos(1))
             node.create_subscription(String, self._topic("sim/score"), on_score, latched_qos())
             node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, DIAGNOSTICS_QOS)
-            node.create_subscription(PointCloud2, self._topic("robot/pick_results"), on_results, results_qos(100))
+            node.create_subscription(PickResultArray, self._topic("robot/pick_results"), on_results, results_qos(100))
             ex = SingleThreadedExecutor(context=ctx)
             ex.add_node(node)
             while not self._stop.is_set():

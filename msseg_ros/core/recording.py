@@ -3,7 +3,8 @@ recorder node use.
 
 ``rosbags`` writes the bag: mcap (the default, as ``ros2 bag record``) or sqlite3,
 metadata version 9. Message definitions come from rosbags' typestore of the ROS
-distribution the installed interfaces belong to (Kilted), so a bag is readable by
+distribution the installed interfaces belong to (Kilted) and from msseg_interfaces' .msg
+files (``core.interfaces``), so a bag is readable by
 ``ros2 bag``, Foxglove and ``rosbags`` alike. Messages are stored exactly as received.
 """
 from __future__ import annotations
@@ -40,7 +41,8 @@ class BagRecorder:
 
     def __init__(self, path: str | Path, storage: str = "mcap") -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
-        from rosbags.typesys import Stores, get_typestore
+
+        from msseg_ros.core.interfaces import typestore
 
         if storage not in STORAGES:
             raise RecordError(f"unknown storage {storage!r}; choose {' or '.join(STORAGES)}")
@@ -52,7 +54,7 @@ class BagRecorder:
         except OSError as exc:
             raise RecordError(f"cannot create bag {str(self.path)!r}: {exc}") from None
         self.storage = storage
-        self.typestore = get_typestore(Stores.ROS2_KILTED)
+        self.typestore = typestore()  # Kilted's, and msseg_interfaces'
         plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
         try:
             self._writer = Writer(self.path, version=9, storage_plugin=plugin)

@@ -1,7 +1,7 @@
 """The typed tables of the contract (shared/design/CONTRACT.md), as numpy structured dtypes.
 
-Core produces rows of these tables; ``msseg_ros.ros.pointcloud_table`` carries them as
-sensor_msgs/PointCloud2 (one point per row, fields packed in this order).
+Core produces rows of these tables; ``msseg_ros.ros.result_messages`` carries them as
+msseg_interfaces messages (InstanceArray, PickCandidateArray, PickResultArray).
 """
 from __future__ import annotations
 

@@ -7,14 +7,16 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
 
+from msseg_interfaces.msg import PickResultArray
 from msseg_ros.core import tables
 from msseg_ros.core.sensing.sources import SourceError, open_source
 from msseg_ros.ros.image_codec import image_to_array
 from msseg_ros.ros.nodes.camera import CameraNode
-from msseg_ros.ros.pointcloud_table import table_to_cloud
 from msseg_ros.ros.qos import latched_qos, results_qos, sensor_qos
+from msseg_ros.ros.result_messages import results_to_msg
 
 from conftest import SHARED, spin_until
 
@@ -72,13 +74,13 @@ def test_on_pick_trigger(ros_context, camera_info_yaml):
     node, probe, got, ex = _run(ros_context, {"source": "images", "uri": str(TABLETOP / "png"),
                                               "trigger": "on_pick", "camera_info_url": str(camera_info_yaml)})
     try:
-        pub = probe.create_publisher(PointCloud2,
+        pub = probe.create_publisher(PickResultArray,
                                      "robot/pick_results", results_qos())
         assert spin_until(ex, lambda: len(got["img"]) == 1, timeout=20)  # one at start
         spin_until(ex, lambda: False, timeout=1.0)
         assert len(got["img"]) == 1  # then nothing until a pick finishes
         assert spin_until(ex, lambda: pub.get_subscription_count() > 0, timeout=10)
-        pub.publish(table_to_cloud(tables.empty(tables.PICK_RESULTS, 1)))
+        pub.publish(results_to_msg(tables.empty(tables.PICK_RESULTS, 1), Header()))
         assert spin_until(ex, lambda: len(got["img"]) == 2, timeout=20)
     finally:
         ex.shutdown()

@@ -2,15 +2,15 @@
 import numpy as np
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CameraInfo, JointState, PointCloud2
+from sensor_msgs.msg import CameraInfo, JointState
 from std_msgs.msg import Header
 
-from msseg_ros.core import tables
+from msseg_interfaces.msg import InstanceArray, PickCandidateArray
 from msseg_ros.core.segmentation.base import Instances
 from msseg_ros.core.sim.sorting_line import CLASSES, SortingLineConfig, SortingLineWorld
 from msseg_ros.ros.nodes.grasp_selector import GraspSelectorNode
-from msseg_ros.ros.pointcloud_table import cloud_to_table, table_to_cloud
 from msseg_ros.ros.qos import latched_qos, results_qos, sensor_qos
+from msseg_ros.ros.result_messages import detections_to_msg, msg_to_candidates
 from msseg_ros.ros.stamps import from_seconds
 
 from conftest import spin_until
@@ -22,9 +22,9 @@ def _setup(ros_context, overrides):
     node = GraspSelectorNode(context=ros_context, parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
     probe = rclpy.create_node("grasp_probe", context=ros_context)
     got = []
-    probe.create_subscription(PointCloud2, "grasps/candidates", got.append, results_qos())
+    probe.create_subscription(PickCandidateArray, "grasps/candidates", got.append, results_qos())
     pubs = {
-        "det": probe.create_publisher(PointCloud2, "segmentation/detections", results_qos()),
+        "det": probe.create_publisher(InstanceArray, "segmentation/detections", results_qos()),
         "joints": probe.create_publisher(JointState, "conveyor/joint_states", sensor_qos(100)),
         "info": probe.create_publisher(CameraInfo, "camera/camera_info", latched_qos()),
     }
@@ -37,7 +37,7 @@ def _setup(ros_context, overrides):
 
 def _send_frame(pubs, inst, stamp, table=None):
     header = Header(stamp=from_seconds(stamp))
-    pubs["det"].publish(table_to_cloud(inst.to_table() if table is None else table, header=header))
+    pubs["det"].publish(detections_to_msg(inst.to_table() if table is None else table, header))
 
 
 def test_line_cell_candidates_match_the_world(ros_context):
@@ -58,7 +58,7 @@ def test_line_cell_candidates_match_the_world(ros_context):
         inst = Instances.from_labels(frame.labels, [o.class_id for o in frame.objects], np.ones(len(frame.objects)))
         _send_frame(pubs, inst, 10.0)
         assert spin_until(ex, lambda: got, timeout=10)
-        cand = cloud_to_table(got[0], tables.CANDIDATES)
+        cand = msg_to_candidates(got[0])
         assert got[0].header.frame_id == "world" and len(cand) >= 1
         assert np.allclose(cand["belt_position"], 5.0, atol=1e-6)
         for row in cand:
@@ -72,10 +72,11 @@ def test_line_cell_candidates_match_the_world(ros_context):
 
         _send_frame(pubs, inst, 99.0)  # long after the buffered belt positions
         assert spin_until(ex, lambda: node.counters["stamp_outside_belt_buffer"] == 1, timeout=10)
-        # the selector reads the frame height from the table, not from a label image: a
-        # detections table of the layout before that change is refused and counted
-        old = np.zeros(1, [(n, tables.DETECTIONS[n]) for n in tables.DETECTIONS.names[:11]])
-        _send_frame(pubs, inst, 10.0, table=old)
+        # the selector reads the frame size from the message, not from a label image:
+        # instances in a frame of no size are refused and counted
+        sizeless = inst.to_table()
+        sizeless["frame_width"] = sizeless["frame_height"] = 0
+        _send_frame(pubs, inst, 10.0, table=sizeless)
         assert spin_until(ex, lambda: node.counters["bad_detections"] == 1, timeout=10)
         assert not node.get_subscriptions_info_by_topic("segmentation/instances")
     finally:
@@ -97,7 +98,7 @@ def test_camera_cell_waits_for_camera_info(ros_context):
         info = CameraInfo(width=100, height=100, k=[500.0, 0, 49.5, 0, 500.0, 49.5, 0, 0, 1], d=[0.0] * 5)
         pubs["info"].publish(info)
         assert spin_until(ex, lambda: got, timeout=10)
-        cand = cloud_to_table(got[0], tables.CANDIDATES)
+        cand = msg_to_candidates(got[0])
         # camera 1 m above the plane z = 0, looking down, ray through the principal point
         assert np.allclose([cand["x"][0], cand["y"][0], cand["z"][0]], [0, 0, 0], atol=1e-6)
         assert cand["affordance"][0] == np.float32(0.7) and np.isnan(cand["belt_position"][0])

@@ -4,10 +4,11 @@ import time
 import numpy as np
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import JointState, PointCloud2
+from sensor_msgs.msg import JointState
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
+from msseg_interfaces.msg import PickCandidateArray, PickResultArray
 from msseg_ros.core import tables
 from msseg_ros.core.robots.cell import Speeds, line_robots
 from msseg_ros.core.robots.delta_controller import ControllerLoop, DeltaController
@@ -15,8 +16,8 @@ from msseg_ros.core.robots.kinematics import DeltaGeometry
 from msseg_ros.core.robots.modbus import DeltaModbusServer
 from msseg_ros.core.tables import PickStatus
 from msseg_ros.ros.nodes.robot_bridge import RobotBridgeNode
-from msseg_ros.ros.pointcloud_table import cloud_to_table, table_to_cloud
 from msseg_ros.ros.qos import latched_qos, results_qos, sensor_qos
+from msseg_ros.ros.result_messages import candidates_to_msg, msg_to_results
 from msseg_ros.ros.stamps import from_seconds
 
 from conftest import free_ports, spin_until
@@ -41,9 +42,9 @@ def test_bridge_picks_rejects_and_skips(ros_context):
     node = RobotBridgeNode(context=ros_context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
     probe = rclpy.create_node("bridge_probe", context=ros_context)
     results, markers = [], []
-    probe.create_subscription(PointCloud2, "robot/pick_results", results.append, results_qos(100))
+    probe.create_subscription(PickResultArray, "robot/pick_results", results.append, results_qos(100))
     probe.create_subscription(MarkerArray, "robot/markers", markers.append, latched_qos())
-    cand_pub = probe.create_publisher(PointCloud2, "grasps/candidates", results_qos())
+    cand_pub = probe.create_publisher(PickCandidateArray, "grasps/candidates", results_qos())
     joint_pub = probe.create_publisher(JointState, "conveyor/joint_states", sensor_qos(10))
     ex = SingleThreadedExecutor(context=ros_context)
     ex.add_node(node)
@@ -69,11 +70,11 @@ def test_bridge_picks_rejects_and_skips(ros_context):
         cand["score"] = 0.9
         cand["belt_position"] = p
         header = Header(frame_id="world", stamp=from_seconds(now))
-        cand_pub.publish(table_to_cloud(cand, header=header))
-        cand_pub.publish(table_to_cloud(cand, header=header))  # the same objects again: ignored
+        cand_pub.publish(candidates_to_msg(cand, header))
+        cand_pub.publish(candidates_to_msg(cand, header))  # the same objects again: ignored
 
         def rows():
-            out = [cloud_to_table(m, tables.PICK_RESULTS) for m in results]
+            out = [msg_to_results(m) for m in results]
             return np.concatenate(out) if out else tables.empty(tables.PICK_RESULTS)
 
         assert spin_until(ex, lambda: len(rows()) >= 4, timeout=20)
@@ -91,7 +92,7 @@ def test_bridge_picks_rejects_and_skips(ros_context):
         ns = {m.ns for msg in markers for m in msg.markers}
         assert {"reach_windows", "robot_names"} <= ns
         # a candidate table in the wrong frame is refused and counted
-        cand_pub.publish(table_to_cloud(cand[:1], header=Header(frame_id="camera_optical_frame", stamp=header.stamp)))
+        cand_pub.publish(candidates_to_msg(cand[:1], Header(frame_id="camera_optical_frame", stamp=header.stamp)))
         assert spin_until(ex, lambda: node.counters["bad_candidates"] == 1)
     finally:
         node.destroy_node()

@@ -5,16 +5,16 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import Image, PointCloud2
+from sensor_msgs.msg import Image
 
-from msseg_ros.core import tables
+from msseg_interfaces.msg import InstanceArray
 from msseg_ros.core.segmentation.loading import load_segmenter
 from msseg_ros.core.segmentation.overlay import filter_score
 from msseg_ros.core.sim.sorting_line import SortingLineConfig, SortingLineWorld
 from msseg_ros.ros.image_codec import array_to_image, image_to_array
 from msseg_ros.ros.nodes.segmenter import SegmenterNode
-from msseg_ros.ros.pointcloud_table import cloud_to_table
 from msseg_ros.ros.qos import DIAGNOSTICS_QOS, results_qos, sensor_qos
+from msseg_ros.ros.result_messages import msg_to_detections
 
 from conftest import spin_until
 
@@ -30,7 +30,7 @@ def graph(ros_context):
     probe = rclpy.create_node("seg_probe", context=ros_context)
     got = {"inst": [], "det": [], "overlay": [], "diag": []}
     probe.create_subscription(Image, "segmentation/instances", got["inst"].append, results_qos())
-    probe.create_subscription(PointCloud2, "segmentation/detections", got["det"].append, results_qos())
+    probe.create_subscription(InstanceArray, "segmentation/detections", got["det"].append, results_qos())
     probe.create_subscription(DiagnosticArray, "/diagnostics", got["diag"].append, DIAGNOSTICS_QOS)
     pub = probe.create_publisher(Image, "line_scanner/frames", sensor_qos(1))
     ex = SingleThreadedExecutor(context=ros_context)
@@ -61,7 +61,7 @@ def test_outputs_match_core(graph):
     _send(pub, frame)
     assert spin_until(ex, lambda: got["inst"] and got["det"], timeout=30)
     labels = image_to_array(got["inst"][0])
-    table = cloud_to_table(got["det"][0], tables.DETECTIONS)
+    table = msg_to_detections(got["det"][0])
     assert got["inst"][0].encoding == "mono16" and got["inst"][0].header.stamp.sec == 5
     assert got["det"][0].header.frame_id == "line_scanner"
     expected = filter_score(load_segmenter("sorting_line_classic")(frame), 0.3)
@@ -209,7 +209,7 @@ def test_runtime_swapped_live_or_refused_with_its_reason(graph, tmp_path, monkey
     frame = _frame()
     _send(pub, frame)
     assert spin_until(ex, lambda: got["det"], timeout=60)
-    table = cloud_to_table(got["det"][-1], tables.DETECTIONS)
+    table = msg_to_detections(got["det"][-1])
     expected = filter_score(load_segmenter("sorting_line_maskrcnn")(frame), node.score_threshold)
     assert table["class_id"].tolist() == expected.class_ids.tolist()
     np.testing.assert_allclose(table["score"], expected.scores, atol=1e-3)

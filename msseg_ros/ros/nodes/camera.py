@@ -11,16 +11,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image
 
+from msseg_interfaces.msg import PickResultArray
 from msseg_ros.core import tables
 from msseg_ros.core.geometry.camera import CameraModel
 from msseg_ros.core.params.nodes import schema_for
 from msseg_ros.core.sensing.sources import SourceError, open_source
 from msseg_ros.ros.image_codec import array_to_image
 from msseg_ros.ros.node_base import ERROR, OK, WARN, MssegNode, run_node
-from msseg_ros.ros.pointcloud_table import TableCodecError, cloud_to_table
 from msseg_ros.ros.qos import latched_qos, results_qos, sensor_qos
+from msseg_ros.ros.result_messages import ResultMessageError, msg_to_results
 
 
 def camera_info_msg(model: CameraModel, header) -> CameraInfo:
@@ -49,7 +50,7 @@ class CameraNode(MssegNode):
         if p.trigger == "continuous":
             self._timer = self.create_timer(1.0 / p.fps, self.capture)
         else:
-            self.create_subscription(PointCloud2, "robot/pick_results", self._on_pick, results_qos())
+            self.create_subscription(PickResultArray, "robot/pick_results", self._on_pick, results_qos())
             self._first = self.create_timer(0.5, self._capture_once)
             self.create_timer(0.5, self._retrigger)
         self._last_capture = time.monotonic()
@@ -63,10 +64,10 @@ class CameraNode(MssegNode):
         self._first.cancel()
         self.capture()
 
-    def _on_pick(self, msg: PointCloud2) -> None:
+    def _on_pick(self, msg: PickResultArray) -> None:
         try:
-            results = cloud_to_table(msg, tables.PICK_RESULTS)
-        except TableCodecError as exc:
+            results = msg_to_results(msg)
+        except ResultMessageError as exc:
             self.counters["bad_pick_results"] += 1
             self.get_logger().warning(f"pick_results ignored: {exc}")
             return

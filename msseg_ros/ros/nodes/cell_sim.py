@@ -22,10 +22,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sensor_msgs.msg import JointState, PointCloud2
+from sensor_msgs.msg import JointState
 from std_msgs.msg import String
 
-from msseg_ros.core import tables
+from msseg_interfaces.msg import PickCandidateArray
 from msseg_ros.core.params.nodes import schema_for
 from msseg_ros.core.robots.delta_controller import ControllerLoop, DeltaController
 from msseg_ros.core.robots.kinematics import Box, vec3
@@ -33,8 +33,8 @@ from msseg_ros.core.sim.belt import Belt
 from msseg_ros.core.sim.scoring import BinScorer, LineScorer
 from msseg_ros.core.sim.sorting_line import CLASSES, SortingLineWorld
 from msseg_ros.ros.node_base import OK, WARN, MssegNode, run_node
-from msseg_ros.ros.pointcloud_table import TableCodecError, cloud_to_table
 from msseg_ros.ros.qos import latched_qos, results_qos, sensor_qos
+from msseg_ros.ros.result_messages import ResultMessageError, msg_to_candidates
 from msseg_ros.ros.robot_config import cell_robots
 
 
@@ -59,7 +59,7 @@ class CellSimNode(MssegNode):
             self.create_timer(1.0 / p.belt.encoder_rate, self._tick)
         else:
             self._setup_bin(p)
-        self.create_subscription(PointCloud2, "grasps/candidates", self._on_candidates, results_qos(50))
+        self.create_subscription(PickCandidateArray, "grasps/candidates", self._on_candidates, results_qos(50))
         self.create_timer(p.scoring.period, self._publish_score)
 
     # ---- set-up --------------------------------------------------------------------
@@ -145,12 +145,12 @@ class CellSimNode(MssegNode):
         self.rate.tick()
 
     # ---- scoring -------------------------------------------------------------------
-    def _on_candidates(self, msg: PointCloud2) -> None:
+    def _on_candidates(self, msg: PickCandidateArray) -> None:
         if self.line_scorer is None:
             return
         try:
-            rows = cloud_to_table(msg, tables.CANDIDATES)
-        except TableCodecError:
+            rows = msg_to_candidates(msg)
+        except ResultMessageError:
             self.counters["bad_candidates"] += 1
             return
         for r in rows:

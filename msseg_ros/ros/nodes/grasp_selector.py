@@ -4,7 +4,7 @@ Subscribes segmentation/detections (the table carries the frame size and which i
 reach the frame's last row, so the label image is not needed here), and, per cell,
 conveyor/joint_states (line: a time-indexed belt position buffer) or camera/camera_info
 (camera: detections wait for it up to ``camera_info_timeout``, then are dropped and
-counted). Publishes grasps/candidates (PointCloud2 table, frame
+counted). Publishes grasps/candidates (msseg_interfaces/PickCandidateArray, frame
 ``world``, the input's stamp), grasps/poses (same order, tool z down) and grasps/markers.
 The geometry and ranking live in msseg_ros.core.grasping.select.
 """
@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 from geometry_msgs.msg import Pose as PoseMsg
 from geometry_msgs.msg import PoseArray
-from sensor_msgs.msg import CameraInfo, JointState, PointCloud2
+from sensor_msgs.msg import CameraInfo, JointState
 from visualization_msgs.msg import Marker, MarkerArray
 
-from msseg_ros.core import tables
+from msseg_interfaces.msg import InstanceArray, PickCandidateArray
 from msseg_ros.core.errors import ConfigError
 from msseg_ros.core.geometry.belt import BeltBuffer, OutOfBufferError
 from msseg_ros.core.geometry.camera import CameraModel, Plane, Pose
@@ -39,8 +39,8 @@ from msseg_ros.core.grasping.select import (
 from msseg_ros.core.params.nodes import schema_for
 from msseg_ros.core.segmentation.overlay import class_colours
 from msseg_ros.ros.node_base import OK, WARN, MssegNode, run_node
-from msseg_ros.ros.pointcloud_table import TableCodecError, cloud_to_table, table_to_cloud
 from msseg_ros.ros.qos import latched_qos, results_qos, sensor_qos
+from msseg_ros.ros.result_messages import ResultMessageError, candidates_to_msg, msg_to_detections
 from msseg_ros.ros.stamps import to_seconds
 
 
@@ -52,7 +52,7 @@ def camera_model_from_info(msg: CameraInfo) -> CameraModel:
 class GraspSelectorNode(MssegNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("grasp_selector", schema_for("grasp_selector"), **kwargs)
-        self._waiting: dict[tuple[int, int], tuple[float, PointCloud2]] = {}  # for camera_info
+        self._waiting: dict[tuple[int, int], tuple[float, InstanceArray]] = {}  # for camera_info
         self.camera: CameraModel | None = None
         self.belt = BeltBuffer(self.params.line.buffer_span)
         self.tracker = PickIdTracker(self.params.line.match_radius)
@@ -61,10 +61,10 @@ class GraspSelectorNode(MssegNode):
         self._load_state()
         self.core_counters: collections.Counter[str] = collections.Counter()
         self._configure(self.params)
-        self._cand_pub = self.create_publisher(PointCloud2, "grasps/candidates", results_qos())
+        self._cand_pub = self.create_publisher(PickCandidateArray, "grasps/candidates", results_qos())
         self._pose_pub = self.create_publisher(PoseArray, "grasps/poses", results_qos())
         self._marker_pub = self.create_publisher(MarkerArray, "grasps/markers", results_qos())
-        self.create_subscription(PointCloud2, "segmentation/detections", self._on_detections, results_qos())
+        self.create_subscription(InstanceArray, "segmentation/detections", self._on_detections, results_qos())
         if self.params.cell == "sorting_line":
             self.create_subscription(JointState, "conveyor/joint_states", self._on_joints, sensor_qos(100))
         else:
@@ -105,7 +105,7 @@ class GraspSelectorNode(MssegNode):
     def _key(self, header) -> tuple[int, int]:
         return (header.stamp.sec, header.stamp.nanosec)
 
-    def _on_detections(self, msg: PointCloud2) -> None:
+    def _on_detections(self, msg: InstanceArray) -> None:
         if self.params.cell == "bin_picking" and self.camera is None:
             self._waiting[self._key(msg.header)] = (time.monotonic(), msg)  # candidates wait for camera_info
             return
@@ -122,11 +122,11 @@ class GraspSelectorNode(MssegNode):
             self.process(self._waiting.pop(key)[1])
 
     # ---- work --------------------------------------------------------------------
-    def process(self, det_msg: PointCloud2) -> None:
+    def process(self, det_msg: InstanceArray) -> None:
         t0 = time.perf_counter()
         try:
-            det = cloud_to_table(det_msg, tables.DETECTIONS)
-        except TableCodecError as exc:
+            det = msg_to_detections(det_msg)
+        except ResultMessageError as exc:
             self.counters["bad_detections"] += 1
             self.get_logger().warning(f"detections ignored: {exc}")
             return
@@ -145,7 +145,7 @@ class GraspSelectorNode(MssegNode):
                                                    self.next_id, self.core_counters)
         self._save_state()
         header.frame_id = "world"
-        self._cand_pub.publish(table_to_cloud(cand, header=header))
+        self._cand_pub.publish(candidates_to_msg(cand, header))
         self._publish_poses(cand, header)
         self.counters["frames"] += 1
         self.counters["candidates"] += len(cand)

@@ -1,14 +1,15 @@
 """robot_bridge: pick candidates -> robot commands -> pick results.
 
-Subscribes grasps/candidates (PointCloud2 table, frame ``world``) and, on the sorting
+Subscribes grasps/candidates (msseg_interfaces/PickCandidateArray, frame ``world``) and, on the sorting
 line, conveyor/joint_states (the belt the candidates are tracked on). The backend is
 chosen by ``robot.type`` from ``ROBOT_BACKENDS``: ``delta`` (Modbus TCP deltas along the
 belt), ``fanuc`` (RMI arm over a bin) or ``dry_run`` (the plan only).
 
 Publishes:
-    robot/pick_results (PointCloud2 PICK_RESULTS table, frame ``world``): one row per
+    robot/pick_results (msseg_interfaces/PickResultArray, frame ``world``): one row per
         finished attempt, each pick_id once; ``robot`` 0 = no robot took it.
     robot/markers (MarkerArray): reach windows, robot names, picks in flight.
+    robot/result_markers (MarkerArray): each finished pick for 30 s, coloured by status (RViz).
     /diagnostics: connection state per robot, queue, picks/min, unpicked reasons.
 
 Safety: nothing outside a robot's workspace box is ever commanded (rejected, status 3),
@@ -23,18 +24,19 @@ import time
 from typing import Any
 
 import numpy as np
-from sensor_msgs.msg import JointState, PointCloud2
+from sensor_msgs.msg import JointState
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from msseg_interfaces.msg import PickCandidateArray, PickResultArray
 from msseg_ros.core import tables
 from msseg_ros.core.params.nodes import schema_for
 from msseg_ros.core.robots.backends import Finished, RobotBackend, create_backend
 from msseg_ros.core.robots.lifecycle import STATUS_OF, PickState
 from msseg_ros.core.robots.tracking import BeltState, Target
 from msseg_ros.ros.node_base import ERROR, OK, WARN, MssegNode, run_node
-from msseg_ros.ros.pointcloud_table import TableCodecError, cloud_to_table, table_to_cloud
 from msseg_ros.ros.qos import latched_qos, results_qos, sensor_qos
+from msseg_ros.ros.result_messages import ResultMessageError, msg_to_candidates, results_to_msg
 from msseg_ros.ros.robot_config import bridge_settings, cell_robots
 from msseg_ros.ros.stamps import to_seconds
 
@@ -45,6 +47,28 @@ def results_table(rows: list[Finished]) -> np.ndarray:
     out = tables.empty(tables.PICK_RESULTS, len(rows))
     for i, r in enumerate(rows):
         out[i] = (r.point[0], r.point[1], r.point[2], r.pick_id, r.robot, r.class_id, r.bin, STATUS_OF[r.state])
+    return out
+
+
+
+#: pick result marker colours by status (done, missed, failed, rejected, skipped), RGB
+_STATUS_COLOURS = ((0.1, 0.8, 0.1), (1.0, 0.6, 0.0), (0.9, 0.1, 0.1), (0.8, 0.1, 0.8), (0.6, 0.6, 0.6))
+
+
+def _result_markers(results, header) -> MarkerArray:
+    """A cube per finished pick at its pick point (``world``), coloured by status, shown
+    for 30 s."""
+    out = MarkerArray()
+    for row in results:
+        m = Marker(header=header, ns="pick_results", id=int(row["pick_id"]) % 2**31, type=Marker.CUBE,
+                   action=Marker.ADD)
+        m.pose.position.x, m.pose.position.y, m.pose.position.z = (float(row[c]) for c in ("x", "y", "z"))
+        m.pose.orientation.w = 1.0
+        m.scale.x = m.scale.y = m.scale.z = 0.04
+        m.color.r, m.color.g, m.color.b = _STATUS_COLOURS[min(int(row["status"]), len(_STATUS_COLOURS) - 1)]
+        m.color.a = 0.8
+        m.lifetime.sec = 30
+        out.markers.append(m)
     return out
 
 
@@ -60,9 +84,10 @@ class RobotBridgeNode(MssegNode):
         self.kind = kind
         self.unpicked: collections.Counter[str] = collections.Counter()
         self.done_times: collections.deque[float] = collections.deque()
-        self._results_pub = self.create_publisher(PointCloud2, "robot/pick_results", results_qos(100))
+        self._results_pub = self.create_publisher(PickResultArray, "robot/pick_results", results_qos(100))
         self._marker_pub = self.create_publisher(MarkerArray, "robot/markers", latched_qos())
-        self.create_subscription(PointCloud2, "grasps/candidates", self._on_candidates, results_qos(50))
+        self._result_marker_pub = self.create_publisher(MarkerArray, "robot/result_markers", results_qos(10))
+        self.create_subscription(PickCandidateArray, "grasps/candidates", self._on_candidates, results_qos(50))
         if p.cell == "sorting_line":
             self.create_subscription(JointState, "conveyor/joint_states", self._on_joints, sensor_qos(10))
         self.create_timer(1.0 / p.tick_rate, self._tick)
@@ -83,11 +108,11 @@ class RobotBridgeNode(MssegNode):
             return
         self.backend.update_belt(BeltState(pos, vel, to_seconds(msg.header.stamp)))
 
-    def _on_candidates(self, msg: PointCloud2) -> None:
+    def _on_candidates(self, msg: PickCandidateArray) -> None:
         t0 = time.monotonic()
         try:
-            rows = cloud_to_table(msg, tables.CANDIDATES)
-        except TableCodecError as exc:
+            rows = msg_to_candidates(msg)
+        except ResultMessageError as exc:
             self.counters["bad_candidates"] += 1
             self.get_logger().warning(f"candidates ignored: {exc}", throttle_duration_sec=5.0)
             return
@@ -114,7 +139,9 @@ class RobotBridgeNode(MssegNode):
             elif f.reason:
                 self.unpicked[f.reason] += 1
         header = Header(frame_id="world", stamp=self.get_clock().now().to_msg())
-        self._results_pub.publish(table_to_cloud(results_table(finished), header=header))
+        table = results_table(finished)
+        self._results_pub.publish(results_to_msg(table, header))
+        self._result_marker_pub.publish(_result_markers(table, header))
         self.counters["results"] += len(finished)
 
     def _publish_markers(self) -> None:

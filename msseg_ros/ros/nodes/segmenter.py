@@ -5,7 +5,7 @@ Subscribes:
     sensor QoS of depth ``input_depth``. Frames are handled newest first: one waiting
     frame at most; a frame replaced before it was processed is counted as skipped.
 Publishes:
-    segmentation/instances (mono16, same header), segmentation/detections (PointCloud2
+    segmentation/instances (mono16, same header), segmentation/detections (msseg_interfaces/InstanceArray
     table), segmentation/overlay (rgb8, only while someone subscribes), /diagnostics.
 
 Changing any ``model.*``, ``bicameral.*``, ``maskrcnn.*`` or ``classic.*`` parameter loads
@@ -23,7 +23,9 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sensor_msgs.msg import Image, PointCloud2
+from sensor_msgs.msg import Image
+
+from msseg_interfaces.msg import InstanceArray
 
 if TYPE_CHECKING:
     from msseg_ros.core.segmentation.base import Segmenter
@@ -38,8 +40,8 @@ from msseg_ros.ros.image_codec import (
     parse_encoding,
 )
 from msseg_ros.ros.node_base import ERROR, OK, WARN, MssegNode, run_node
-from msseg_ros.ros.pointcloud_table import table_to_cloud
 from msseg_ros.ros.qos import results_qos, sensor_qos
+from msseg_ros.ros.result_messages import detections_to_msg
 
 
 def _model_groups() -> tuple[str, ...]:
@@ -112,7 +114,7 @@ class SegmenterNode(MssegNode):
         #: set once the first model load has finished, loaded or not
         self.first_load_done = threading.Event()
         self._inst_pub = self.create_publisher(Image, "segmentation/instances", results_qos())
-        self._det_pub = self.create_publisher(PointCloud2, "segmentation/detections", results_qos())
+        self._det_pub = self.create_publisher(InstanceArray, "segmentation/detections", results_qos())
         self._overlay_pub = self.create_publisher(Image, "segmentation/overlay", sensor_qos(1))
         self._pending: Image | None = None
         self._lock = threading.Lock()
@@ -211,7 +213,7 @@ class SegmenterNode(MssegNode):
             return
         inst = filter_score(inst, self.score_threshold)
         self._inst_pub.publish(array_to_image(inst.labels, "mono16", header=msg.header))
-        self._det_pub.publish(table_to_cloud(inst.to_table(), header=msg.header))
+        self._det_pub.publish(detections_to_msg(inst.to_table(), msg.header, model.classes, inst.labels.shape))
         if self._overlay_pub.get_subscription_count() > 0 and self._overlay_due():
             self._overlay_pub.publish(array_to_image(render_overlay(frame, inst, model.classes), "rgb8",
                                                      header=msg.header))
