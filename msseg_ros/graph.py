@@ -10,8 +10,10 @@ Only the standard library is imported here: setup.py and launch files import thi
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +119,23 @@ class GraphSpec:
     @property
     def missing(self) -> tuple[NodeSpec, ...]:
         return tuple(n for n in self.nodes if not n.installed)
+
+    def subset(self, only: Sequence[str] = (), skip: Sequence[str] = ()) -> GraphSpec:
+        """The part of the graph one host runs: the nodes named in ``only`` (all when
+        empty) less those in ``skip``. The other hosts run the rest, on the same DDS
+        domain (docs/deployment.md).
+
+        Raises:
+            GraphError: a name that is not a node of this graph, or nothing left to run.
+        """
+        names = [n.name for n in self.nodes]
+        for name in (*only, *skip):
+            if name not in names:
+                raise GraphError(f"{name!r} is not a node of this graph; its nodes: {', '.join(names)}")
+        kept = tuple(n for n in self.nodes if (not only or n.name in only) and n.name not in skip)
+        if not kept:
+            raise GraphError("no node left to run on this host (--only / --skip)")
+        return dataclasses.replace(self, nodes=kept)
 
 
 def executable_available(executable: str) -> bool:

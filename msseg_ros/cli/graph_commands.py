@@ -50,6 +50,11 @@ def _graph_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bag", default=None, help="rosbag2 to replay (replay mode)")
     p.add_argument("--params-file", default=None, help="cell parameter file (default: shipped)")
     p.add_argument("--namespace", default="", help="ROS namespace for every node")
+    p.add_argument("--only", nargs="+", default=[], metavar="NODE",
+                   help="run only these nodes of the graph on this host (the others run elsewhere "
+                        "on the same DDS domain; docs/deployment.md)")
+    p.add_argument("--skip", nargs="+", default=[], metavar="NODE",
+                   help="run the graph without these nodes (they run on another host)")
 
 
 def _describe(args: argparse.Namespace):
@@ -63,7 +68,7 @@ def _describe(args: argparse.Namespace):
         namespace=args.namespace,
         record=getattr(args, "record", None),
         record_topics=getattr(args, "record_topics", None),
-    )
+    ).subset(args.only, args.skip)
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
@@ -146,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(monitor.table())
         if args.report:
             header = {"cell": spec.cell, "mode": spec.mode, "segmenter": spec.segmenter, "robot": spec.robot,
-                      "one_process": args.one_process,
+                      "one_process": args.one_process, "hosted_nodes": [n.name for n in spec.nodes],
                       "restarts": runner.restarts, "node_died": {"node": exc.node, "exit_code": exc.code}}
             files = monitor.write_report(args.report, header)
             print(f"msseg run: report in {args.report}: {', '.join(files)}", file=sys.stderr)
@@ -160,7 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("msseg run: restarted " + ", ".join(f"{n} x{k}" for n, k in runner.restarts.items()), file=sys.stderr)
     if args.report:
         header = {"cell": spec.cell, "mode": spec.mode, "segmenter": spec.segmenter, "robot": spec.robot,
-                  "one_process": args.one_process,
+                  "one_process": args.one_process, "hosted_nodes": [n.name for n in spec.nodes],
                   "restarts": runner.restarts}
         files = monitor.write_report(args.report, header)
         print(f"msseg run: report in {args.report}: {', '.join(files)}", file=sys.stderr)
