@@ -60,3 +60,16 @@ def test_record_adds_a_recorder_node(tmp_path):
     (tmp_path / "old").mkdir()
     with pytest.raises(GraphError, match="already exists"):
         describe("sorting_line", record=tmp_path / "old")
+
+
+def test_a_host_runs_a_subset_of_the_graph():
+    spec = describe("sorting_line")
+    assert [n.name for n in spec.subset(only=["segmenter"]).nodes] == ["segmenter"]
+    rest = spec.subset(skip=["segmenter"])
+    assert [n.name for n in rest.nodes] == ["cell_sim", "line_scanner", "grasp_selector", "robot_bridge"]
+    assert rest.cell == spec.cell and rest.params_files == spec.params_files
+    assert spec.subset() == spec
+    with pytest.raises(GraphError, match="'segmentr' is not a node of this graph; its nodes: cell_sim"):
+        spec.subset(only=["segmentr"])
+    with pytest.raises(GraphError, match="no node left to run on this host"):
+        spec.subset(only=["segmenter"], skip=["segmenter"])
