@@ -184,6 +184,7 @@ def describe(
     namespace: str = "",
     record: str | os.PathLike | None = None,
     record_topics: tuple[str, ...] | list[str] | None = None,
+    shards: int = 1,
 ) -> GraphSpec:
     """The graph of ``cell`` in ``mode``.
 
@@ -200,6 +201,8 @@ def describe(
         record: also record a rosbag2 (mcap) into this new folder.
         record_topics: what to record (default :data:`RECORD_TOPICS` of the cell; an
             empty sequence: every topic).
+        shards: segmenter instances sharing the frames (``segmenter_0`` ...
+            ``segmenter_{N-1}``, parameter ``shard: [k, N]``); 1: one ``segmenter``.
 
     Raises:
         GraphError: an unknown choice, a missing bag in replay mode, a missing parameter
@@ -216,6 +219,9 @@ def describe(
         bag = str(bag)
     elif bag:
         raise GraphError(f"a bag is only used in replay mode, not in {mode!r}")
+    if not 1 <= shards <= 16:
+        raise GraphError(f"shards must be in 1..16, got {shards}")
+    segmenters = ["segmenter"] if shards == 1 else [f"segmenter_{k}" for k in range(shards)]
     params = str(params_file) if params_file else default_params_file(cell)
     if not Path(params).is_file():
         raise GraphError(f"parameter file {params!r} does not exist")
@@ -229,13 +235,15 @@ def describe(
                 "replay",
                 "replay",
                 {"bag": bag, "topics": list(REPLAY_TOPICS[cell]), "loop": False,
-                 "wait_for_nodes": ["segmenter", "grasp_selector"]},
+                 "wait_for_nodes": [*segmenters, "grasp_selector"]},
             )
         )
     else:
         sensor = defaults["sensor"]
         nodes.append(NodeSpec(sensor, sensor, {"source": "sim" if mode == "sim" else "live"}))
-    nodes.append(NodeSpec("segmenter", "segmenter", {"cell": cell, "model.type": segmenter}))
+    for k, name in enumerate(segmenters):
+        shard = {} if shards == 1 else {"shard": [k, shards]}
+        nodes.append(NodeSpec(name, "segmenter", {"cell": cell, "model.type": segmenter, **shard}))
     nodes.append(NodeSpec("grasp_selector", "grasp_selector", {"cell": cell}))
     nodes.append(NodeSpec("robot_bridge", "robot_bridge", {"cell": cell, "robot.type": robot}))
     if record:

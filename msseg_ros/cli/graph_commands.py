@@ -50,6 +50,8 @@ def _graph_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bag", default=None, help="rosbag2 to replay (replay mode)")
     p.add_argument("--params-file", default=None, help="cell parameter file (default: shipped)")
     p.add_argument("--namespace", default="", help="ROS namespace for every node")
+    p.add_argument("--shards", type=int, default=1, metavar="N",
+                   help="N segmenters (segmenter_0 ...) share the frames, each segmenting its shard")
     p.add_argument("--only", nargs="+", default=[], metavar="NODE",
                    help="run only these nodes of the graph on this host (the others run elsewhere "
                         "on the same DDS domain; docs/deployment.md)")
@@ -68,6 +70,7 @@ def _describe(args: argparse.Namespace):
         namespace=args.namespace,
         record=getattr(args, "record", None),
         record_topics=getattr(args, "record_topics", None),
+        shards=args.shards,
     ).subset(args.only, args.skip)
 
 

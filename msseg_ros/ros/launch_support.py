@@ -2,7 +2,7 @@
 
 Used by ``launch/*.launch.py`` on a ROS machine (``launch`` and ``launch_ros`` come from
 apt there). The arguments mirror ``msseg run``: mode, segmenter, robot, params_file, bag,
-rviz, namespace, record, one_process. Nothing here decides which nodes run: the graph
+rviz, namespace, record, shards, one_process. Nothing here decides which nodes run: the graph
 description does.
 """
 from __future__ import annotations
@@ -50,6 +50,7 @@ def _nodes(context: LaunchContext, cell: str) -> list:
         rviz=arg("rviz").lower() in ("true", "1", "yes"),
         namespace=arg("namespace"),
         record=arg("record") or None,
+        shards=int(arg("shards")),
     )
     actions: list = []
     if spec.missing:
@@ -138,6 +139,8 @@ def cell_launch_description(cell: str) -> LaunchDescription:
             DeclareLaunchArgument("namespace", default_value="", description="namespace"),
             DeclareLaunchArgument("record", default_value="",
                                   description="also record a rosbag2 (mcap) into this new folder"),
+            DeclareLaunchArgument("shards", default_value="1",
+                                  description="segmenters sharing the frames (segmenter_0 ...)"),
             DeclareLaunchArgument("one_process", default_value="false", choices=["true", "false"],
                                   description="the cell's nodes in one process (msseg run --one-process)"),
             *[SetEnvironmentVariable(k, v) for k, v in dds_environment().items()],

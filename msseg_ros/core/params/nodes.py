@@ -150,6 +150,13 @@ LINE_SCANNER = Schema(
 
 SORTING_CLASSES = list(cells.SORTING_LINE_CLASSES)
 
+def _shard(v: list[int]) -> str | None:
+    if len(v) != 2:
+        return f"expected [k, N], got {v}"
+    k, n = v
+    return None if n >= 1 and 0 <= k < n else f"[k, N] needs N >= 1 and 0 <= k < N, got {v}"
+
+
 SEGMENTER = Schema(
     "segmenter",
     [
@@ -159,6 +166,9 @@ SEGMENTER = Schema(
               "Frames to segment (sensor_msgs/Image), relative name.", read_only=True),
         Param("input_depth", T.INT, 1, "Queue depth of the frame subscription (1: newest only).",
               min=1, max=100, read_only=True),
+        Param("shard", T.INT_ARRAY, [0, 1], "[k, N]: this instance is shard k of N segmenters on one frame "
+              "stream and segments only the frames of its shard (msseg_ros/core/shards.py); [0, 1]: all.",
+              read_only=True, check=_shard),
         Param("overlay_max_rate", T.FLOAT, 2.0, "Most overlays drawn per second, Hz (0: every frame); "
               "drawing costs frame time and is done only while someone subscribes.", min=0.0, max=1000.0),
         Param("model.type", T.STR, "classic", "Model type.", choices=tuple(SEGMENTERS.names())),

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 from msseg_ros.core.errors import MssegError
 from msseg_ros.core.params.nodes import schema_for
 from msseg_ros.core.segmentation.overlay import filter_score, render_overlay
+from msseg_ros.core.shards import frame_shard
 from msseg_ros.ros.image_codec import (
     ImageCodecError,
     array_to_image,
@@ -179,6 +180,10 @@ class SegmenterNode(MssegNode):
 
     def _on_frame(self, msg: Image) -> None:
         self.input_channels = _channels_of(msg)
+        k, n = self.params.shard
+        if n > 1 and frame_shard(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, n) != k:
+            self.counters["frames_other_shard"] += 1
+            return
         with self._lock:
             if self._pending is not None:
                 self.counters["frames_skipped"] += 1
@@ -238,6 +243,7 @@ class SegmenterNode(MssegNode):
 
     def diagnostics_status(self):
         extra = {"model": self.model_name or "-", "device": self.model.device if self.model else "-",
+                 "shard": "{}/{}".format(*self.params.shard),
                  "runtime": self.model.runtime if self.model else "-",
                  "score_threshold": self.score_threshold}
         if not self.first_load_done.is_set():
