@@ -6,6 +6,7 @@ import itertools
 import os
 import random
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -111,3 +112,28 @@ def free_ports(n: int = 1) -> int:
             for t in socks:
                 t.close()
     raise RuntimeError("no free ports")
+
+
+def run_msseg(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """``msseg ARGS`` from the repository root on a fresh DDS domain; asserts exit 0."""
+    env = dict(os.environ, ROS_DOMAIN_ID=str(fresh_domain()))
+    proc = subprocess.run([sys.executable, "-m", "msseg_ros.cli.main", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def bag_results(bag, topic: str) -> dict:
+    """The result tables recorded on ``topic`` (/segmentation/detections or
+    /grasps/candidates) by stamp: {(sec, nanosec): (frame_id, table)}."""
+    from rclpy.serialization import deserialize_message
+
+    from msseg_ros.core.replay import BagPlayback
+    from msseg_ros.ros.result_messages import TOPIC_TYPES, msg_to_candidates, msg_to_detections
+
+    decode = {"/segmentation/detections": msg_to_detections, "/grasps/candidates": msg_to_candidates}[topic]
+    out = {}
+    for _, _, raw in BagPlayback(bag, [topic]).schedule(rate=1e9):
+        msg = deserialize_message(raw, TOPIC_TYPES[topic.lstrip("/")])
+        out[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = (msg.header.frame_id, decode(msg))
+    return out

@@ -6,36 +6,13 @@ every frame segmented in both runs has the same detections, and the grasp select
 the recorded encoder, puts the candidates at the same places. pick_ids may differ: they
 number objects from the first frame each run segmented.
 """
-import os
-import subprocess
-import sys
 
 import numpy as np
-from rclpy.serialization import deserialize_message
 
 from msseg_ros.core.replay import BagPlayback
-from msseg_ros.ros.result_messages import TOPIC_TYPES, msg_to_candidates, msg_to_detections
 
-from conftest import ROOT, fresh_domain
-
-
-def _msseg(*args, timeout=240):
-    env = dict(os.environ, ROS_DOMAIN_ID=str(fresh_domain()))
-    proc = subprocess.run([sys.executable, "-m", "msseg_ros.cli.main", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
-
-
-DECODERS = {"/segmentation/detections": msg_to_detections, "/grasps/candidates": msg_to_candidates}
-
-
-def _tables(bag, topic):
-    out = {}
-    for _, _, raw in BagPlayback(bag, [topic]).schedule(rate=1e9):
-        msg = deserialize_message(raw, TOPIC_TYPES[topic.lstrip("/")])
-        out[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = (msg.header.frame_id, DECODERS[topic](msg))
-    return out
+from conftest import bag_results as _tables
+from conftest import run_msseg as _msseg
 
 
 def test_record_sim_then_replay_gives_the_same_detections(tmp_path):

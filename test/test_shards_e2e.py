@@ -2,44 +2,24 @@
 same detections per frame, the same pick points, and one pick_id per object whatever shard
 saw it (the grasp selector takes the shards' frames in any order)."""
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from rclpy.serialization import deserialize_message
 
-from msseg_ros.core.replay import BagPlayback
-from msseg_ros.ros.result_messages import TOPIC_TYPES, msg_to_candidates, msg_to_detections
-
-from conftest import ROOT, fresh_domain
+from conftest import bag_results, run_msseg
 
 pytestmark = pytest.mark.slow
-DECODERS = {"/segmentation/detections": msg_to_detections, "/grasps/candidates": msg_to_candidates}
-
-
-def _msseg(*args, timeout=420):
-    env = dict(os.environ, ROS_DOMAIN_ID=str(fresh_domain()))
-    proc = subprocess.run([sys.executable, "-m", "msseg_ros.cli.main", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 def _by_stamp(bag, topic):
-    out = {}
-    for _, _, raw in BagPlayback(bag, [topic]).schedule(rate=1e9):
-        msg = deserialize_message(raw, TOPIC_TYPES[topic.lstrip("/")])
-        out[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = DECODERS[topic](msg)
-    return out
+    return {stamp: table for stamp, (_, table) in bag_results(bag, topic).items()}
 
 
 def test_two_shards_give_the_candidates_of_one_segmenter(tmp_path):
     live, sharded = tmp_path / "live", tmp_path / "sharded"
-    _msseg("run", "sorting_line", "--mode", "sim", "--segmenter", "classic", "--duration", "30", "--quiet",
+    run_msseg("run", "sorting_line", "--mode", "sim", "--segmenter", "classic", "--duration", "30", "--quiet",
            "--record", str(live))
-    _msseg("run", "sorting_line", "--mode", "replay", "--bag", str(live), "--segmenter", "classic", "--shards", "2",
+    run_msseg("run", "sorting_line", "--mode", "replay", "--bag", str(live), "--segmenter", "classic", "--shards", "2",
            "--quiet", "--report", str(tmp_path / "report"), "--record", str(sharded), "--record-topics",
            "segmentation/detections", "grasps/candidates")
     report = json.loads((tmp_path / "report" / "report.json").read_text())
