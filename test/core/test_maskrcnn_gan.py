@@ -186,3 +186,18 @@ def test_adversarial_run_saves_a_plain_checkpoint_and_resumes(tmp_path, line):
     # a plain run's state has no critics to resume
     with pytest.raises(ConfigError, match="holds no critic state to resume"):
         _run(tmp_path, line, "plain", {**sets, "train.epochs": 2}, resume=True)
+
+
+def test_critics_judge_a_bounded_random_subset(monkeypatch):
+    import msseg_ros.core.segmentation.maskrcnn_gan as gan
+
+    monkeypatch.setattr(gan, "MAX_SAMPLES", 3)
+    seg = _segmenter()
+    adv = seg.adversary(Adversarial(box=1.0, mask=1.0), seed=3)
+    images, targets = _batch()
+    seg.net(images, targets)
+    losses = adv.generator_losses()
+    assert all(torch.isfinite(v) for v in losses.values())
+    for real, fake in adv._critic_inputs.values():
+        assert len(real) == len(fake) == 3  # the batch has far more foreground RoIs
+    adv.close()

@@ -28,6 +28,9 @@ Choices where the seed is silent (stated in docs/models.md):
   after each step, as in SegAN (Xue et al. 2018), whose multi-scale L1 loss eq 3.4 is.
 * the critics' optimiser: Adam, the model's learning rate, betas (0.5, 0.999) (DCGAN's);
   one critic step per model step.
+* each critic judges at most ``MAX_SAMPLES`` RoIs per step, drawn at random (from the
+  adversary's own generator) among the foreground ones: the seed's N is "the mini-batch
+  size"; all 512 of a batch of 4 cost several plain steps.
 """
 from __future__ import annotations
 
@@ -49,6 +52,9 @@ ROI_SIZE = 28
 SAMPLES_PER_BIN = 2
 #: the mask critic's parameters are clipped to +- this after each step (SegAN)
 MASK_CRITIC_CLIP = 0.05
+#: each critic judges at most this many RoIs per step (a random subset of the foreground
+#: ones): a batch of 4 has up to 512, which made a step several times the plain one
+MAX_SAMPLES = 64
 CRITIC_WIDTHS = (64, 128, 256, 256)
 
 
@@ -153,6 +159,7 @@ class MaskRCNNAdversary(Adversary):
         fork = torch.random.fork_rng(devices=[])
         with fork:  # the critics' init leaves torch's global generator as plain training has it
             torch.manual_seed(seed)
+            self._draw = torch.Generator().manual_seed(seed + 1)
             self.box_critic = BoxCritic(channels) if box_weight > 0 else None
             self.mask_critic = MaskCritic(channels) if mask_weight > 0 else None
         heads = net.roi_heads
@@ -254,7 +261,7 @@ class MaskRCNNAdversary(Adversary):
         _, box_regression = seen["box_out"]
         proposals, matched, targets = seen["proposals"], seen["matched"], seen["targets"]
         lab = torch.cat(labels)
-        fg = torch.nonzero(lab > 0).flatten()
+        fg = self._subset(torch.nonzero(lab > 0).flatten())
         regression = box_regression.float().reshape(len(lab), -1, 4)[fg, lab[fg]]
         pred = heads.box_coder.decode_single(regression, torch.cat(proposals)[fg].float())
         gt = torch.cat([t["boxes"][m.clamp(min=0)] for t, m in zip(targets, matched, strict=True)])[fg].float()
@@ -270,15 +277,27 @@ class MaskRCNNAdversary(Adversary):
     def _mask_samples(self, labels: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(real, fake) masked RoI features of the positive proposals: (P, C, 28, 28)."""
         seen = self._seen
-        boxes = seen["mask_proposals"]
+        boxes = seen["mask_proposals"]  # per image: its positive proposals, in label order
         pos = [torch.nonzero(lab > 0).flatten() for lab in labels]
         pos_labels = torch.cat([lab[p] for lab, p in zip(labels, pos, strict=True)])
-        feats = {k: v.detach().float() for k, v in seen["features"].items()}
-        rois = self.mask_pool(feats, [b.float() for b in boxes], seen["image_shapes"])
         logits = seen["mask_logits"].float()
-        pred = torch.sigmoid(logits[torch.arange(len(pos_labels), device=logits.device), pos_labels])
+        pick = self._subset(torch.arange(len(pos_labels), device=logits.device))
+        image_of = torch.cat([torch.full((len(p),), i, device=logits.device) for i, p in enumerate(pos)])[pick]
+        offsets = torch.tensor([0, *[len(p) for p in pos]], device=logits.device).cumsum(0)
+        keep = [pick[image_of == i] - offsets[i] for i in range(len(pos))]  # per image, local
+        chosen = [b[k].float() for b, k in zip(boxes, keep, strict=True)]
+        feats = {k: v.detach().float() for k, v in seen["features"].items()}
+        rois = self.mask_pool(feats, chosen, seen["image_shapes"])
+        pred = torch.sigmoid(logits[pick, pos_labels[pick]])
         truth = torch.cat([
-            project_masks_on_boxes(t["masks"], b, m[p], ROI_SIZE)
-            for t, b, m, p in zip(seen["targets"], boxes, seen["matched"], pos, strict=True)
-        ]) if len(pos_labels) else pred.new_zeros((0, ROI_SIZE, ROI_SIZE))
+            project_masks_on_boxes(t["masks"], b, m[p][k], ROI_SIZE)
+            for t, b, m, p, k in zip(seen["targets"], chosen, seen["matched"], pos, keep, strict=True)
+        ]) if len(pick) else pred.new_zeros((0, ROI_SIZE, ROI_SIZE))
         return rois * truth[:, None], rois * pred[:, None]
+
+    def _subset(self, indices: torch.Tensor) -> torch.Tensor:
+        """At most ``MAX_SAMPLES`` of ``indices``, drawn at random, in their order."""
+        if len(indices) <= MAX_SAMPLES:
+            return indices
+        draw = torch.randperm(len(indices), generator=self._draw)[:MAX_SAMPLES].sort().values
+        return indices[draw.to(indices.device)]
