@@ -46,6 +46,15 @@ def test_parse_sets_types_and_errors():
             parse_sets([item], spec)
 
 
+def test_set_on_segmenter_reaches_every_shard():
+    spec = describe("sorting_line", shards=2)
+    sets = parse_sets(["segmenter.model.score_threshold=0.3", "segmenter_1.overlay_max_rate=1"], spec)
+    assert sets == {"segmenter_0": {"model.score_threshold": 0.3},
+                    "segmenter_1": {"model.score_threshold": 0.3, "overlay_max_rate": 1.0}}
+    with pytest.raises(ConfigError, match="node 'segmenter_0' has no parameter 'colour'"):
+        parse_sets(["segmenter.colour=1"], spec)
+
+
 def test_dds_profile_respects_the_users_choice():
     assert dds_environment({"FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"}) == {}
     env = dds_environment({})

@@ -63,12 +63,18 @@ def parse_sets(items: list[str], spec: GraphSpec) -> dict[str, dict[str, Any]]:
         ConfigError: bad syntax, an unknown node or parameter, or an invalid value.
     """
     nodes = {n.name: n for n in spec.nodes}
+    # `segmenter.X` sets X on every shard (segmenter_0 ...) when the graph has shards
+    shards = [n for n in nodes if n.startswith("segmenter_") and nodes[n].executable == "segmenter"]
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         node, dot, param = key.partition(".")
         if not sep or not dot or not param:
             raise ConfigError(f"--set {item!r}: expected NODE.PARAM=VALUE")
+        if node == "segmenter" and node not in nodes and shards:
+            for shard in shards:
+                out.setdefault(shard, {}).update(parse_sets([f"{shard}.{param}={raw}"], spec)[shard])
+            continue
         if node not in nodes:
             raise ConfigError(
                 f"--set {item!r}: no node {node!r} in this graph; nodes: {', '.join(nodes)}"
