@@ -81,8 +81,8 @@ setup(
     install_requires=["setuptools"],
     extras_require={
         "wheels": ROS_WHEELS + PYTHON_DEPS,
-        # model.runtime onnxruntime (the torch runtime needs nothing more)
-        "runtimes": ["onnxruntime>=1.17", "onnx>=1.15"],
+        # model.runtime onnxruntime / openvino (the torch runtime needs nothing more)
+        "runtimes": ["onnxruntime>=1.17", "onnx>=1.15", "openvino>=2024.0"],
         "dev": ["pytest>=7.4", "pytest-timeout>=2.2", "ruff>=0.5", "faster-coco-eval>=1.6", "mypy>=1.10",
                 "types-PyYAML", "hypothesis>=6.80",
                 # colcon from PyPI: the test that builds both packages as a ROS machine would

@@ -1,11 +1,12 @@
-"""Runtimes: each shipped torch model's predict time on torch and on ONNX Runtime.
+"""Runtimes: each shipped torch model's predict time on torch, ONNX Runtime and OpenVINO.
 
     python benchmarks/runtimes.py [--frames 6] [--repeats 3]
 
 The same weights, frames and threads, interleaved in one run; frames are generated for
 each model's cell (the sorting line's 250 x 274 x 11, the bin camera's 256 x 256 RGB).
-ratio = torch / onnxruntime (> 1: ONNX Runtime faster). The first ONNX call of a model
-exports it (cached); that is not timed.
+ratio = torch / runtime (> 1: that runtime faster). The first call of a model on an
+exported runtime exports it (cached); that is not timed. A runtime that is not installed
+is left out, with its reason.
 """
 import argparse
 import tempfile
@@ -37,21 +38,33 @@ def main() -> None:
         import os
 
         os.environ["MSSEG_CACHE"] = cache
+        from msseg_ros.core.segmentation.base import RUNTIMES
+
+        exported = []
+        for rt in ("onnxruntime", "openvino"):
+            reason = RUNTIMES.get(rt).unavailable_reason()
+            if reason:
+                print(f"{rt}: left out ({reason})")
+            else:
+                exported.append(rt)
         for name in shipped_models():
             torch_seg = load_segmenter(name)
             if torch_seg.type_name == "classic":
                 continue
-            onnx_seg = load_segmenter(name, runtime="onnxruntime")
+            others = {rt: load_segmenter(name, runtime=rt) for rt in exported}
             frames = _frames(name.split("_" + torch_seg.type_name)[0], args.frames)
-            onnx_seg(frames[0])
-            t_torch, t_onnx = [], []
-            for f in frames:
-                t_torch.append(median_time(lambda f=f, s=torch_seg: s(f), args.repeats, warmup=1))
-                t_onnx.append(median_time(lambda f=f, s=onnx_seg: s(f), args.repeats, warmup=1))
-            a, b = 1e3 * float(np.median(t_torch)), 1e3 * float(np.median(t_onnx))
-            ratios[f"{name}_torch_over_onnxruntime"] = a / b
-            figures[name] = {"torch_ms": round(a, 1), "onnxruntime_ms": round(b, 1), "frame_shape": list(frames[0].shape)}
-            print(f"{name}: torch {a:.1f} ms, onnxruntime {b:.1f} ms per frame (predict, median)")
+            for seg in others.values():
+                seg(frames[0])
+            times: dict[str, list[float]] = {"torch": [], **{rt: [] for rt in others}}
+            for f in frames:  # interleaved per frame
+                times["torch"].append(median_time(lambda f=f, s=torch_seg: s(f), args.repeats, warmup=1))
+                for rt, seg in others.items():
+                    times[rt].append(median_time(lambda f=f, s=seg: s(f), args.repeats, warmup=1))
+            ms = {rt: 1e3 * float(np.median(v)) for rt, v in times.items()}
+            for rt in others:
+                ratios[f"{name}_torch_over_{rt}"] = ms["torch"] / ms[rt]
+            figures[name] = {**{f"{rt}_ms": round(v, 1) for rt, v in ms.items()}, "frame_shape": list(frames[0].shape)}
+            print(f"{name}: " + ", ".join(f"{rt} {v:.1f} ms" for rt, v in ms.items()) + " per frame (predict, median)")
     figures["threads"] = torch.get_num_threads()
     emit("runtimes", ratios, figures, args.json)
 

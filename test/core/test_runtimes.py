@@ -1,12 +1,17 @@
-"""Inference runtimes: the same instances from torch and ONNX Runtime, the export cache,
-and clear refusals."""
+"""Inference runtimes: the same instances from torch, ONNX Runtime and OpenVINO, the export
+cache, and clear refusals."""
 import numpy as np
 import pytest
 import torch
 
 from msseg_ros.core.segmentation.base import RUNTIMES, SEGMENTERS, ExportError, ModelConfigError
 from msseg_ros.core.segmentation.loading import load_segmenter
-from msseg_ros.core.segmentation.runtimes import OnnxRuntime, RuntimeUnavailableError, model_key
+from msseg_ros.core.segmentation.runtimes import (
+    OnnxRuntime,
+    OpenVinoRuntime,
+    RuntimeUnavailableError,
+    model_key,
+)
 
 pytestmark = pytest.mark.skipif(OnnxRuntime.unavailable_reason() is not None, reason="onnxruntime not installed")
 
@@ -28,16 +33,21 @@ def _frame(h=72, w=88, seed=0):
 
 
 def test_runtimes_are_registered():
-    assert RUNTIMES.names() == ["onnxruntime", "torch"]
+    assert RUNTIMES.names() == ["onnxruntime", "openvino", "torch"]
 
 
+OPENVINO = pytest.mark.skipif(OpenVinoRuntime.unavailable_reason() is not None,
+                              reason=f"{OpenVinoRuntime.unavailable_reason()}")
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", pytest.param("openvino", marks=OPENVINO)])
 @pytest.mark.parametrize("kind", ["embeddings", "bicameral", "maskrcnn"])
-def test_onnxruntime_gives_the_same_outputs_and_instances(kind, tmp_path):
+def test_exported_runtimes_give_the_same_outputs_and_instances(kind, runtime, tmp_path):
     torch.manual_seed(0)
     ref = SEGMENTERS.get(kind).from_config(SMALL[kind])
     onnx = SEGMENTERS.get(kind).from_config(SMALL[kind], weights={k: v.numpy() for k, v in ref.state_dict().items()})
-    onnx.use_runtime("onnxruntime", tmp_path)
-    assert ref.runtime == "torch" and onnx.runtime == "onnxruntime"
+    onnx.use_runtime(runtime, tmp_path)
+    assert ref.runtime == "torch" and onnx.runtime == runtime
     assert len(list(tmp_path.glob(f"{kind}-*.onnx"))) == 1
     frame = _frame(72, 88)  # not the export's 256 x 256: dynamic axes
     x = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)))

@@ -373,6 +373,7 @@ SEGMENTERS.add_lazy("embeddings", "msseg_ros.core.segmentation.embeddings:Embedd
 RUNTIMES: Registry[Any] = Registry("runtime", required=("build",))
 RUNTIMES.add_lazy("torch", "msseg_ros.core.segmentation.runtimes:TorchRuntime")
 RUNTIMES.add_lazy("onnxruntime", "msseg_ros.core.segmentation.runtimes:OnnxRuntime")
+RUNTIMES.add_lazy("openvino", "msseg_ros.core.segmentation.runtimes:OpenVinoRuntime")
 
 
 #: the score threshold of a model that has not been calibrated

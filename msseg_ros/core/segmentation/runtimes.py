@@ -11,6 +11,8 @@ Python, so every runtime gives the same :class:`Instances`.
   and run by an ONNX Runtime CPU session with torch's thread count. The exported file is
   cached as ``{cache_dir}/{key}.onnx``; the key is a hash of the model's config and
   weights, so a changed checkpoint is exported again and an unchanged one never.
+* ``openvino``: the same ONNX file (same cache), read and compiled by OpenVINO for its
+  CPU plugin with torch's thread count (shapes stay dynamic: frames of any size).
 
 Runtimes are registered by name in :data:`~msseg_ros.core.segmentation.base.RUNTIMES`.
 """
@@ -152,6 +154,50 @@ class OnnxRuntime(Runtime):
         def run(*inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
             feed = {n: np.ascontiguousarray(x.detach().cpu().numpy()) for n, x in zip(names, inputs, strict=True)}
             return tuple(torch.from_numpy(o) for o in session.run(None, feed))
+
+        return run
+
+
+class OpenVinoRuntime(Runtime):
+    """OpenVINO's CPU plugin on the module exported to ONNX (the file ``onnxruntime``
+    caches, shared)."""
+
+    name = "openvino"
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        missing = [m for m in ("openvino", "onnx") if importlib.util.find_spec(m) is None]
+        if missing:
+            return f"{' and '.join(missing)} not installed (pip install openvino onnx)"
+        return None
+
+    def build(self, spec: ExportSpec, key: str, cache_dir: Path) -> Engine:
+        import openvino as ov
+
+        path = cache_dir / f"{key}.onnx"
+        if not path.is_file():
+            OnnxRuntime.export(spec, path)
+        core = ov.Core()
+        # f32: the CPU plugin would pick bf16 on CPUs that have it, and differ from torch
+        config = {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY",
+                  "INFERENCE_PRECISION_HINT": "f32"}
+        try:
+            compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+        except Exception as exc:  # noqa: BLE001 - a corrupt cache file: export again, once
+            path.unlink(missing_ok=True)
+            OnnxRuntime.export(spec, path)
+            try:
+                compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+            except Exception as again:  # noqa: BLE001 - OpenVINO raises RuntimeError and its own kinds
+                raise RuntimeUnavailableError(f"OpenVINO cannot compile the exported model: "
+                                              f"{str(again).splitlines()[0][:300]}") from exc
+        request = compiled.create_infer_request()
+        outputs = list(compiled.outputs)
+
+        def run(*inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            feed = [np.ascontiguousarray(x.detach().cpu().numpy()) for x in inputs]
+            result = request.infer(feed)
+            return tuple(torch.from_numpy(np.array(result[o])) for o in outputs)
 
         return run
 
