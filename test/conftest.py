@@ -114,7 +114,7 @@ def free_ports(n: int = 1) -> int:
     raise RuntimeError("no free ports")
 
 
-def run_msseg(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+def run_msseg(*args: str, timeout: float = 280) -> subprocess.CompletedProcess:
     """``msseg ARGS`` from the repository root on a fresh DDS domain; asserts exit 0."""
     env = dict(os.environ, ROS_DOMAIN_ID=str(fresh_domain()))
     proc = subprocess.run([sys.executable, "-m", "msseg_ros.cli.main", *args], capture_output=True, text=True,

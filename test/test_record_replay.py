@@ -8,6 +8,7 @@ number objects from the first frame each run segmented.
 """
 
 import numpy as np
+import pytest
 
 from msseg_ros.core.replay import BagPlayback
 
@@ -15,6 +16,7 @@ from conftest import bag_results as _tables
 from conftest import run_msseg as _msseg
 
 
+@pytest.mark.timeout(600)  # two runs of the graph; a hang guard
 def test_record_sim_then_replay_gives_the_same_detections(tmp_path):
     live, again = tmp_path / "live", tmp_path / "replayed"
     _msseg("run", "sorting_line", "--mode", "sim", "--segmenter", "classic", "--duration", "30", "--quiet",

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import bag_results, run_msseg
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def _by_stamp(bag, topic):
