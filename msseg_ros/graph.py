@@ -242,7 +242,8 @@ def describe(
         sensor = defaults["sensor"]
         nodes.append(NodeSpec(sensor, sensor, {"source": "sim" if mode == "sim" else "live"}))
     for k, name in enumerate(segmenters):
-        shard = {} if shards == 1 else {"shard": [k, shards]}
+        # shards on one host split its cores (override with --set segmenter.threads=N)
+        shard = {} if shards == 1 else {"shard": [k, shards], "threads": max(1, (os.cpu_count() or 1) // shards)}
         nodes.append(NodeSpec(name, "segmenter", {"cell": cell, "model.type": segmenter, **shard}))
     nodes.append(NodeSpec("grasp_selector", "grasp_selector", {"cell": cell}))
     nodes.append(NodeSpec("robot_bridge", "robot_bridge", {"cell": cell, "robot.type": robot}))

@@ -169,6 +169,8 @@ SEGMENTER = Schema(
         Param("shard", T.INT_ARRAY, [0, 1], "[k, N]: this instance is shard k of N segmenters on one frame "
               "stream and segments only the frames of its shard (msseg_ros/core/shards.py); [0, 1]: all.",
               read_only=True, check=_shard),
+        Param("threads", T.INT, 0, "Threads of torch's (and the exported runtimes') CPU inference; 0: torch's "
+              "default (every core). Shards on one host split the cores.", min=0, max=1024, read_only=True),
         Param("overlay_max_rate", T.FLOAT, 2.0, "Most overlays drawn per second, Hz (0: every frame); "
               "drawing costs frame time and is done only while someone subscribes.", min=0.0, max=1000.0),
         Param("model.type", T.STR, "classic", "Model type.", choices=tuple(SEGMENTERS.names())),

@@ -133,6 +133,10 @@ class SegmenterNode(MssegNode):
         self.create_subscription(Image, p.input_topic, self._on_frame, sensor_qos(p.input_depth))
 
     def _first_load(self) -> None:
+        if self.params.threads > 0:
+            import torch
+
+            torch.set_num_threads(self.params.threads)
         try:
             self._load(self._parameters_flat())
         except Exception as exc:  # noqa: BLE001 - any failure leaves the node up, in ERROR
