@@ -201,3 +201,18 @@ def test_critics_judge_a_bounded_random_subset(monkeypatch):
     for real, fake in adv._critic_inputs.values():
         assert len(real) == len(fake) == 3  # the batch has far more foreground RoIs
     adv.close()
+
+
+def test_an_image_without_objects_in_the_batch():
+    seg = _segmenter()
+    adv = seg.adversary(Adversarial(box=1.0, mask=1.0), seed=3)
+    images, targets = _batch()
+    empty = {"boxes": torch.zeros((0, 4)), "labels": torch.zeros(0, dtype=torch.int64),
+             "masks": torch.zeros((0, 64, 64), dtype=torch.uint8)}
+    seg.net([images[0], images[1]], [targets[0], empty])
+    losses = adv.generator_losses()
+    assert set(losses) == {"loss_adv_box", "loss_adv_mask"} and all(torch.isfinite(v) for v in losses.values())
+    assert torch.isfinite(adv.critic_loss())
+    seg.net([images[1]], [empty])  # a batch with no object at all
+    assert all(torch.isfinite(v) for v in adv.generator_losses().values())
+    adv.close()

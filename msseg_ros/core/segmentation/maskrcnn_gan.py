@@ -264,7 +264,9 @@ class MaskRCNNAdversary(Adversary):
         fg = self._subset(torch.nonzero(lab > 0).flatten())
         regression = box_regression.float().reshape(len(lab), -1, 4)[fg, lab[fg]]
         pred = heads.box_coder.decode_single(regression, torch.cat(proposals)[fg].float())
-        gt = torch.cat([t["boxes"][m.clamp(min=0)] for t, m in zip(targets, matched, strict=True)])[fg].float()
+        # an image without objects has no boxes to index (all its proposals are background)
+        gt = torch.cat([t["boxes"][m.clamp(min=0)] if len(t["boxes"]) else t["boxes"].new_zeros((len(m), 4))
+                        for t, m in zip(targets, matched, strict=True)])[fg].float()
         image_index = torch.cat([torch.full((len(p),), i, device=lab.device) for i, p in enumerate(proposals)])[fg]
         feats = [v.detach().float() for k, v in seen["features"].items() if k in pool.featmap_names]
         levels = pool.map_levels([gt]) if len(gt) else lab.new_zeros(0)
@@ -292,6 +294,7 @@ class MaskRCNNAdversary(Adversary):
         truth = torch.cat([
             project_masks_on_boxes(t["masks"], b, m[p][k], ROI_SIZE)
             for t, b, m, p, k in zip(seen["targets"], chosen, seen["matched"], pos, keep, strict=True)
+            if len(k)  # an image without objects has no positive proposals
         ]) if len(pick) else pred.new_zeros((0, ROI_SIZE, ROI_SIZE))
         return rois * truth[:, None], rois * pred[:, None]
 
