@@ -132,23 +132,12 @@ class OnnxRuntime(Runtime):
     def build(self, spec: ExportSpec, key: str, cache_dir: Path) -> Engine:
         import onnxruntime as ort
 
-        path = cache_dir / f"{key}.onnx"
-        if not path.is_file():
-            self.export(spec, path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only
-        try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - ORT errors (InvalidProtobuf, Fail) are plain Exceptions
-            # a corrupt cache file (a crash, a full disk): export again, once
-            path.unlink(missing_ok=True)
-            self.export(spec, path)
-            try:
-                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            except Exception as again:  # noqa: BLE001
-                raise RuntimeUnavailableError(f"ONNX Runtime cannot load the exported model: {again}") from exc
+        session = _load_export(spec, cache_dir / f"{key}.onnx", "ONNX Runtime", lambda path: ort.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]))
         names = [i.name for i in session.get_inputs()]
 
         def run(*inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -174,23 +163,12 @@ class OpenVinoRuntime(Runtime):
     def build(self, spec: ExportSpec, key: str, cache_dir: Path) -> Engine:
         import openvino as ov
 
-        path = cache_dir / f"{key}.onnx"
-        if not path.is_file():
-            OnnxRuntime.export(spec, path)
         core = ov.Core()
         # f32: the CPU plugin would pick bf16 on CPUs that have it, and differ from torch
         config = {"INFERENCE_NUM_THREADS": torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_PRECISION_HINT": "f32"}
-        try:
-            compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-        except Exception as exc:  # noqa: BLE001 - a corrupt cache file: export again, once
-            path.unlink(missing_ok=True)
-            OnnxRuntime.export(spec, path)
-            try:
-                compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-            except Exception as again:  # noqa: BLE001 - OpenVINO raises RuntimeError and its own kinds
-                raise RuntimeUnavailableError(f"OpenVINO cannot compile the exported model: "
-                                              f"{str(again).splitlines()[0][:300]}") from exc
+        compiled = _load_export(spec, cache_dir / f"{key}.onnx", "OpenVINO",
+                                lambda path: core.compile_model(core.read_model(str(path)), "CPU", config))
         request = compiled.create_infer_request()
         outputs = list(compiled.outputs)
 
@@ -200,6 +178,23 @@ class OpenVinoRuntime(Runtime):
             return tuple(torch.from_numpy(np.array(result[o])) for o in outputs)
 
         return run
+
+
+def _load_export(spec: ExportSpec, path: Path, runtime: str, load: Callable[[Path], Any]) -> Any:
+    """``load(path)`` of the ONNX export of ``spec``, exported first when not cached; a
+    cached file that fails to load (a crash, a full disk) is exported again, once."""
+    if not path.is_file():
+        OnnxRuntime.export(spec, path)
+    try:
+        return load(path)
+    except Exception as exc:  # noqa: BLE001 - the runtimes raise plain Exceptions and their own kinds
+        path.unlink(missing_ok=True)
+        OnnxRuntime.export(spec, path)
+        try:
+            return load(path)
+        except Exception as again:  # noqa: BLE001
+            raise RuntimeUnavailableError(f"{runtime} cannot load the exported model: "
+                                          f"{str(again).splitlines()[0][:300]}") from exc
 
 
 def engine_cache_dir(weights_path: Path | None) -> Path:
