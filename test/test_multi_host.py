@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ROOT, fresh_domain
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def _ip(*args: str, ns: str | None = None) -> subprocess.CompletedProcess:
@@ -58,11 +58,14 @@ def test_the_segmenter_on_another_host(hosts, tmp_path):
     env = dict(os.environ, ROS_DOMAIN_ID=str(fresh_domain()), ROS_AUTOMATIC_DISCOVERY_RANGE="SUBNET",
                FASTDDS_DEFAULT_PROFILES_FILE=str(ROOT / "config" / "dds" / "fastdds_multi_host.xml"))
     env.pop("ROS_STATIC_PEERS", None)
-    seg = subprocess.Popen(_msseg_in(a, "run", "sorting_line", "--only", "segmenter", "--duration", "150",
+    # the classic model: light to load and run, so that a slow machine still picks in time
+    seg = subprocess.Popen(_msseg_in(a, "run", "sorting_line", "--segmenter", "classic", "--only", "segmenter",
+                                     "--duration", "150",
                                      "--quiet", "--report", str(tmp_path / "a")),
                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        rest = subprocess.run(_msseg_in(b, "run", "sorting_line", "--skip", "segmenter", "--duration", "120",
+        rest = subprocess.run(_msseg_in(b, "run", "sorting_line", "--segmenter", "classic", "--skip", "segmenter",
+                                        "--duration", "120",
                                         "--quiet", "--report", str(tmp_path / "b")),
                               env=env, cwd=ROOT, capture_output=True, text=True, timeout=400)
     finally:

@@ -72,10 +72,15 @@ class Runtime(abc.ABC):
     """Builds an :class:`Engine` from a model's export spec."""
 
     name: ClassVar[str] = ""
+    #: the Python modules (= pip packages) this runtime needs
+    requires: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
         """Why this runtime cannot run here (a package is missing), or None."""
+        missing = [m for m in cls.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            return f"{' and '.join(missing)} not installed (pip install {' '.join(cls.requires)})"
         return None
 
     @abc.abstractmethod
@@ -102,13 +107,7 @@ class OnnxRuntime(Runtime):
     """ONNX Runtime's CPU execution provider on the module exported to ONNX."""
 
     name = "onnxruntime"
-
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        missing = [m for m in ("onnxruntime", "onnx") if importlib.util.find_spec(m) is None]
-        if missing:
-            return f"{' and '.join(missing)} not installed (pip install onnxruntime onnx)"
-        return None
+    requires = ("onnxruntime", "onnx")
 
     @staticmethod
     def export(spec: ExportSpec, path: Path) -> Path:
@@ -152,13 +151,7 @@ class OpenVinoRuntime(Runtime):
     caches, shared)."""
 
     name = "openvino"
-
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        missing = [m for m in ("openvino", "onnx") if importlib.util.find_spec(m) is None]
-        if missing:
-            return f"{' and '.join(missing)} not installed (pip install openvino onnx)"
-        return None
+    requires = ("openvino", "onnx")
 
     def build(self, spec: ExportSpec, key: str, cache_dir: Path) -> Engine:
         import openvino as ov
