@@ -14,11 +14,11 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 
 INTERFACES := msseg_interfaces/package.xml msseg_interfaces/CMakeLists.txt $(wildcard msseg_interfaces/msg/*.msg)
 
-$(STAMP): setup.py package.xml $(INTERFACES) tools/build_interfaces.sh
+$(STAMP): msseg_ros/setup.py msseg_ros/package.xml $(INTERFACES) tools/build_interfaces.sh
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python >= 3.10 needed"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --progress-bar off -e '.[wheels,runtimes,dev]'
+	$(PY) -m pip install --progress-bar off -e './msseg_ros[wheels,runtimes,dev]'
 	bash tools/build_interfaces.sh $(VENV)
 	touch $(STAMP)
 
@@ -28,11 +28,11 @@ demo: $(STAMP)
 	$(VENV)/bin/msseg run sorting_line --mode sim --duration $(DURATION) --report reports/demo
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest msseg_ros/test
 
 # the suite again with one core kept busy by a background load (started and stopped here)
 test-under-load: $(STAMP)
-	$(PY) tools/with_load.py --cores 1 -- $(PY) -m pytest
+	$(PY) tools/with_load.py --cores 1 -- $(PY) -m pytest msseg_ros/test
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -41,4 +41,4 @@ docs: $(STAMP)
 	$(VENV)/bin/msseg params --markdown > docs/parameters.md
 
 clean:
-	rm -rf $(VENV) build install log .pytest_cache
+	rm -rf $(VENV) build install log .pytest_cache msseg_ros/.pytest_cache

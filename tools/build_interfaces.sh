@@ -11,6 +11,7 @@ VENV=$(cd "${1:-.venv}" && pwd)
 PY="$VENV/bin/python"
 BUILD=build/msseg_interfaces
 mkdir -p "$BUILD"
+touch build/COLCON_IGNORE  # colcon crawling the repository skips this build
 # the wheels' exported CMake files name the wheel builder's Python paths; point them at
 # this venv (idempotent: nothing matches once done)
 PYINC=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['include'])")

@@ -1,0 +1,48 @@
+"""Model speed: our inference path against a naive eager torchvision call, same input.
+
+    python msseg_ros/benchmarks/model_speed.py [--frames 8] [--repeats 5]
+
+The shipped sorting-line Mask R-CNN on sim frames of the demo's size (250 x 274 x 11).
+"naive" is what a quick script does: ``net.eval(); net([tensor])`` with autograd on.
+"ours" is ``Segmenter.predict``: ``torch.inference_mode``, and the masks turned into the
+instance image the nodes publish (so it does more work, not less). Both run in this
+process, interleaved, on the same frames and threads; ratio = naive / ours (> 1: ours
+faster).
+"""
+import argparse
+
+import numpy as np
+import torch
+
+from msseg_ros.bench import add_json_argument, emit, median_time
+from msseg_ros.core.segmentation.loading import load_segmenter
+from msseg_ros.core.sim.sorting_line import SortingLineConfig, SortingLineWorld
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="sorting_line_maskrcnn")
+    ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=5)
+    add_json_argument(ap)
+    args = ap.parse_args()
+    seg = load_segmenter(args.model)
+    frames = [SortingLineWorld(SortingLineConfig(feed_rate=12.0, seed=s)).render(0, 250).image
+              for s in range(args.frames)]
+    net = seg.net.eval()
+    tensors = [torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1))) for f in frames]
+    naive, ours = [], []
+    for f, x in zip(frames, tensors, strict=True):
+        naive.append(median_time(lambda x=x: net([x]), args.repeats, warmup=1))
+        ours.append(median_time(lambda f=f: seg.predict(f), args.repeats, warmup=1))
+    n_ms, o_ms = 1e3 * float(np.median(naive)), 1e3 * float(np.median(ours))
+    print(f"{args.model} on {len(frames)} frames {frames[0].shape}, {torch.get_num_threads()} threads:")
+    print(f"naive eager torchvision call: {n_ms:.1f} ms median")
+    print(f"our inference path (predict):  {o_ms:.1f} ms median")
+    emit("model_speed", {"naive_over_ours": n_ms / o_ms},
+         {"naive_ms": round(n_ms, 1), "ours_ms": round(o_ms, 1), "threads": torch.get_num_threads(),
+          "frame_shape": list(frames[0].shape)}, args.json)
+
+
+if __name__ == "__main__":
+    main()

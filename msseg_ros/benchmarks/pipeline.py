@@ -1,0 +1,88 @@
+"""Pipeline overhead and keep-up of the simulated sorting line, at the demo configuration.
+
+    python msseg_ros/benchmarks/pipeline.py [--duration 45] [--one-process] [--runtime onnxruntime]
+
+One `msseg run sorting_line --mode sim` (shipped Mask R-CNN, real processes and DDS),
+then, in this process, the same model's forward time alone on frames of the same size.
+
+1. Pipeline overhead = end-to-end latency / segmenter forward time (p50s). End-to-end:
+   from the moment a line frame is complete (its stamp is row 0's acquisition, so the
+   frame's own acquisition time, frame_lines x line_pitch / belt speed, is subtracted) to
+   its candidates arriving in another process. 1.0 would be a free pipeline.
+2. Keep-up: real-time factor = frame period / per-frame work (segmenter + grasp selector
+   p50): >= 1 keeps up with the belt. Dropped frames: frames the segmenter received but
+   replaced by a newer one before it was free (its newest-frame policy), over the
+   frames it received; frames published before its model was loaded are counted apart.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from msseg_ros.bench import add_json_argument, emit, median_time
+from msseg_ros.core.segmentation.loading import load_segmenter
+from msseg_ros.core.sim.sorting_line import SortingLineConfig, SortingLineWorld
+from msseg_ros.graph import default_params_file
+
+
+def _line_params() -> tuple[int, float, float]:
+    doc = yaml.safe_load(Path(default_params_file("sorting_line")).read_text())
+    scanner = doc["/**/line_scanner"]["ros__parameters"]
+    speed = doc["/**/cell_sim"]["ros__parameters"]["belt"]["speed"]
+    return int(scanner["frame_lines"]), float(scanner["line_pitch"]), float(speed)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=float, default=45.0, help="s of sorting line")
+    ap.add_argument("--segmenter", default="maskrcnn")
+    ap.add_argument("--one-process", action="store_true", help="msseg run --one-process")
+    ap.add_argument("--runtime", default="torch", help="the segmenter's model.runtime (and the forward's)")
+    add_json_argument(ap)
+    args = ap.parse_args()
+    lines, pitch, speed = _line_params()
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "msseg_ros.cli.main", "run", "sorting_line", "--mode", "sim", "--quiet",
+               "--segmenter", args.segmenter, "--duration", str(args.duration), "--report", tmp,
+               "--set", f"segmenter.model.runtime={args.runtime}", *(["--one-process"] if args.one_process else [])]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
+        if proc.returncode != 0:
+            sys.exit(f"pipeline benchmark: msseg run failed: {proc.stderr[-2000:]}")
+        report = json.loads((Path(tmp) / "report.json").read_text())
+    nodes = report["nodes"]
+    seg, grasp, scanner = nodes["segmenter"], nodes["grasp_selector"], nodes["line_scanner"]
+    model = load_segmenter(seg["model"], runtime=args.runtime)
+    frame = SortingLineWorld(SortingLineConfig(feed_rate=12.0, seed=3)).render(0, lines).image
+    forward_ms = 1e3 * median_time(lambda: model.predict(frame), 7)
+    acquisition_ms = 1e3 * lines * pitch / speed
+    e2e_ms = report["pipeline_latency"]["p50_ms"] - acquisition_ms
+    work_ms = float(seg["latency_p50_ms"]) + float(grasp["latency_p50_ms"])
+    period_ms = 1e3 / float(scanner["rate_hz"])
+    received = int(seg["frames"]) + int(seg.get("frames_skipped", 0))
+    dropped = int(seg.get("frames_skipped", 0)) / max(received, 1)
+    mode = "one process" if args.one_process else "a process per node"
+    print(f"sorting line, {args.segmenter} on {args.runtime}, {mode}, {args.duration:g} s: "
+          f"{scanner['frames']} frames published, "
+          f"{received} received by the segmenter, {seg['frames']} segmented")
+    print(f"end-to-end p50 (frame complete -> candidates): {e2e_ms:.0f} ms "
+          f"(stamp -> candidates {report['pipeline_latency']['p50_ms']:.0f} ms, acquisition {acquisition_ms:.0f} ms)")
+    print(f"segmenter forward alone p50: {forward_ms:.0f} ms; in the node: {float(seg['latency_p50_ms']):.0f} ms; "
+          f"grasp selector {float(grasp['latency_p50_ms']):.1f} ms")
+    print(f"frame period {period_ms:.0f} ms, work per frame {work_ms:.0f} ms; dropped {dropped:.1%} of the "
+          f"frames received; {int(scanner['frames']) - received} published before the segmenter was ready")
+    emit("pipeline", {"pipeline_overhead": e2e_ms / forward_ms, "keep_up_real_time_factor": period_ms / work_ms,
+                      "dropped_frame_fraction": dropped},
+         {"end_to_end_p50_ms": round(e2e_ms, 1), "forward_p50_ms": round(forward_ms, 1),
+          "segmenter_node_p50_ms": float(seg["latency_p50_ms"]), "frame_period_ms": round(period_ms, 1),
+          "frames_published": int(scanner["frames"]), "frames_received": received,
+          "frames_segmented": int(seg["frames"]), "score": report["score"], "one_process": args.one_process,
+          "runtime": args.runtime}, args.json)
+
+
+if __name__ == "__main__":
+    main()
