@@ -6,7 +6,9 @@ Not run by `msseg bench` without its name (it takes minutes per model). For each
 with a shipped sorting-line checkpoint: one `msseg run sorting_line --mode sim` of the
 given length; its report gives the objects scored, recovery, purity, double picks (an
 object gripped after some robot already picked it) and the pick-id audit (an id seen on
-two objects, an id that ended twice).
+two objects, an id that ended twice). Each double pick has its cause
+(core/sim/scoring.py DOUBLE_PICK_CAUSES: one frame's two detections of an object, the
+tracker missing it across frames, a grip point on a neighbour).
 
 Ratios: ``{model}_double_picks_per_100_picks`` (target 0) for each model.
 """
@@ -41,10 +43,12 @@ def main() -> None:
         picks = sum(int(v) for v in report.get("picks_by_robot", {}).values())
         figures[model] = {"exit_code": code, "objects_scored": s.get("objects_scored"),
                           "recovery": s.get("recovery"), "purity": s.get("purity"),
-                          "double_picks": s.get("double_picks"), "picks": picks, "pick_ids": ids,
+                          "double_picks": s.get("double_picks"), "double_pick_causes": s.get("double_pick_causes"),
+                          "picks": picks, "pick_ids": ids,
                           "restarts": report.get("restarts", {})}
         ratios[f"{model}_double_picks_per_100_picks"] = 100.0 * float(s.get("double_picks", 0)) / max(picks, 1)
-        print(f"{model}: {s.get('double_picks')} double picks in {picks} picks, {s.get('objects_scored')} objects, "
+        print(f"{model}: {s.get('double_picks')} double picks in {picks} picks (causes {s.get('double_pick_causes')}), "
+              f"{s.get('objects_scored')} objects, "
               f"recovery {s.get('recovery')}, purity {s.get('purity')}, pick ids {ids}")
     figures["minutes"] = args.minutes
     emit("double_picks", ratios, figures, args.json)

@@ -75,3 +75,33 @@ def test_bin_scorer_lifts_an_unoccluded_instance_at_its_centre():
     k = s.kpis(30.0)
     assert (k["attempts"], k["successes"], k["failed_bin_bottom"]) == (2, 1, 1)
     assert k["success_rate"] == 0.5 and k["centred_rate"] == 0.5
+
+
+def test_each_double_pick_is_given_its_cause():
+    world, s = scorer()
+    s.update(0.0)
+    objs = [o for o in world.objects_between(0.5, 3.0) if o.rests_on is None and 0.5 <= o.b < 3.0][:4]
+    a, b, c, d = objs
+    frame1, frame2 = 5.0, 5.4  # two frames' belt positions; the world moves with the belt
+    s.on_candidate(frame1 - 0.5, 0.0, frame1)  # starts the scoring
+    s.on_candidate(*world_point(a, frame1), frame1, 1, pick_id=10)
+    s.on_candidate(*world_point(a, frame1), frame1, 1, pick_id=11)  # a second detection of a
+    s.on_candidate(*world_point(b, frame1), frame1, 1, pick_id=20)
+    s.on_candidate(*world_point(b, frame2), frame2, 1, pick_id=21)  # b again, a new id
+    s.on_candidate(*world_point(c, frame1), frame1, 1, pick_id=30)
+    s.on_candidate(*world_point(d, frame1), frame1, 1, pick_id=40)
+    grip = 6.0
+    s.on_grip(1, 10, (*world_point(a, grip), 0.0), grip, 1)
+    s.on_grip(2, 11, (*world_point(a, grip), 0.0), grip, 1)  # one_frame
+    s.on_grip(1, 20, (*world_point(b, grip), 0.0), grip, 1)
+    s.on_grip(2, 21, (*world_point(b, grip), 0.0), grip, 1)  # two_frames
+    s.on_grip(1, 30, (*world_point(c, grip), 0.0), grip, 1)
+    s.on_grip(2, 30, (*world_point(c, grip), 0.0), grip, 1)  # same_pick_id
+    s.on_grip(2, 40, (*world_point(c, grip), 0.0), grip, 1)  # d's id, gripped on c: other_object
+    s.on_grip(2, 99, (*world_point(c, grip), 0.0), grip, 1)  # no candidate had 99
+    k = s.kpis(60.0)
+    assert k["double_picks"] == 5
+    assert k["double_pick_causes"] == {"same_pick_id": 1, "one_frame": 1, "two_frames": 1, "other_object": 1,
+                                       "unknown_pick_id": 1}
+    s.update(20.0)  # long past: the ids' origins are forgotten, the counts stay
+    assert s._id_origin == {} and s.kpis(60.0)["double_pick_causes"]["one_frame"] == 1

@@ -6,6 +6,8 @@ so a grip at world (x, y) with belt travel p is on belt coordinate
 within 5 mm, else the nearest centre within 30 mm) is the one picked. Candidates are
 located the same way (detected objects). Once an object has passed the last robot, it
 is final: never detected, detected but not picked, picked into the right or the wrong bin.
+A grip on an object some robot already picked is a double pick; its cause is recorded
+(:data:`DOUBLE_PICK_CAUSES`) from the pick ids the candidates carried.
 
 Bin picking (:class:`BinScorer`): each suction at world (x, y, z) is a pick on the same
 pile the camera renders (seed 001 metrics: success, centred, non-occluded).
@@ -26,6 +28,15 @@ from msseg_ros.core.sim.sorting_line import CLASSES, ScrapObject, SortingLineWor
 FOOTPRINT_TOLERANCE_M = 0.005
 CENTRE_TOLERANCE_M = 0.03
 
+#: why an object was gripped twice, judged from the candidates' pick ids:
+#: ``same_pick_id``: the same id twice (a bridge or ledger fault);
+#: ``one_frame``: two ids first seen in one frame (two detections of one object: a split
+#: or duplicated mask); ``two_frames``: ids first seen in different frames (the grasp
+#: selector's tracker did not match the object across overlapping frames);
+#: ``other_object``: the second id's candidates were on another object (a grip point off
+#: its own object, onto a picked neighbour); ``unknown_pick_id``: no candidate had it.
+DOUBLE_PICK_CAUSES = ("same_pick_id", "one_frame", "two_frames", "other_object", "unknown_pick_id")
+
 
 def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 4) if b else None
@@ -37,6 +48,7 @@ class _ObjectOutcome:
     detected: bool = False
     picked_by: int = 0
     bin: int = 0
+    pick_id: int | None = None
 
 
 @dataclass
@@ -63,6 +75,9 @@ class LineScorer:
     empty_grips: int = 0
     double_picks: int = 0
     unmatched_candidates: int = 0
+    double_pick_causes: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: pick_id -> (belt position of the frame that first had it, the object it was on)
+    _id_origin: dict[int, tuple[float, int]] = field(default_factory=dict)
     contingency: dict[str, Any] = field(default_factory=lambda: collections.defaultdict(collections.Counter))
     _classified: set[Any] = field(default_factory=set)
     _next_b: float | None = None
@@ -103,6 +118,8 @@ class LineScorer:
                 self.unmatched_candidates += 1
                 return
             self._outcome(o).detected = True
+            if pick_id is not None and pick_id not in self._id_origin:
+                self._id_origin[pick_id] = (belt_position, o.id)
             if class_id and (pick_id is None or pick_id not in self._classified):
                 if pick_id is not None:
                     self._classified.add(pick_id)
@@ -119,8 +136,20 @@ class LineScorer:
             out = self._outcome(o)
             if out.picked_by:
                 self.double_picks += 1
+                self.double_pick_causes[self._double_pick_cause(o, out.pick_id, pick_id)] += 1
                 return
-            out.picked_by, out.bin = robot, bin_
+            out.picked_by, out.bin, out.pick_id = robot, bin_, pick_id
+
+    def _double_pick_cause(self, o: ScrapObject, first: int | None, second: int) -> str:
+        if first == second:
+            return "same_pick_id"
+        origin = self._id_origin.get(second)
+        if origin is None:
+            return "unknown_pick_id"
+        if origin[1] != o.id:
+            return "other_object"
+        before = self._id_origin.get(first) if first is not None else None
+        return "one_frame" if before is not None and before[0] == origin[0] else "two_frames"
 
     def update(self, travel: float) -> None:
         """Finalise every object that has passed ``end_x`` at belt travel ``travel``."""
@@ -132,6 +161,10 @@ class LineScorer:
                 if self._next_b <= o.b < limit:
                     self.final.append(self.outcomes.pop(o.id) if o.id in self.outcomes else _ObjectOutcome(o))
             self._next_b = limit
+            # ids of objects long final (frames end well within 2 m of belt) are not needed
+            stale = [pid for pid, (p0, _) in self._id_origin.items() if p0 < limit - 2.0]
+            for pid in stale:
+                del self._id_origin[pid]
 
     def kpis(self, elapsed_s: float) -> dict[str, Any]:
         with self.lock:
@@ -176,6 +209,7 @@ class LineScorer:
             "picks_per_min_by_robot": {str(k): round(v / minutes, 1) for k, v in sorted(grips.items())},
             "empty_grips": self.empty_grips,
             "double_picks": self.double_picks,
+            "double_pick_causes": {c: self.double_pick_causes[c] for c in DOUBLE_PICK_CAUSES},
             "unmatched_candidates": self.unmatched_candidates,
             "contingency": contingency,  # true class -> predicted class -> candidates
         }
