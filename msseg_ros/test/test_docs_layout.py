@@ -62,3 +62,17 @@ def test_robustness_catalogue_names_real_tests():
         assert f"def {extra}(" in (ROOT / path).read_text(), f"{path}::{extra}"
     rows = re.findall(r"^\| (\d+) \|", text, re.M)
     assert len(rows) >= 30 and rows == [str(i) for i in range(1, len(rows) + 1)]
+
+
+def test_every_relative_link_in_the_docs_resolves():
+    """Markdown links to files of the repository (README, docs/, model cards) lead somewhere."""
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted((ROOT / "config").rglob("*.md"))]
+    broken, checked = [], 0
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"^[a-z]+:|^#", target):
+                continue  # a web address or an anchor on the same page
+            checked += 1
+            if not (page.parent / target.split("#")[0]).exists():
+                broken.append(f"{page.relative_to(REPO)}: {target}")
+    assert checked >= 10 and broken == []

@@ -47,4 +47,5 @@ def bridge_settings(p: ParamView) -> BridgeSettings:
     return BridgeSettings(beltless=p.cell != "sorting_line", encoder_timeout=p.encoder_timeout,
                           modbus_timeout=p.modbus.timeout, modbus_watchdog=p.modbus.watchdog,
                           fanuc_override=p.fanuc.override, suction_port=p.fanuc.suction_port,
-                          vacuum_port=p.fanuc.vacuum_port, state_dir=p.state_dir)
+                          vacuum_port=p.fanuc.vacuum_port, state_dir=p.state_dir,
+                          min_pick_separation=p.min_pick_separation)

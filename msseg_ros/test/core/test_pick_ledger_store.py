@@ -58,3 +58,44 @@ def test_a_file_that_is_no_ledger_is_refused(tmp_path):
     bad.write_bytes(b"this is not a database" * 100)
     with pytest.raises(RobotConfigError, match="cannot be used"):
         LedgerStore(bad)
+
+
+def _on_belt(pid, x, y, belt):
+    """A target at world (x, y) as of belt travel ``belt``."""
+    return Target(pid, x, y, 0.0, belt, 1, 1, 0.9)
+
+
+def test_one_object_under_two_pick_ids_is_taken_once_even_after_a_restart(tmp_path):
+    from msseg_ros.core.robots.backends import NEAR_ANOTHER_PICK
+
+    path = str(tmp_path / "l.sqlite")
+    robots = line_robots(2)
+    first = DryRunBackend(robots, Speeds(), LineOptions(ledger_path=path, min_pick_separation=0.025))
+    # pick 1 at belt spot x - travel = -1.0; pick 2 is the same spot seen 0.3 m of travel later
+    first.submit([_on_belt(1, 0.0, 0.05, 1.0), _on_belt(2, 0.3 + 0.01, 0.05 + 0.01, 1.3)], 0.0)
+    ended = first.tick(0.0)
+    assert [(f.pick_id, f.state, f.reason) for f in ended] == [(2, PickState.SKIPPED, NEAR_ANOTHER_PICK)]
+    first.submit([_on_belt(3, 0.0, 0.05 + 0.03, 1.0)], 0.0)  # 3 cm across: another object
+    assert first.tick(0.0) == [] and 3 in first.scheduler.pending
+    first.close()
+    second = DryRunBackend(robots, Speeds(), LineOptions(ledger_path=path, min_pick_separation=0.025))
+    second.tick(0.0)  # settles what the first left open
+    second.submit([_on_belt(4, 0.5, 0.05, 1.5)], 0.0)  # pick 1's spot again, a new id, after the restart
+    assert [(f.pick_id, f.reason) for f in second.tick(0.0)] == [(4, NEAR_ANOTHER_PICK)]
+    second.close()
+    off = DryRunBackend(robots, Speeds(), LineOptions(min_pick_separation=0.0))
+    off.submit([_on_belt(1, 0.0, 0.05, 1.0), _on_belt(2, 0.3, 0.05, 1.3)], 0.0)
+    assert off.tick(0.0) == [] and set(off.scheduler.pending) == {1, 2}
+
+
+def test_spots_that_passed_every_window_are_forgotten():
+    from msseg_ros.core.robots.tracking import BeltState
+
+    robots = line_robots(1)
+    be = DryRunBackend(robots, Speeds(), LineOptions(min_pick_separation=0.025))
+    be.submit([_on_belt(1, 0.0, 0.05, 0.0)], 0.0)
+    assert len(be._taken) == 1
+    end = max(r.window[1] for r in robots)
+    be.update_belt(BeltState(end + 1.5, 0.5, 0.0))
+    be.tick(0.0)
+    assert len(be._taken) == 0

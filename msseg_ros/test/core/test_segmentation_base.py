@@ -97,3 +97,24 @@ def test_visible_fractions_flag_duplicates_of_better_detections():
     assert v.tolist() == [1.0, 0.0, 1.0]
     v = visible_fractions(m, np.array([0.5, 0.9, 0.4]))  # now mask 1 is best: mask 0 keeps 6 of 36 px
     assert v[1] == 1.0 and v[0] == pytest.approx(6 / 36)
+
+
+def test_a_part_is_folded_into_its_whole_and_neighbours_stay_apart():
+    from msseg_ros.core.segmentation.base import merge_parts
+
+    m = np.zeros((4, 20, 20), bool)
+    m[0, 2:10, 2:6] = True    # a part (best score) ...
+    m[1, 2:10, 2:14] = True   # ... of this whole (3x larger, lower score)
+    m[2, 12:18, 2:8] = True   # a neighbour touching nothing of the above
+    m[3, 12:18, 7:14] = True  # and one overlapping the neighbour by a column only
+    scores = np.array([0.9, 0.6, 0.8, 0.7])
+    labels = np.array([3, 5, 2, 2])
+    got_m, got_s, got_l = merge_parts(m, scores, labels, 0.8)
+    assert len(got_m) == 3
+    np.testing.assert_array_equal(got_m[0], m[0] | m[1])  # the whole, with the part's score and class
+    assert got_s.tolist() == [0.9, 0.8, 0.7] and got_l.tolist() == [3, 2, 2]
+    same = merge_parts(m, scores, labels, 0.0)  # off
+    assert len(same[0]) == 4 and same[1] is scores
+    lower_part = scores.copy()
+    lower_part[0] = 0.5  # the part scored below the whole: painting already hides it
+    assert len(merge_parts(m, lower_part, labels, 0.8)[0]) == 4

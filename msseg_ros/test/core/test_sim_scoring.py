@@ -103,5 +103,7 @@ def test_each_double_pick_is_given_its_cause():
     assert k["double_picks"] == 5
     assert k["double_pick_causes"] == {"same_pick_id": 1, "one_frame": 1, "two_frames": 1, "other_object": 1,
                                        "unknown_pick_id": 1}
+    seps = k["double_pick_separations_mm"]  # grips at each object's centre: the same spot
+    assert len(seps) == 5 and max(seps) < 0.01
     s.update(20.0)  # long past: the ids' origins are forgotten, the counts stay
     assert s._id_origin == {} and s.kpis(60.0)["double_pick_causes"]["one_frame"] == 1

@@ -342,6 +342,9 @@ ROBOT_BRIDGE = Schema(
         Param("modbus.timeout", T.FLOAT, 0.3, "Modbus request timeout, s.", min=0.01, max=10.0, read_only=True),
         Param("modbus.watchdog", T.FLOAT, 1.0, "Heartbeat unchanged this long (s): the controller is stale.",
               min=0.05, max=60.0, read_only=True),
+        Param("min_pick_separation", T.FLOAT, 0.025, "Belt line: a target closer than this (m, on the belt) to "
+              "one already taken is skipped (near_another_pick), so an object that perception gave two pick_ids "
+              "(a split mask, a tracker miss) is picked once; 0: off.", min=0.0, max=0.5, read_only=True),
         Param("state_dir", T.STR, "", "Folder of the persistent pick ledger (pick_ledger.sqlite), so a restarted "
               "bridge never sends a pick twice; empty: memory only (msseg run gives each run one).",
               read_only=True),

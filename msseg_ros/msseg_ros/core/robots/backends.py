@@ -90,6 +90,7 @@ class BridgeSettings:
         fanuc_override: the FANUC speed override, %.
         suction_port, vacuum_port: the FANUC's DOUT / DIN numbers.
         state_dir: where the pick ledger persists (``pick_ledger.sqlite``); "": memory only.
+        min_pick_separation: see :class:`LineOptions`, m.
     """
 
     beltless: bool = False
@@ -100,6 +101,7 @@ class BridgeSettings:
     suction_port: int = _ROBOTS.default("fanuc.suction_port")
     vacuum_port: int = _ROBOTS.default("fanuc.vacuum_port")
     state_dir: str = ""
+    min_pick_separation: float = _BRIDGE.default("min_pick_separation")
 
     @property
     def ledger_path(self) -> str:
@@ -108,6 +110,9 @@ class BridgeSettings:
 
 #: the pick ledger's file in a bridge's state folder
 LEDGER_FILE = "pick_ledger.sqlite"
+
+#: why a target on the belt spot of a target already taken is skipped
+NEAR_ANOTHER_PICK = "near_another_pick"
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,10 @@ class LineOptions:
             every window.
         beltless: a cell without a belt (targets do not move; no encoder is expected).
         ledger_path: the persistent pick ledger (sqlite); "": memory only.
+        min_pick_separation: a target whose spot on the belt is closer than this (m) to
+            one already taken (queued, sent or done, also before a restart) is skipped
+            (``near_another_pick``): one object under two pick_ids is picked once; 0 or
+            beltless: off.
     """
 
     max_in_flight: int = _ROBOTS.default("max_in_flight")
@@ -131,12 +140,14 @@ class LineOptions:
     encoder_timeout: float = _BRIDGE.default("encoder_timeout")
     beltless: bool = False
     ledger_path: str = ""
+    min_pick_separation: float = _BRIDGE.default("min_pick_separation")
 
     @classmethod
     def line_fields(cls, cell: CellRobots, settings: BridgeSettings) -> dict[str, Any]:
         return {"max_in_flight": cell.max_in_flight, "class_values": cell.class_values,
                 "geometry": cell.geometry, "encoder_timeout": settings.encoder_timeout,
-                "beltless": settings.beltless, "ledger_path": settings.ledger_path}
+                "beltless": settings.beltless, "ledger_path": settings.ledger_path,
+                "min_pick_separation": settings.min_pick_separation}
 
 
 @dataclass(frozen=True)
@@ -277,6 +288,11 @@ class LineBackend(BackendBase):
         self.belt: BeltState | None = None
         self._encoder_stalled = False
         self.stalls = 0
+        #: belt spots (x - belt_position, y) of the targets taken, newest last: a later
+        #: target on one of them is the same object under another pick_id
+        self._taken: collections.deque[tuple[float, float]] = collections.deque()
+        for t in self.ledger.restored_taken:
+            self._take(t)
         self._settle_restored()
 
     @classmethod
@@ -290,11 +306,44 @@ class LineBackend(BackendBase):
     def update_belt(self, belt: BeltState) -> None:
         self.belt = belt
 
+    @staticmethod
+    def _spot(t: Target) -> tuple[float, float]:
+        """Where ``t`` is on the belt: x at zero travel, and y (m)."""
+        return t.x - t.belt_position, t.y
+
+    def _guards_spots(self) -> bool:
+        # off a belt the spot of a pick may hold the next object (a pile), so no guard
+        return self.options.min_pick_separation > 0 and not self.beltless
+
+    def _take(self, t: Target) -> None:
+        if self._guards_spots() and math.isfinite(t.belt_position):
+            self._taken.append(self._spot(t))
+
+    def _near_taken(self, t: Target) -> bool:
+        if not self._guards_spots() or not math.isfinite(t.belt_position):
+            return False
+        r = self.options.min_pick_separation
+        c, y = self._spot(t)
+        return any(math.hypot(c - c0, y - y0) < r for c0, y0 in self._taken)
+
+    def _forget_passed_spots(self, belt: BeltState) -> None:
+        """Spots past every window (with a metre of margin) can meet no new target."""
+        if self.beltless or not self._taken:
+            return
+        end = max(r.window[1] for r in self.robots) + 1.0
+        while self._taken and self._taken[0][0] + belt.position > end:
+            self._taken.popleft()
+
     def submit(self, targets: Sequence[Target], now: float) -> None:
         for t in targets:
             if not self._valid(t):
                 continue  # seen before (an overlapping frame), or not finite
+            if self._near_taken(t):
+                self._finish(t.pick_id, PickState.SKIPPED, NEAR_ANOTHER_PICK)
+                continue
             reason = self.scheduler.add(t)
+            if reason is None:
+                self._take(t)
             if reason == CLASS_NOT_SORTED:
                 self._finish(t.pick_id, PickState.SKIPPED, reason)
             elif reason == WORKSPACE:
@@ -312,6 +361,7 @@ class LineBackend(BackendBase):
             return self._drain()
         self._encoder_stalled = False
         assert self.belt is not None  # fresh implies a belt sample
+        self._forget_passed_spots(self.belt)
         plans, dropped = self.scheduler.step(self.belt, now)
         for target, reason in dropped:
             self._finish(target.pick_id, PickState.REJECTED if reason == WORKSPACE else PickState.MISSED, reason)

@@ -79,6 +79,9 @@ class PickLedger:
         self._sent: set[int] = set()
         self._open: set[int] = set()  # pick_ids not finished: what the per-tick scans visit
         self._finished_order: collections.deque[int] = collections.deque()
+        #: targets of the store's picks that were done or still open at a restart (their
+        #: objects may still be on the belt: see LineBackend's min_pick_separation)
+        self.restored_taken: list[Target] = []
         self.counters: collections.Counter[Any] = collections.Counter()
 
     def __contains__(self, pick_id: int) -> bool:
@@ -101,6 +104,8 @@ class PickLedger:
         reopened = []
         for row in self.store.load():
             state, pid = PickState(row.state), row.target.pick_id
+            if state in (PickState.DONE, PickState.PENDING, PickState.ASSIGNED, PickState.SENT):
+                self.restored_taken.append(row.target)
             if state.final:
                 self._known.add(pid)
                 continue

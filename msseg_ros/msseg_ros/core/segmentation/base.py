@@ -202,6 +202,44 @@ def visible_fractions(masks: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return out
 
 
+def merge_parts(masks: np.ndarray, scores: np.ndarray, labels: np.ndarray, min_inside: float,
+                min_growth: float = 1.2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fold detections of a part of an object into the detection of the whole.
+
+    A detection whose mask lies mostly inside (at least ``min_inside`` of its area) the
+    mask of a lower-scored detection at least ``min_growth`` times larger is a part of
+    that object, not another object: painted in score order, the two would leave the part
+    and the rest of the object as two instances (two pick points on one object). The
+    whole keeps its mask (united with the part's) and takes the part's score and class.
+
+    Args:
+        masks: (N, H, W) bool. scores: (N,). labels: (N,) class ids.
+        min_inside: 0 < share <= 1; 0 turns merging off.
+
+    Returns:
+        (masks, scores, labels) of the detections left, in the input order.
+    """
+    n = len(masks)
+    if n < 2 or min_inside <= 0:
+        return masks, scores, labels
+    flat = masks.reshape(n, -1).astype(np.float32)
+    areas = flat.sum(axis=1)
+    inter = flat @ flat.T  # (N, N) pixels in common
+    masks, scores, labels = masks.copy(), scores.copy(), labels.copy()
+    keep = np.ones(n, bool)
+    for i in np.argsort(-scores, kind="stable"):  # best first: a part folds into its whole
+        if not keep[i] or areas[i] == 0:
+            continue
+        wholes = [j for j in range(n) if j != i and keep[j] and scores[j] <= scores[i]
+                  and inter[i, j] >= min_inside * areas[i] and areas[j] >= min_growth * areas[i]]
+        if wholes:
+            j = max(wholes, key=lambda k: areas[k])
+            masks[j] |= masks[i]
+            scores[j], labels[j] = scores[i], labels[i]
+            keep[i] = False
+    return masks[keep], scores[keep], labels[keep]
+
+
 def masks_to_labels(masks: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Paint (N, H, W) bool masks into a label map, best score on top.
 

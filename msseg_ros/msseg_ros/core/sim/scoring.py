@@ -49,6 +49,7 @@ class _ObjectOutcome:
     picked_by: int = 0
     bin: int = 0
     pick_id: int | None = None
+    grip_bc: tuple[float, float] | None = None  # where the first grip was, belt coordinates, m
 
 
 @dataclass
@@ -76,6 +77,8 @@ class LineScorer:
     double_picks: int = 0
     unmatched_candidates: int = 0
     double_pick_causes: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: for each double pick, how far (mm, on the belt) the second grip was from the first
+    double_pick_separations_mm: list[float] = field(default_factory=list)
     #: pick_id -> (belt position of the frame that first had it, the object it was on)
     _id_origin: dict[int, tuple[float, int]] = field(default_factory=dict)
     contingency: dict[str, Any] = field(default_factory=lambda: collections.defaultdict(collections.Counter))
@@ -129,7 +132,8 @@ class LineScorer:
     def on_grip(self, robot: int, pick_id: int, point: PointLike, travel: float, bin_: int) -> None:
         with self.lock:
             self.grips[robot] += 1
-            o = self._locate(*self.belt_coordinates(point[0], point[1], travel))
+            bc = self.belt_coordinates(point[0], point[1], travel)
+            o = self._locate(*bc)
             if o is None:
                 self.empty_grips += 1
                 return
@@ -137,8 +141,11 @@ class LineScorer:
             if out.picked_by:
                 self.double_picks += 1
                 self.double_pick_causes[self._double_pick_cause(o, out.pick_id, pick_id)] += 1
+                if out.grip_bc is not None:
+                    sep = 1e3 * float(np.hypot(bc[0] - out.grip_bc[0], bc[1] - out.grip_bc[1]))
+                    self.double_pick_separations_mm.append(round(sep, 1))
                 return
-            out.picked_by, out.bin, out.pick_id = robot, bin_, pick_id
+            out.picked_by, out.bin, out.pick_id, out.grip_bc = robot, bin_, pick_id, bc
 
     def _double_pick_cause(self, o: ScrapObject, first: int | None, second: int) -> str:
         if first == second:
@@ -210,6 +217,7 @@ class LineScorer:
             "empty_grips": self.empty_grips,
             "double_picks": self.double_picks,
             "double_pick_causes": {c: self.double_pick_causes[c] for c in DOUBLE_PICK_CAUSES},
+            "double_pick_separations_mm": sorted(self.double_pick_separations_mm)[-20:],  # the largest
             "unmatched_candidates": self.unmatched_candidates,
             "contingency": contingency,  # true class -> predicted class -> candidates
         }
