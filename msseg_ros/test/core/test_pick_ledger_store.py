@@ -77,11 +77,15 @@ def test_one_object_under_two_pick_ids_is_taken_once_even_after_a_restart(tmp_pa
     assert [(f.pick_id, f.state, f.reason) for f in ended] == [(2, PickState.SKIPPED, NEAR_ANOTHER_PICK)]
     first.submit([_on_belt(3, 0.0, 0.05 + 0.03, 1.0)], 0.0)  # 3 cm across: another object
     assert first.tick(0.0) == [] and 3 in first.scheduler.pending
+    first.ledger.mark_sent(1)  # 1 leaves for a robot; the process dies before its outcome
     first.close()
     second = DryRunBackend(robots, Speeds(), LineOptions(ledger_path=path, min_pick_separation=0.025))
-    second.tick(0.0)  # settles what the first left open
-    second.submit([_on_belt(4, 0.5, 0.05, 1.5)], 0.0)  # pick 1's spot again, a new id, after the restart
+    assert {(f.pick_id, f.state) for f in second.tick(0.0)} == {(1, PickState.FAILED), (3, PickState.MISSED)}
+    # pick 1's spot again under a new id: 1 may have been picked, so not again; 3 was never
+    # sent, so its object is still there to pick
+    second.submit([_on_belt(4, 0.5, 0.05, 1.5), _on_belt(5, 0.5, 0.08, 1.5)], 0.0)
     assert [(f.pick_id, f.reason) for f in second.tick(0.0)] == [(4, NEAR_ANOTHER_PICK)]
+    assert 5 in second.scheduler.pending
     second.close()
     off = DryRunBackend(robots, Speeds(), LineOptions(min_pick_separation=0.0))
     off.submit([_on_belt(1, 0.0, 0.05, 1.0), _on_belt(2, 0.3, 0.05, 1.3)], 0.0)

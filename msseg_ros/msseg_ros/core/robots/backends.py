@@ -113,6 +113,8 @@ LEDGER_FILE = "pick_ledger.sqlite"
 
 #: why a target on the belt spot of a target already taken is skipped
 NEAR_ANOTHER_PICK = "near_another_pick"
+#: the outcome of a pick left open by a previous process (it may or may not have happened)
+LOST_IN_RESTART = "lost_in_restart"
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ class LineOptions:
         beltless: a cell without a belt (targets do not move; no encoder is expected).
         ledger_path: the persistent pick ledger (sqlite); "": memory only.
         min_pick_separation: a target whose spot on the belt is closer than this (m) to
-            one already taken (queued, sent or done, also before a restart) is skipped
+            one already taken (queued, sent or done, also before a restart; not one that ended without its object: missed, refused, failed for a known reason) is skipped
             (``near_another_pick``): one object under two pick_ids is picked once; 0 or
             beltless: off.
     """
@@ -207,7 +209,7 @@ class BackendBase:
         delta, overrides this and asks the controller). Each ends exactly once."""
         for rec in self._reopened:
             state = PickState.FAILED if rec.state == PickState.SENT else PickState.MISSED
-            self._finish(rec.target.pick_id, state, "lost_in_restart", rec.robot)
+            self._finish(rec.target.pick_id, state, LOST_IN_RESTART, rec.robot)
         self._reopened = []
 
     def count_error(self, kind: str, n: int = 1) -> None:
@@ -288,9 +290,9 @@ class LineBackend(BackendBase):
         self.belt: BeltState | None = None
         self._encoder_stalled = False
         self.stalls = 0
-        #: belt spots (x - belt_position, y) of the targets taken, newest last: a later
-        #: target on one of them is the same object under another pick_id
-        self._taken: collections.deque[tuple[float, float]] = collections.deque()
+        #: belt spots (x - belt_position, y, pick_id) of the targets taken, newest last: a
+        #: later target on one of them is the same object under another pick_id
+        self._taken: collections.deque[tuple[float, float, int]] = collections.deque()
         for t in self.ledger.restored_taken:
             self._take(t)
         self._settle_restored()
@@ -317,14 +319,23 @@ class LineBackend(BackendBase):
 
     def _take(self, t: Target) -> None:
         if self._guards_spots() and math.isfinite(t.belt_position):
-            self._taken.append(self._spot(t))
+            self._taken.append((*self._spot(t), t.pick_id))
+
+    def _still_there(self, pick_id: int) -> bool:
+        """The pick ended without its object: missed, refused, or failed for a known
+        reason (not an outcome lost in a restart, which may have been a pick)."""
+        rec = self.ledger.records.get(pick_id)
+        if rec is None or not rec.state.final:
+            return False
+        return rec.state in (PickState.MISSED, PickState.REJECTED, PickState.SKIPPED) or (
+            rec.state == PickState.FAILED and rec.reason != LOST_IN_RESTART)
 
     def _near_taken(self, t: Target) -> bool:
         if not self._guards_spots() or not math.isfinite(t.belt_position):
             return False
         r = self.options.min_pick_separation
         c, y = self._spot(t)
-        return any(math.hypot(c - c0, y - y0) < r for c0, y0 in self._taken)
+        return any(math.hypot(c - c0, y - y0) < r and not self._still_there(pid) for c0, y0, pid in self._taken)
 
     def _forget_passed_spots(self, belt: BeltState) -> None:
         """Spots past every window (with a metre of margin) can meet no new target."""
@@ -437,7 +448,7 @@ class DeltaBackend(LineBackend):
         the controllers to settle (``_reconcile`` at the first status read)."""
         for rec in self._reopened:
             if rec.state != PickState.SENT:
-                self._finish(rec.target.pick_id, PickState.MISSED, "lost_in_restart", rec.robot)
+                self._finish(rec.target.pick_id, PickState.MISSED, LOST_IN_RESTART, rec.robot)
         self._reopened = []
 
     def _dispatch(self, rec: PickRecord, now: float) -> None:
