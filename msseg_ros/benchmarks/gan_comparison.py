@@ -65,7 +65,9 @@ def train_base(cell: str, steps: int, out: Path) -> Path:
     """The plain model both arms of ``cell`` start from (trained once, cached)."""
     spec = CELLS[cell]
     run = out / cell / "base"
-    if not (run / "model.safetensors").is_file():
+    state = run / "state.json"
+    done = json.loads(state.read_text())["step"] if state.is_file() else 0
+    if done < steps:
         sets = [f"data.train={spec['train']}", "data.val=", f"out={run}", f"train.max_steps={steps}",
                 f"train.seed={BASE_SEED}", "model.score_threshold=0.05", "train.epochs=1000",
                 "train.adversarial.box=0", "train.adversarial.mask=0"]
@@ -157,7 +159,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", nargs="+", default=["line", "bins"], choices=sorted(CELLS))
     ap.add_argument("--steps", type=int, default=150)
-    ap.add_argument("--base-steps", type=int, default=600, help="steps of the bins base model")
+    ap.add_argument("--base-steps", type=int, default=340, help="steps of the bins base model (5 epochs)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", default="runs/gan_comparison")
     add_json_argument(ap)
