@@ -238,10 +238,33 @@ def test_nodes_stop_when_msseg_run_is_killed():
         if "[robot_bridge]: ready" in line:
             break
     children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _ppid(int(p)) == proc.pid]
+    names = {c: _describe(c) for c in children}
     assert len(children) >= 5
     proc.kill()
     proc.wait()
-    assert wait_until(lambda: not any(_alive(c) for c in children), timeout=60)
+    stopped = wait_until(lambda: not any(_alive(c) for c in children), timeout=60)
+    left = {c: f"{names[c]} [{_state(c)}]" for c in children if _alive(c)}
+    for c in left:
+        os.kill(c, signal.SIGKILL)  # do not leave them to the rest of the suite
+    assert stopped, f"still running 60 s after msseg run was killed: {left}"
+
+
+def _describe(pid):
+    try:
+        return open(f"/proc/{pid}/cmdline").read().replace("\0", " ").strip()[-80:]
+    except OSError:
+        return "?"
+
+
+def _state(pid):
+    """Run state, wait channel and pending/caught signals of a process, for a failure message."""
+    try:
+        status = dict(line.split(":", 1) for line in open(f"/proc/{pid}/status").read().splitlines() if ":" in line)
+        wchan = open(f"/proc/{pid}/wchan").read()
+    except OSError:
+        return "gone"
+    return (f"{status['State'].strip()}, wchan {wchan}, threads {status['Threads'].strip()}, "
+            f"pending {status['ShdPnd'].strip()}, caught {status['SigCgt'].strip()}")
 
 
 def _ppid(pid):

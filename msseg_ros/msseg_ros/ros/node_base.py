@@ -140,9 +140,22 @@ def run_nodes(factories: Sequence[Callable[[], Node]], args: list[str] | None = 
     --one-process``): created in order, spun by one multi-threaded executor (a thread per
     node, so a slow callback of one does not hold up the others), destroyed in reverse
     order. A node that refuses its configuration stops them all (exit 2)."""
-    from msseg_ros import STOP_REQUESTED as stop  # may already be set during start-up
-
     node_process = os.environ.get("MSSEG_NODE_PROCESS") == "1"
+    try:
+        code = _run_nodes(factories, args)
+    except BaseException:
+        if not node_process:
+            raise
+        # e.g. a message to the output of a parent that was killed (BrokenPipeError): with
+        # nobody to report to, end here; letting it reach interpreter finalisation would
+        # wait for every non-daemon thread a node started, possibly forever
+        code = 1
+    return _finish(code, node_process)
+
+
+def _run_nodes(factories: Sequence[Callable[[], Node]], args: list[str] | None) -> int:
+    """The body of :func:`run_nodes`; returns the exit code."""
+    from msseg_ros import STOP_REQUESTED as stop  # may already be set during start-up
 
     def on_signal(signum, _frame):
         stop.set()
@@ -150,7 +163,7 @@ def run_nodes(factories: Sequence[Callable[[], Node]], args: list[str] | None = 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     if stop.is_set():  # asked to stop while importing: no DDS entity exists yet
         print("stopped during start-up (before the node was created)", file=sys.stderr, flush=True)
-        return _finish(0, node_process)
+        return 0
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     nodes: list[Node] = []
     code = 0
@@ -188,13 +201,16 @@ def run_nodes(factories: Sequence[Callable[[], Node]], args: list[str] | None = 
             rclpy.shutdown()
         for s, h in previous.items():
             signal.signal(s, h)
-    return _finish(code, node_process)
+    return code
 
 
 def _finish(code: int, node_process: bool) -> int:
     if node_process:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # the reader is gone: nothing left to tell
+                pass
         os._exit(code)
     return code
 
