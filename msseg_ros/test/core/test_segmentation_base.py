@@ -5,8 +5,10 @@ from msseg_ros.core import tables
 from msseg_ros.core.segmentation.base import (
     Instances,
     InvalidFrameError,
+    ModelConfigError,
     Segmenter,
     masks_to_labels,
+    merge_touching,
 )
 
 
@@ -118,3 +120,82 @@ def test_a_part_is_folded_into_its_whole_and_neighbours_stay_apart():
     lower_part = scores.copy()
     lower_part[0] = 0.5  # the part scored below the whole: painting already hides it
     assert len(merge_parts(m, lower_part, labels, 0.8)[0]) == 4
+
+
+def _pieces(layout: str, classes, scores=None, affordance=None) -> Instances:
+    """Instances from a character map: digit k = instance k, '.' = background."""
+    labels = np.array([[0 if ch == "." else int(ch) for ch in row] for row in layout.split()], np.uint16)
+    n = len(classes)
+    return Instances.from_labels(labels, classes, scores if scores is not None else [0.5] * n, affordance)
+
+
+def test_touching_pieces_of_one_class_are_joined_into_one_instance():
+    inst = _pieces("""
+        111222..
+        111222..
+        ......33
+        ......33""", [4, 4, 4], [0.6, 0.9, 0.7], [0.2, np.nan, 0.5])
+    out = merge_touching(inst, min_contact_px=2)
+    assert len(out) == 2
+    assert out.areas.tolist() == [12, 4] and out.class_ids.tolist() == [4, 4]
+    assert out.scores.tolist() == pytest.approx([0.9, 0.7])  # the group's best score
+    assert out.affordance[0] == pytest.approx(0.2)  # NaN ignored, highest kept
+    np.testing.assert_allclose(out.boxes[0], [0, 0, 6, 2])
+    np.testing.assert_allclose(out.centroids[0], [2.5, 0.5])
+    assert merge_touching(inst, 0) is inst  # off
+
+
+def test_touching_pieces_of_other_classes_or_short_contact_stay_apart():
+    two_classes = _pieces("""
+        1122
+        1122""", [1, 2])
+    assert len(merge_touching(two_classes, 1)) == 2
+    corner = _pieces("""
+        11..
+        11..
+        ..22
+        ..22""", [3, 3])
+    assert len(merge_touching(corner, 1)) == 2  # a corner is no shared edge
+    one_edge = _pieces("""
+        111.
+        ..22""", [3, 3])
+    assert len(merge_touching(one_edge, 2)) == 2 and len(merge_touching(one_edge, 1)) == 1
+
+
+def test_a_chain_of_pieces_is_one_group_and_a_gap_is_bridged_only_when_allowed():
+    chain = _pieces("""
+        11223344""", [7, 7, 7, 7])
+    assert len(merge_touching(chain, 1)) == 1
+    gap = _pieces("""
+        11.22
+        11.22""", [7, 7])
+    assert len(merge_touching(gap, 2)) == 2
+    out = merge_touching(gap, 2, gap_px=1)
+    assert len(out) == 1 and out.areas.tolist() == [8] and out.labels[0, 2] == 0  # the gap stays background
+    wide = _pieces("""
+        11..22
+        11..22""", [7, 7])
+    assert len(merge_touching(wide, 2, gap_px=1)) == 2 and len(merge_touching(wide, 2, gap_px=2)) == 1
+
+
+def test_a_model_joins_touching_pieces_when_its_config_says_so():
+    class Halves(Thresholder):
+        """Splits the object of channel 0 into a left and a right piece of one class."""
+
+        def predict(self, frame):
+            labels = (frame[..., 0] > 0.5).astype(np.uint16)
+            labels[:, frame.shape[1] // 2:] *= 2
+            return Instances.from_labels(labels, [1, 1], [0.8, 0.6])
+
+    f = np.zeros((10, 10, 1), np.float32)
+    f[3:7, 2:8, 0] = 1.0
+    assert len(Halves({"in_channels": 1, "classes": ["a"]})(f)) == 2
+    inst = Halves({"in_channels": 1, "classes": ["a"], "merge_touching_px": 2})(f)
+    assert len(inst) == 1 and inst.areas.tolist() == [24] and inst.scores.tolist() == pytest.approx([0.8])
+
+
+@pytest.mark.parametrize("key, value", [("merge_touching_px", -1), ("merge_touching_px", 1.5),
+                                        ("merge_touching_px", True), ("merge_gap_px", 17)])
+def test_merge_options_are_checked(key, value):
+    with pytest.raises(ModelConfigError, match=key):
+        Thresholder.validate_config({"in_channels": 1, "classes": ["a"], key: value})
