@@ -44,6 +44,7 @@ def main() -> None:
         figures[model] = {"exit_code": code, "objects_scored": s.get("objects_scored"),
                           "recovery": s.get("recovery"), "purity": s.get("purity"),
                           "double_picks": s.get("double_picks"), "double_pick_causes": s.get("double_pick_causes"),
+                          "double_pick_separations_mm": s.get("double_pick_separations_mm"),
                           "picks": picks, "pick_ids": ids,
                           "restarts": report.get("restarts", {})}
         ratios[f"{model}_double_picks_per_100_picks"] = 100.0 * float(s.get("double_picks", 0)) / max(picks, 1)

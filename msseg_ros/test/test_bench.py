@@ -25,10 +25,11 @@ def test_bench_runs_a_benchmark_and_collects_its_ratio(tmp_path):
 def test_bench_list_and_unknown_name():
     listed = _msseg("bench", "--list")
     assert listed.returncode == 0
-    for name in ("pipeline", "model_speed", "multipick", "soak"):
+    for name in ("pipeline", "model_speed", "multipick", "soak", "stop_latency", "double_picks"):
         assert name in listed.stdout
     from msseg_ros.cli.tool_commands import DEFAULT_BENCHMARKS
 
-    assert "soak" not in DEFAULT_BENCHMARKS  # ten minutes: only when asked for
+    for slow in ("soak", "stop_latency", "double_picks"):  # minutes each: only when asked for
+        assert slow not in DEFAULT_BENCHMARKS
     bad = _msseg("bench", "nope")
     assert bad.returncode == 2 and "unknown benchmark(s) nope" in bad.stderr

@@ -192,3 +192,29 @@ def test_tracker_state_survives_a_restart():
     again = b.assign_frame([(0.101, 0.0, 3, (0.05, 0.151, -0.05, 0.05)), (0.90, 0.0, 1, (0.85, 0.95, -0.05, 0.05))])
     assert first == [(1, True), (2, True)]
     assert again == [(1, False), (3, True)]  # the known object keeps its id; no id is issued twice
+
+
+def test_pieces_of_an_object_seen_whole_before_keep_its_pick_id():
+    """A model sees an object whole in one frame and in two pieces in the next: both pieces
+    carry the object's id (the bridge picks an id once), and no track moves for the
+    second piece; an object beside it, mostly outside its footprint, is new."""
+    tracker = PickIdTracker(0.02)
+    assert tracker.assign_frame([(0.10, 0.0, 1, (0.05, 0.15, -0.03, 0.03))]) == [(1, True)]
+    second = tracker.assign_frame([(0.08, 0.0, 1, (0.05, 0.10, -0.03, 0.03)),    # left piece
+                                   (0.127, 0.0, 4, (0.10, 0.15, -0.03, 0.03)),   # right piece, other class
+                                   (0.14, 0.06, 1, (0.12, 0.16, 0.02, 0.10))])   # a neighbour, 1/8 inside
+    assert second == [(1, False), (1, False), (2, True)]
+    assert len(tracker.seen) == 2
+    off = PickIdTracker(0.02, piece_inside=0.0)
+    off.assign_frame([(0.10, 0.0, 1, (0.05, 0.15, -0.03, 0.03))])
+    assert off.assign_frame([(0.08, 0.0, 1, (0.05, 0.10, -0.03, 0.03)),
+                             (0.127, 0.0, 4, (0.10, 0.15, -0.03, 0.03))]) == [(1, False), (2, True)]
+
+
+def test_footprint_inside_share():
+    from msseg_ros.core.grasping.select import footprint_inside
+
+    assert footprint_inside((0.0, 1.0, 0.0, 1.0), (0.0, 2.0, 0.0, 2.0)) == 1.0
+    assert footprint_inside((0.0, 2.0, 0.0, 2.0), (0.0, 1.0, 0.0, 1.0)) == 0.25
+    assert footprint_inside((0.0, 1.0, 0.0, 1.0), (2.0, 3.0, 0.0, 1.0)) == 0.0
+    assert footprint_inside((0.0, 0.0, 0.0, 1.0), (0.0, 1.0, 0.0, 1.0)) == 0.0  # empty

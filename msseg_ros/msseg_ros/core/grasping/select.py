@@ -108,9 +108,20 @@ class LineGeometry:
 
 #: belt footprints overlapping by at least this share of their union are one object
 FOOTPRINT_IOU = 0.2
+#: a new detection lying at least this much inside a remembered object's footprint is a
+#: piece of that object (a model split in this frame what it saw whole before)
+PIECE_INSIDE = 0.7
 
 #: a belt footprint: (b0, b1, y0, y1), m
 Footprint = tuple[float, float, float, float]
+
+
+def footprint_inside(a: Footprint, b: Footprint) -> float:
+    """Share of footprint ``a``'s area inside footprint ``b`` (0 for an empty ``a``)."""
+    db = min(a[1], b[1]) - max(a[0], b[0])
+    dy = min(a[3], b[3]) - max(a[2], b[2])
+    area = (a[1] - a[0]) * (a[3] - a[2])
+    return db * dy / area if db > 0 and dy > 0 and area > 0 else 0.0
 
 
 def footprint_iou(a: Footprint, b: Footprint) -> float:
@@ -142,12 +153,17 @@ class PickIdTracker:
         radius: centroids closer than this (m) are one object.
         horizon: metres of belt remembered behind the newest object.
         min_iou: footprints overlapping this much are one object.
+        piece_inside: a detection left unmatched that lies at least this much inside a
+            remembered footprint is a piece of that object and takes its pick_id (the
+            bridge picks an id once); 0: off.
     """
 
-    def __init__(self, radius: float, horizon: float = 5.0, min_iou: float = FOOTPRINT_IOU) -> None:
+    def __init__(self, radius: float, horizon: float = 5.0, min_iou: float = FOOTPRINT_IOU,
+                 piece_inside: float = PIECE_INSIDE) -> None:
         self.radius = radius
         self.horizon = horizon
         self.min_iou = min_iou
+        self.piece_inside = piece_inside
         self.next_id = 1
         self.seen: collections.deque[_Track] = collections.deque()
         self.frame = 0
@@ -158,10 +174,13 @@ class PickIdTracker:
         The detections of one frame are distinct objects, matched to remembered ones
         jointly: pairs by footprint overlap (at least ``min_iou``), largest first, then
         the rest by centroid distance (within ``radius``), nearest first; each track and
-        each detection at most once. Whatever is left is a new object. A match takes the
-        new observation's centroid and footprint."""
+        each detection at most once. A match takes the new observation's centroid and
+        footprint. A detection still left that lies mostly (``piece_inside``) inside a
+        remembered footprint is a piece of that object: it gets the object's pick_id
+        (not new) and changes no track. Whatever is left is a new object."""
         self.frame += 1
         tracks = list(self.seen)
+        prior = [tr.footprint for tr in tracks]  # before this frame's matches move them
         pairs: list[tuple[float, int, int]] = []  # (-overlap or distance, detection, track)
         for i, (_, _, _, fp) in enumerate(objects):
             if fp is None:
@@ -190,6 +209,13 @@ class PickIdTracker:
             if out[i] is None and j not in used:
                 out[i], matched[i] = (tracks[j].pick_id, False), tracks[j]
                 used.add(j)
+        if self.piece_inside > 0:
+            for i, (_, _, _, fp) in enumerate(objects):
+                if out[i] is None and fp is not None:
+                    inside = [(footprint_inside(fp, f), j) for j, f in enumerate(prior) if f is not None]
+                    share, j = max(inside, default=(0.0, -1))
+                    if share >= self.piece_inside:
+                        out[i] = (tracks[j].pick_id, False)
         result: list[tuple[int, bool]] = []
         for i, (b, y, class_id, fp) in enumerate(objects):
             got = out[i]
@@ -197,6 +223,8 @@ class PickIdTracker:
                 got = (self.next_id, True)
                 self.next_id += 1
                 self.seen.append(_Track(b, y, fp, class_id, got[0], self.frame))
+            elif i not in matched:  # a piece of a remembered object
+                pass
             else:
                 tr = matched[i]
                 tr.b, tr.y, tr.footprint, tr.frame = b, y, fp or tr.footprint, self.frame
