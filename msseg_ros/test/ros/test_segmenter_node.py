@@ -124,6 +124,24 @@ def test_live_swap_refused_then_accepted(graph):
     assert r.successful and node.model is not old and node.model.config["min_area_px"] == 200
 
 
+def test_joining_touching_pieces_is_set_live_and_in_the_line_config(graph):
+    """model.merge_touching_px / merge_gap_px reach the model's config (live, like any
+    model.* parameter), and the line's config turns them on."""
+    import yaml
+
+    from conftest import ROOT
+
+    node, probe, pub, got, ex = graph
+    assert node.model.config["merge_touching_px"] == 0  # off unless asked for
+    r = node.set_parameters([Parameter("model.merge_touching_px", value=3), Parameter("model.merge_gap_px", value=1)])
+    assert all(x.successful for x in r)
+    assert node.model.config["merge_touching_px"] == 3 and node.model.config["merge_gap_px"] == 1
+    r = node.set_parameters([Parameter("model.merge_gap_px", value=40)])[0]
+    assert not r.successful and "merge_gap_px" in r.reason and node.model.config["merge_gap_px"] == 1
+    line = yaml.safe_load((ROOT / "config" / "sorting_line.yaml").read_text())["/**/segmenter"]["ros__parameters"]
+    assert line["model"]["merge_touching_px"] > 0 and line["model"]["merge_gap_px"] >= 0
+
+
 def test_first_model_loads_off_the_executor_and_the_input_waits_for_it(ros_context):
     """A stop must be answered during a slow first load: the node exists (and spins) before
     its model is loaded, says so in diagnostics, refuses model changes meanwhile, and

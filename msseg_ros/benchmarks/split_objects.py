@@ -1,0 +1,113 @@
+"""Split objects: how often a line model gives one object two pick points, with and without joining touching pieces.
+
+    python msseg_ros/benchmarks/split_objects.py [--frames 100] [--seed 31] [--models maskrcnn,classic]
+
+Not run by `msseg bench` without its name. Generates a held-out line split (or takes
+``--data``), runs each shipped line model on it at its operating threshold, once as
+shipped and once joining touching pieces of one class (``merge_touching_px`` /
+``merge_gap_px``, the line config's values), and counts, with each instance's mask
+centroid as its pick point (instances under the grasp selector's ``min_area_px`` are
+dropped, as the grasp selector drops them):
+
+* ``objects_pointed``: ground-truth objects with at least one pick point on their mask;
+* ``extra_points``: pick points beyond the first on one object (each would be a double
+  pick if both were picked);
+* ``mask_AP``: COCO mask AP over the frames.
+
+Ratios: ``{model}_extra_points_joined_over_shipped`` and
+``{model}_objects_pointed_joined_over_shipped``.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from msseg_ros.bench import add_json_argument, emit
+from msseg_ros.core.params.nodes import GRASP_SELECTOR
+from msseg_ros.core.segmentation.base import operating_threshold
+from msseg_ros.core.segmentation.loading import load_segmenter, shipped_models
+
+
+def _line_merge_settings() -> dict[str, int]:
+    """merge_touching_px / merge_gap_px as config/sorting_line.yaml sets them."""
+    import yaml
+
+    from msseg_ros.core.paths import packaged
+
+    doc = yaml.safe_load(packaged(Path("config/sorting_line.yaml")).read_text())
+    model = doc["/**/segmenter"]["ros__parameters"]["model"]
+    return {"merge_touching_px": int(model["merge_touching_px"]), "merge_gap_px": int(model["merge_gap_px"])}
+
+
+def count_points(seg, frames, min_area: int) -> dict[str, float]:
+    """Pick points per ground-truth object, and mask AP, over ``frames`` (CocoFrames)."""
+    from msseg_ros.core.learning.evaluate import evaluate
+
+    pointed = extra = objects = 0
+    threshold = operating_threshold(seg.config)
+    for i in range(len(frames)):
+        frame, target = frames[i]
+        inst = seg(frame)
+        owner = np.zeros(frame.shape[:2], np.int32)
+        for k, m in enumerate(target["masks"]):
+            owner[m] = k + 1
+        objects += len(target["masks"])
+        per_object: dict[int, int] = {}
+        H, W = owner.shape
+        for k in range(len(inst)):
+            if inst.scores[k] < threshold or inst.areas[k] < min_area:
+                continue
+            u, v = inst.centroids[k]
+            o = int(owner[min(int(round(v)), H - 1), min(int(round(u)), W - 1)])
+            if o:
+                per_object[o] = per_object.get(o, 0) + 1
+        pointed += len(per_object)
+        extra += sum(n - 1 for n in per_object.values())
+    return {"objects": objects, "objects_pointed": pointed, "extra_points": extra,
+            "mask_AP": evaluate(seg, frames, timing=False)["summary"]["segm_AP"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=31)
+    ap.add_argument("--data", default=None, help="a COCO annotation file instead of a generated split")
+    ap.add_argument("--models", default="maskrcnn,classic")
+    add_json_argument(ap)
+    args = ap.parse_args()
+    from msseg_ros.core.learning.data import CocoFrames
+
+    joined = _line_merge_settings()
+    min_area = int(GRASP_SELECTOR.default("min_area_px"))
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data
+        if data is None:
+            from msseg_ros.core.sim.dataset import generate
+
+            generate("sorting_line", Path(tmp) / "split", args.frames, seed=args.seed, split=(0.0, 0.0, 1.0))
+            data = str(Path(tmp) / "split" / "annotations" / "test.json")
+        frames = CocoFrames(data)
+        ratios, figures = {}, {"data": args.data or f"generated: {args.frames} frames, seed {args.seed}",
+                               "joined_with": joined, "min_area_px": min_area}
+        for model in args.models.split(","):
+            name = f"sorting_line_{model}"
+            if name not in shipped_models():
+                print(f"{model}: no shipped sorting-line model, skipped")
+                continue
+            shipped = count_points(load_segmenter(name), frames, min_area)
+            merged = count_points(load_segmenter(name, overrides=joined), frames, min_area)
+            figures[model] = {"shipped": shipped, "joined": merged}
+            ratios[f"{model}_extra_points_joined_over_shipped"] = merged["extra_points"] / max(shipped["extra_points"], 1)
+            ratios[f"{model}_objects_pointed_joined_over_shipped"] = merged["objects_pointed"] / max(
+                shipped["objects_pointed"], 1)
+            for label, r in (("as shipped", shipped), ("joined", merged)):
+                print(f"{model:9s} {label:10s} objects {r['objects']}, with a pick point {r['objects_pointed']}, "
+                      f"extra pick points {r['extra_points']}, mask AP {r['mask_AP']}", flush=True)
+    emit("split_objects", ratios, figures, args.json)
+
+
+if __name__ == "__main__":
+    main()
