@@ -6,7 +6,8 @@ remappings. ``launch/*.launch.py`` turn it into ``launch_ros`` Nodes; ``msseg ru
 the same console_scripts as processes. Neither adds nodes of its own, so they cannot
 drift apart.
 
-Only the standard library is imported here: setup.py and launch files import this.
+Only the standard library (and PyYAML, which every ROS 2 launch environment has, when
+shards are described) is imported here: setup.py and launch files import this.
 """
 from __future__ import annotations
 
@@ -156,6 +157,30 @@ def dds_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
     return {"FASTDDS_DEFAULT_PROFILES_FILE": str(profile)} if profile.is_file() else {}
 
 
+def node_section(params_file: str, node: str) -> dict[str, Any]:
+    """The ``ros__parameters`` of node ``node`` in a parameter file (under ``/**/node``,
+    ``/node`` or ``node``), flattened to dotted names (``model.type``)."""
+    import yaml  # not stdlib, but every ROS 2 launch environment has it
+
+    doc = yaml.safe_load(Path(params_file).read_text()) or {}
+    section: dict[str, Any] = {}
+    for key in (f"/**/{node}", f"/{node}", node):
+        if isinstance(doc.get(key), dict):
+            section = doc[key].get("ros__parameters") or {}
+            break
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}{k}.", v)
+        else:
+            flat[prefix[:-1]] = value
+
+    walk("", section)
+    return flat
+
+
 def _choice(kind: str, value: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise GraphError(f"unknown {kind} {value!r}; choose one of {', '.join(choices)}")
@@ -241,10 +266,12 @@ def describe(
     else:
         sensor = defaults["sensor"]
         nodes.append(NodeSpec(sensor, sensor, {"source": "sim" if mode == "sim" else "live"}))
+    # shard nodes (segmenter_k) do not match the file's /**/segmenter section: they get it here
+    shared = {} if shards == 1 else node_section(params, "segmenter")
     for k, name in enumerate(segmenters):
         # shards on one host split its cores (override with --set segmenter.threads=N)
         shard = {} if shards == 1 else {"shard": [k, shards], "threads": max(1, (os.cpu_count() or 1) // shards)}
-        nodes.append(NodeSpec(name, "segmenter", {"cell": cell, "model.type": segmenter, **shard}))
+        nodes.append(NodeSpec(name, "segmenter", {**shared, "cell": cell, "model.type": segmenter, **shard}))
     nodes.append(NodeSpec("grasp_selector", "grasp_selector", {"cell": cell}))
     nodes.append(NodeSpec("robot_bridge", "robot_bridge", {"cell": cell, "robot.type": robot}))
     if record:

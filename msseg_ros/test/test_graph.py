@@ -73,3 +73,19 @@ def test_a_host_runs_a_subset_of_the_graph():
         spec.subset(only=["segmentr"])
     with pytest.raises(GraphError, match="no node left to run on this host"):
         spec.subset(only=["segmenter"], skip=["segmenter"])
+
+
+def test_shards_get_the_cells_segmenter_section():
+    """segmenter_0 ... do not match the parameter file's /**/segmenter: the description
+    gives them that section itself, below its own values (model type, shard)."""
+    from msseg_ros.graph import default_params_file, node_section
+
+    section = node_section(default_params_file("sorting_line"), "segmenter")
+    assert section["model.merge_touching_px"] > 0 and section["classic.min_area_px"] == 19
+    spec = describe("sorting_line", segmenter="classic", shards=2)
+    for k, node in enumerate(n for n in spec.nodes if n.executable == "segmenter"):
+        assert node.name == f"segmenter_{k}"
+        assert node.parameters["model.merge_touching_px"] == section["model.merge_touching_px"]
+        assert node.parameters["model.type"] == "classic" and node.parameters["shard"] == [k, 2]
+    (single,) = [n for n in describe("sorting_line").nodes if n.executable == "segmenter"]
+    assert "model.merge_touching_px" not in single.parameters  # the file reaches it by name

@@ -199,3 +199,13 @@ def test_a_model_joins_touching_pieces_when_its_config_says_so():
 def test_merge_options_are_checked(key, value):
     with pytest.raises(ModelConfigError, match=key):
         Thresholder.validate_config({"in_channels": 1, "classes": ["a"], key: value})
+
+
+@pytest.mark.parametrize("kind", ["maskrcnn", "bicameral", "embeddings", "classic"])
+def test_every_model_type_checks_the_shared_keys(kind):
+    from msseg_ros.core.segmentation.base import SEGMENTERS
+
+    cls = SEGMENTERS.get(kind)
+    assert cls.validate_config(dict(cls.default_config))["merge_touching_px"] == 0
+    with pytest.raises(ModelConfigError, match="merge_gap_px"):
+        cls.validate_config({**cls.default_config, "merge_gap_px": -2})

@@ -238,8 +238,8 @@ class BicameralSegmenter(TorchSegmenter):
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
-        cfg = {**cls.default_config, **config}
-        c = require(cfg, "in_channels", int, lambda v: 1 <= v <= 512)
+        cfg = super().validate_config(config)  # in_channels, classes, the shared keys
+        c = cfg["in_channels"]
         require(cfg, "width", int, lambda v: v in WIDTHS)
         require(cfg, "alpha", (int, float), lambda v: 0 <= v <= 1)
         require(cfg, "beta", (int, float), lambda v: 0 <= v <= 1)

@@ -75,9 +75,8 @@ class ClassicSegmenter(Segmenter):
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
-        cfg = {**cls.default_config, **config}
-        c = require(cfg, "in_channels", int, lambda v: 1 <= v <= 512)
-        require(cfg, "classes", list, lambda v: len(v) >= 1)
+        cfg = super().validate_config(config)  # in_channels, classes, the shared keys
+        c = cfg["in_channels"]
         require(cfg, "height_channel", int, lambda v: 0 <= v < c)
         fc = require(cfg, "feature_channels", list, lambda v: len(v) >= 1)
         if any(not isinstance(i, int) or not 0 <= i < c for i in fc):

@@ -327,9 +327,8 @@ class EmbeddingSegmenter(TorchSegmenter):
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
-        cfg = {**cls.default_config, **config}
-        c = require(cfg, "in_channels", int, lambda v: 1 <= v <= 512)
-        require(cfg, "classes", list, lambda v: len(v) >= 1)
+        cfg = super().validate_config(config)  # in_channels, classes, the shared keys
+        c = cfg["in_channels"]
         require(cfg, "width", int, lambda v: 25 <= v <= 400)
         require(cfg, "sigma_axes", int, lambda v: v in (1, 2))
         if cfg["center"] not in ("centroid", "embedding"):

@@ -174,9 +174,8 @@ class MaskRCNNSegmenter(TorchSegmenter):
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
-        cfg = {**cls.default_config, **config}
-        c = require(cfg, "in_channels", int, lambda v: 1 <= v <= 512)
-        require(cfg, "classes", list, lambda v: len(v) >= 1)
+        cfg = super().validate_config(config)  # in_channels, classes, the shared keys
+        c = cfg["in_channels"]
         if cfg["backbone"] not in BACKBONES:
             raise ModelConfigError(f"model config 'backbone' = {cfg['backbone']!r}; choose one of {', '.join(BACKBONES)}")
         require(cfg, "anchor_sizes", list, lambda v: len(v) >= 1 and all(s > 0 for s in v))
