@@ -20,7 +20,6 @@ from msseg_ros.bench import add_json_argument, emit, median_time
 from msseg_ros.core.segmentation.loading import load_segmenter
 from msseg_ros.core.sim.sorting_line import SortingLineConfig, SortingLineWorld
 
-
 #: torchvision's MaskRCNN test-time defaults, as our config keys
 TORCHVISION_TEST_DEFAULTS = {"rpn_pre_nms_top_n_test": 1000, "rpn_post_nms_top_n_test": 1000,
                              "score_threshold": 0.05, "detections_per_image": 100}
