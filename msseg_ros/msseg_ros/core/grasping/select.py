@@ -116,21 +116,24 @@ PIECE_INSIDE = 0.7
 Footprint = tuple[float, float, float, float]
 
 
-def footprint_inside(a: Footprint, b: Footprint) -> float:
-    """Share of footprint ``a``'s area inside footprint ``b`` (0 for an empty ``a``)."""
+def _footprint_intersection(a: Footprint, b: Footprint) -> float:
+    """Area (m²) common to two axis-aligned footprints."""
     db = min(a[1], b[1]) - max(a[0], b[0])
     dy = min(a[3], b[3]) - max(a[2], b[2])
+    return db * dy if db > 0 and dy > 0 else 0.0
+
+
+def footprint_inside(a: Footprint, b: Footprint) -> float:
+    """Share of footprint ``a``'s area inside footprint ``b`` (0 for an empty ``a``)."""
     area = (a[1] - a[0]) * (a[3] - a[2])
-    return db * dy / area if db > 0 and dy > 0 and area > 0 else 0.0
+    return _footprint_intersection(a, b) / area if area > 0 else 0.0
 
 
 def footprint_iou(a: Footprint, b: Footprint) -> float:
     """Intersection over union of two axis-aligned footprints."""
-    db = min(a[1], b[1]) - max(a[0], b[0])
-    dy = min(a[3], b[3]) - max(a[2], b[2])
-    if db <= 0 or dy <= 0:
+    inter = _footprint_intersection(a, b)
+    if inter <= 0:
         return 0.0
-    inter = db * dy
     union = (a[1] - a[0]) * (a[3] - a[2]) + (b[1] - b[0]) * (b[3] - b[2]) - inter
     return inter / union if union > 0 else 0.0
 
@@ -223,9 +226,7 @@ class PickIdTracker:
                 got = (self.next_id, True)
                 self.next_id += 1
                 self.seen.append(_Track(b, y, fp, class_id, got[0], self.frame))
-            elif i not in matched:  # a piece of a remembered object
-                pass
-            else:
+            elif i in matched:  # not a piece: a piece changes no track
                 tr = matched[i]
                 tr.b, tr.y, tr.footprint, tr.frame = b, y, fp or tr.footprint, self.frame
             result.append(got)

@@ -275,14 +275,16 @@ def merge_touching(instances: Instances, min_contact_px: int, gap_px: int = 0) -
 
     lab = instances.labels.astype(np.int64)
     H, W = lab.shape
+    ys, xs = np.nonzero(lab)  # only instance pixels can touch: far fewer than the frame's
+    own = lab[ys, xs]
     a_parts, b_parts = [], []
     for dy, dx in _reach_offsets(gap_px):  # pixel pairs at most gap_px + 1 apart (Chebyshev)
-        if dy >= H or abs(dx) >= W:
-            continue
-        a_parts.append(lab[:H - dy, max(0, -dx):W - max(0, dx)].ravel())
-        b_parts.append(lab[dy:, max(0, dx):W + min(0, dx)].ravel())
+        y2, x2 = ys + dy, xs + dx
+        ok = (y2 < H) & (x2 >= 0) & (x2 < W)
+        a_parts.append(own[ok])
+        b_parts.append(lab[y2[ok], x2[ok]])
     a, b = np.concatenate(a_parts), np.concatenate(b_parts)
-    edge = (a > 0) & (b > 0) & (a != b)
+    edge = (b > 0) & (a != b)
     lo, hi = np.minimum(a[edge], b[edge]), np.maximum(a[edge], b[edge])
     pairs, contact = np.unique(lo * (n + 1) + hi, return_counts=True)
     i, j = np.divmod(pairs[contact >= min_contact_px], n + 1)
