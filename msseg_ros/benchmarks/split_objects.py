@@ -5,11 +5,13 @@
 Not run by `msseg bench` without its name. Generates a held-out line split (or takes
 ``--data``), runs each shipped line model on it at its operating threshold, once as
 shipped and once joining touching pieces of one class (``merge_touching_px`` /
-``merge_gap_px``, the line config's values), and counts, with each instance's mask
-centroid as its pick point (instances under the grasp selector's ``min_area_px`` are
-dropped, as the grasp selector drops them):
+``merge_gap_px``, the line config's values), and counts, with each instance's pick
+point (``Instances.pick_points``, what the grasp selector uses; instances under its
+``min_area_px`` are dropped, as it drops them):
 
-* ``objects_pointed``: ground-truth objects with at least one pick point on their mask;
+* ``objects_pointed``: ground-truth objects with at least one pick point on their mask
+  (``objects_pointed_by_centroid``: the same with the mask centroids as pick points, as
+  before pick points were kept on the mask);
 * ``extra_points``: pick points beyond the first on one object (each would be a double
   pick if both were picked);
 * ``mask_AP``: COCO mask AP over the frames.
@@ -42,11 +44,20 @@ def _line_merge_settings() -> dict[str, int]:
     return {"merge_touching_px": int(model["merge_touching_px"]), "merge_gap_px": int(model["merge_gap_px"])}
 
 
+def _owners(owner: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The ground-truth object (owner label > 0) under each (u, v) point that lies on one."""
+    H, W = owner.shape
+    u = np.clip(np.rint(points[:, 0]).astype(int), 0, W - 1)
+    v = np.clip(np.rint(points[:, 1]).astype(int), 0, H - 1)
+    o = owner[v, u]
+    return o[o > 0]
+
+
 def count_points(seg, frames, min_area: int) -> dict[str, float]:
     """Pick points per ground-truth object, and mask AP, over ``frames`` (CocoFrames)."""
     from msseg_ros.core.learning.evaluate import evaluate
 
-    pointed = extra = objects = 0
+    pointed = extra = objects = by_centroid = 0
     threshold = operating_threshold(seg.config)
     for i in range(len(frames)):
         frame, target = frames[i]
@@ -55,18 +66,13 @@ def count_points(seg, frames, min_area: int) -> dict[str, float]:
         for k, m in enumerate(target["masks"]):
             owner[m] = k + 1
         objects += len(target["masks"])
-        per_object: dict[int, int] = {}
-        H, W = owner.shape
-        for k in range(len(inst)):
-            if inst.scores[k] < threshold or inst.areas[k] < min_area:
-                continue
-            u, v = inst.centroids[k]
-            o = int(owner[min(int(round(v)), H - 1), min(int(round(u)), W - 1)])
-            if o:
-                per_object[o] = per_object.get(o, 0) + 1
-        pointed += len(per_object)
-        extra += sum(n - 1 for n in per_object.values())
-    return {"objects": objects, "objects_pointed": pointed, "extra_points": extra,
+        kept = (inst.scores >= threshold) & (inst.areas >= min_area)
+        hit = _owners(owner, inst.pick_points[kept])
+        pointed += len(np.unique(hit))
+        extra += len(hit) - len(np.unique(hit))
+        by_centroid += len(np.unique(_owners(owner, inst.centroids[kept])))
+    return {"objects": objects, "objects_pointed": pointed, "objects_pointed_by_centroid": by_centroid,
+            "extra_points": extra,
             "mask_AP": evaluate(seg, frames, timing=False)["summary"]["segm_AP"]}
 
 
@@ -105,7 +111,8 @@ def main() -> None:
                 shipped["objects_pointed"], 1)
             for label, r in (("as shipped", shipped), ("joined", merged)):
                 print(f"{model:9s} {label:10s} objects {r['objects']}, with a pick point {r['objects_pointed']}, "
-                      f"extra pick points {r['extra_points']}, mask AP {r['mask_AP']}", flush=True)
+                      f"(by centroid {r['objects_pointed_by_centroid']}), extra pick points {r['extra_points']}, "
+                      f"mask AP {r['mask_AP']}", flush=True)
     emit("split_objects", ratios, figures, args.json)
 
 

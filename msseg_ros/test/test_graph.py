@@ -81,11 +81,11 @@ def test_shards_get_the_cells_segmenter_section():
     from msseg_ros.graph import default_params_file, node_section
 
     section = node_section(default_params_file("sorting_line"), "segmenter")
-    assert section["model.merge_touching_px"] > 0 and section["classic.min_area_px"] == 19
+    assert section["model.score_threshold"] == -1.0 and section["classic.min_area_px"] == 19
     spec = describe("sorting_line", segmenter="classic", shards=2)
     for k, node in enumerate(n for n in spec.nodes if n.executable == "segmenter"):
         assert node.name == f"segmenter_{k}"
-        assert node.parameters["model.merge_touching_px"] == section["model.merge_touching_px"]
+        assert node.parameters["classic.min_area_px"] == section["classic.min_area_px"]
         assert node.parameters["model.type"] == "classic" and node.parameters["shard"] == [k, 2]
     (single,) = [n for n in describe("sorting_line").nodes if n.executable == "segmenter"]
-    assert "model.merge_touching_px" not in single.parameters  # the file reaches it by name
+    assert "classic.min_area_px" not in single.parameters  # the file reaches it by name

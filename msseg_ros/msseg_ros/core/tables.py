@@ -15,8 +15,8 @@ DETECTIONS = np.dtype(
         ("instance", np.uint16),  # value in the instances image (1-based)
         ("class_id", np.uint16),
         ("score", np.float32),
-        ("u", np.float32),  # mask centroid column, px
-        ("v", np.float32),  # mask centroid row, px
+        ("u", np.float32),  # pick pixel column, px: on the mask (Instances.pick_points)
+        ("v", np.float32),  # pick pixel row, px
         ("x0", np.float32),  # box, px
         ("y0", np.float32),
         ("x1", np.float32),

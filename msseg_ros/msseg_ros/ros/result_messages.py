@@ -65,7 +65,7 @@ def msg_to_detections(msg: InstanceArray) -> np.ndarray:
     """An InstanceArray as a ``DETECTIONS`` table.
 
     Raises:
-        ResultMessageError: an instance id 0, a non-finite centroid or box, or instances
+        ResultMessageError: an instance id 0, a non-finite pick pixel or box, or instances
             in a frame of size 0.
     """
     out = tables.empty(tables.DETECTIONS, len(msg.instances))
@@ -76,7 +76,7 @@ def msg_to_detections(msg: InstanceArray) -> np.ndarray:
             raise ResultMessageError(f"instance {k}: id 0 (ids start at 1; 0 is background)")
         geometry = (inst.u, inst.v, inst.x0, inst.y0, inst.x1, inst.y1)
         if not all(math.isfinite(g) for g in geometry):
-            raise ResultMessageError(f"instance {k} (id {inst.id}): centroid or box is not finite: {geometry}")
+            raise ResultMessageError(f"instance {k} (id {inst.id}): pick pixel or box is not finite: {geometry}")
         out[k] = (inst.id, inst.class_id, inst.score, inst.u, inst.v, inst.x0, inst.y0, inst.x1, inst.y1,
                   inst.area, inst.affordance, msg.width, msg.height, int(inst.touches_last_row))
     return out

@@ -9,6 +9,7 @@ from msseg_ros.core.segmentation.base import (
     Segmenter,
     masks_to_labels,
     merge_touching,
+    pick_pixels,
 )
 
 
@@ -27,6 +28,48 @@ def test_from_labels_geometry_and_table():
     assert t.dtype == tables.DETECTIONS and t["instance"].tolist() == [1, 2]
     assert t["affordance"][0] == np.float32(0.1) and t["area"].tolist() == [6, 1]
     assert inst.masks().shape == (2, 6, 8)
+
+
+def test_pick_point_is_the_centroid_of_a_convex_part():
+    labels = np.zeros((40, 60), np.uint16)
+    labels[5:25, 10:50] = 1  # rectangle: its centroid is on its deepest ridge
+    yy, xx = np.mgrid[:40, :60]
+    labels[(yy - 32) ** 2 + (xx - 12) ** 2 <= 36] = 2  # disc
+    inst = Instances.from_labels(labels, [1, 2], [0.9, 0.8])
+    np.testing.assert_array_equal(inst.pick_points, inst.centroids)
+    t = inst.to_table()
+    np.testing.assert_allclose(np.stack([t["u"], t["v"]], 1), inst.centroids)
+
+
+def test_pick_point_of_an_l_or_c_shaped_part_lies_well_inside_it():
+    labels = np.zeros((80, 140), np.uint16)
+    labels[10:60, 10:22] = 1  # L: a vertical bar and a foot
+    labels[48:60, 10:70] = 1
+    labels[10:76, 85:95] = 2  # U, right of the L: two arms and a bottom
+    labels[10:76, 125:135] = 2
+    labels[66:76, 85:135] = 2
+    inst = Instances.from_labels(labels, [1, 1], [0.9, 0.9])
+    for k in range(2):
+        u, v = inst.centroids[k]
+        assert inst.labels[round(v), round(u)] != k + 1  # the centroid misses the part
+        pu, pv = inst.pick_points[k]
+        assert inst.labels[int(pv), int(pu)] == k + 1
+    # deep inside: at least 4 px from the edge of a 12 px wide arm
+    pu, pv = inst.pick_points[0]
+    assert 48 + 4 <= pv < 60 - 4 or 10 + 4 <= pu < 22 - 4
+    t = inst.to_table()
+    np.testing.assert_allclose(np.stack([t["u"], t["v"]], 1), inst.pick_points)
+
+
+def test_pick_points_stay_on_their_own_instance_where_instances_touch():
+    labels = np.zeros((30, 60), np.uint16)
+    labels[5:25, 5:30] = 1
+    labels[5:25, 30:55] = 2
+    labels[14:16, 20:40] = 3  # a thin bar across the seam: its centroid is on it, but shallow
+    inst = Instances.from_labels(labels, [1, 1, 2], [0.9, 0.9, 0.5])
+    for k, (u, v) in enumerate(inst.pick_points):
+        assert inst.labels[int(round(v)), int(round(u))] == k + 1
+    assert pick_pixels(np.zeros((4, 4), np.uint16), np.zeros((0, 2))).shape == (0, 2)
 
 
 def test_masks_to_labels_best_on_top():

@@ -13,8 +13,27 @@ def scorer():
     return world, LineScorer(world, BINS, scanner_x=0.0, belt_y0=-0.274, end_x=4.0, warmup=0.0)
 
 
+def grip_spot(o):
+    """(b, c), m: the point of object o's footprint farthest from its edge; the centre
+    (o.b, o.c) of a C-shaped part is off the part."""
+    import cv2
+    import numpy as np
+
+    r = o.shape.radius * 1.5
+    bb, cc = np.meshgrid(np.arange(-r, r, 0.5) + o.b * 1e3, np.arange(-r, r, 0.5) + o.c * 1e3)
+    foot = (o.evaluate(bb, cc)[0] > 0).astype(np.uint8)
+    k = np.unravel_index(np.argmax(cv2.distanceTransform(foot, cv2.DIST_L2, 5)), foot.shape)
+    return bb[k] / 1e3, cc[k] / 1e3
+
+
 def world_point(o, travel):
-    """Where object o's centre is in world at belt travel ``travel``."""
+    """Where a spot on object o's footprint is in world at belt travel ``travel``."""
+    b, c = grip_spot(o)
+    return travel - b, c - 0.274
+
+
+def centre_point(o, travel):
+    """Where object o's shape centre is in world at belt travel ``travel``."""
     return travel - o.b, o.c - 0.274
 
 
@@ -107,3 +126,31 @@ def test_each_double_pick_is_given_its_cause():
     assert len(seps) == 5 and max(seps) < 0.01
     s.update(20.0)  # long past: the ids' origins are forgotten, the counts stay
     assert s._id_origin == {} and s.kpis(60.0)["double_pick_causes"]["one_frame"] == 1
+
+
+def test_a_grip_beside_every_footprint_picks_nothing_however_near_a_centre():
+    world, s = scorer()
+    objs = [o for o in world.objects_between(0.5, 6.0) if 0.5 <= o.b < 6.0]
+
+    def on_any(b, c):
+        import numpy as np
+
+        b_mm, c_mm = np.array([b * 1e3]), np.array([c * 1e3])
+        return any(o.evaluate(b_mm, c_mm)[0][0] > 0 for o in objs)
+
+    # a part whose shape centre is off every footprint (a C- or L-shaped part, or a ring)
+    hollow = next(o for o in objs if o.rests_on is None and not on_any(o.b, o.c))
+    travel = 9.0
+    s.on_candidate(travel - 0.5, 0.0, travel)
+    s.on_grip(1, 1, (*centre_point(hollow, travel), 0.0), travel, 1)
+    assert (s.empty_grips, s.double_picks) == (1, 0)
+    assert hollow.id not in s.outcomes or not s.outcomes[hollow.id].picked_by
+    # the scoring before 2026-12-04 credited it to the part, 30 mm being near enough
+    world, old = scorer()
+    old.centre_tolerance = 0.03
+    old.on_candidate(travel - 0.5, 0.0, travel)
+    old.on_grip(1, 1, (*centre_point(hollow, travel), 0.0), travel, 1)
+    assert old.empty_grips == 0 and old.outcomes[hollow.id].picked_by == 1
+    # on its material it is a pick
+    s.on_grip(2, 2, (*world_point(hollow, travel), 0.0), travel, 1)
+    assert s.outcomes[hollow.id].picked_by == 2

@@ -67,7 +67,7 @@ def test_outputs_match_core(graph):
     expected = filter_score(load_segmenter("sorting_line_classic")(frame), 0.3)
     np.testing.assert_array_equal(labels, expected.labels)
     assert table["class_id"].tolist() == expected.class_ids.tolist() and len(table) > 3
-    np.testing.assert_allclose(table["u"], expected.centroids[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(table["u"], expected.pick_points[:, 0], rtol=1e-6)
     assert np.isnan(table["affordance"]).all()
     assert node.counters["frames"] == 1 and node.counters["overlays"] == 0  # nobody subscribed
 
@@ -126,20 +126,28 @@ def test_live_swap_refused_then_accepted(graph):
 
 def test_joining_touching_pieces_is_set_live_and_in_the_line_config(graph):
     """model.merge_touching_px / merge_gap_px reach the model's config (live, like any
-    model.* parameter), and the line's config turns them on."""
+    model.* parameter); -1 keeps the checkpoint's own setting (the line's Mask R-CNN joins,
+    its classic model does not), and the line's config leaves it to the model."""
     import yaml
 
     from conftest import ROOT
 
     node, probe, pub, got, ex = graph
-    assert node.model.config["merge_touching_px"] == 0  # off unless asked for
+    assert node.params.model.merge_touching_px == -1
+    own = node.model.config["merge_touching_px"]  # the checkpoint's
     r = node.set_parameters([Parameter("model.merge_touching_px", value=3), Parameter("model.merge_gap_px", value=1)])
     assert all(x.successful for x in r)
     assert node.model.config["merge_touching_px"] == 3 and node.model.config["merge_gap_px"] == 1
     r = node.set_parameters([Parameter("model.merge_gap_px", value=40)])[0]
     assert not r.successful and "merge_gap_px" in r.reason and node.model.config["merge_gap_px"] == 1
+    r = node.set_parameters([Parameter("model.merge_touching_px", value=-1), Parameter("model.merge_gap_px", value=-1)])
+    assert all(x.successful for x in r) and node.model.config["merge_touching_px"] == own
     line = yaml.safe_load((ROOT / "config" / "sorting_line.yaml").read_text())["/**/segmenter"]["ros__parameters"]
-    assert line["model"]["merge_touching_px"] > 0 and line["model"]["merge_gap_px"] >= 0
+    assert "merge_touching_px" not in line["model"] and "merge_gap_px" not in line["model"]
+    from msseg_ros.core.segmentation.loading import load_segmenter
+
+    assert load_segmenter("sorting_line_maskrcnn").config["merge_touching_px"] == 2
+    assert load_segmenter("sorting_line_classic").config["merge_touching_px"] == 0
 
 
 def test_first_model_loads_off_the_executor_and_the_input_waits_for_it(ros_context):

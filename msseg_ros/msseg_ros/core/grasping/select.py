@@ -14,11 +14,14 @@ Line cell (frame ``world``: x along the belt travel, z up):
     classify one object differently in two frames, and it is still one object, to be
     picked once). Two detections are one object when their footprints on the belt (the
     boxes in belt coordinates b, y) overlap by at least ``FOOTPRINT_IOU`` of their union,
-    or their centroids are within ``match_radius``: a weak model's masks of one object
-    differ between frames (a part missing, a centroid centimetres away), yet cover
+    or their pick points are within ``match_radius``: a weak model's masks of one object
+    differ between frames (a part missing, a pick point centimetres away), yet cover
     mostly the same belt area, while two touching objects share little of it.
 
-Camera cell: the mask centroid is undistorted, its ray taken into ``world`` by the
+Pick points are the detections' ``u``, ``v``: a pixel on the instance's own mask, its
+centroid where that lies well inside it (``Instances.pick_points``).
+
+Camera cell: the pick pixel is undistorted, its ray taken into ``world`` by the
 camera pose and intersected with the work plane; rays parallel to the plane or meeting
 it behind the camera are rejected and counted.
 
@@ -153,7 +156,7 @@ class PickIdTracker:
     compared (see the module docstring).
 
     Args:
-        radius: centroids closer than this (m) are one object.
+        radius: pick points closer than this (m) are one object.
         horizon: metres of belt remembered behind the newest object.
         min_iou: footprints overlapping this much are one object.
         piece_inside: a detection left unmatched that lies at least this much inside a
@@ -176,8 +179,8 @@ class PickIdTracker:
 
         The detections of one frame are distinct objects, matched to remembered ones
         jointly: pairs by footprint overlap (at least ``min_iou``), largest first, then
-        the rest by centroid distance (within ``radius``), nearest first; each track and
-        each detection at most once. A match takes the new observation's centroid and
+        the rest by pick-point distance (within ``radius``), nearest first; each track and
+        each detection at most once. A match takes the new observation's pick point and
         footprint. A detection still left that lies mostly (``piece_inside``) inside a
         remembered footprint is a piece of that object: it gets the object's pick_id
         (not new) and changes no track. Whatever is left is a new object."""

@@ -183,12 +183,13 @@ SEGMENTER = Schema(
         Param("model.score_threshold", T.FLOAT, -1.0, "Instances scoring lower are dropped; -1: the "
               "model's calibrated operating_threshold (0.5 when it has none).", min=-1.0, max=1.0),
         Param("model.classes", T.STR_ARRAY, [], "Class names; empty: the checkpoint's."),
-        Param("model.merge_touching_px", T.INT, 0, "Instances of one class whose masks touch along at least "
-              "this many pixel edges are joined into one (a model's pieces of one object would get a "
-              "pick each: a double pick); 0: off.", min=0, max=10_000),
-        Param("model.merge_gap_px", T.INT, 0, "Background gap, px, that may lie between two pieces joined "
-              "by model.merge_touching_px (a model's masks of one object often stop short of each other).",
-              min=0, max=16),
+        Param("model.merge_touching_px", T.INT, -1, "Instances of one class whose masks touch along at "
+              "least this many pixel edges are joined into one (a model's pieces of one object would get "
+              "a pick each: a double pick); 0: off; -1: the model's own setting (its checkpoint's "
+              "config, see its card).", min=-1, max=10_000),
+        Param("model.merge_gap_px", T.INT, -1, "Background gap, px, that may lie between two pieces joined "
+              "by model.merge_touching_px (a model's masks of one object often stop short of each other); "
+              "-1: the model's own setting.", min=-1, max=16),
         Param("bicameral.alpha", T.FLOAT, 0.1, "Boundary threshold α (seed 001 §4.4).", min=0.0, max=1.0),
         Param("bicameral.beta", T.FLOAT, 0.1, "Occlusion threshold β.", min=0.0, max=1.0),
         Param("bicameral.patch", T.INT, 9, "Affordance patch P, px (odd).", min=1, max=63,

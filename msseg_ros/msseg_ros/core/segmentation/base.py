@@ -102,6 +102,8 @@ class Instances:
         scores: (N,) float32 in [0, 1].
         boxes: (N, 4) float32, x0, y0, x1, y1 (px, inclusive pixel extents + 1).
         centroids: (N, 2) float32, mask centroid (u = column, v = row), px.
+        pick_points: (N, 2) float32, the pixel to grip (u, v), px: always on the mask
+            (:func:`pick_pixels`); the centroid of a C- or L-shaped part is not.
         areas: (N,) int, px.
         affordance: (N,) float32, NaN where the model gives none.
         invalid_pixels: non-finite input pixels (see the NaN policy).
@@ -112,6 +114,7 @@ class Instances:
     scores: np.ndarray
     boxes: np.ndarray
     centroids: np.ndarray
+    pick_points: np.ndarray
     areas: np.ndarray
     affordance: np.ndarray
     invalid_pixels: int = 0
@@ -160,9 +163,9 @@ class Instances:
             np.maximum.at(x1, lab, uu[sel])
             np.maximum.at(y1, lab, vv[sel])
             boxes = np.stack([x0[1:], y0[1:], x1[1:] + 1, y1[1:] + 1], axis=1).astype(np.float32)
-        return cls(new, class_ids[keep], scores[keep], boxes,
-                   np.stack([cu, cv], axis=1).astype(np.float32), cnt.astype(np.int64),
-                   aff[keep], invalid_pixels)
+        centroids = np.stack([cu, cv], axis=1).astype(np.float32)
+        return cls(new, class_ids[keep], scores[keep], boxes, centroids,
+                   pick_pixels(new, centroids), cnt.astype(np.int64), aff[keep], invalid_pixels)
 
     @classmethod
     def empty(cls, shape: tuple[int, int]) -> Instances:
@@ -174,7 +177,7 @@ class Instances:
         t["instance"] = np.arange(1, len(self) + 1)
         t["class_id"] = self.class_ids
         t["score"] = self.scores
-        t["u"], t["v"] = self.centroids[:, 0], self.centroids[:, 1]
+        t["u"], t["v"] = self.pick_points[:, 0], self.pick_points[:, 1]
         t["x0"], t["y0"], t["x1"], t["y1"] = self.boxes.T if len(self) else ([],) * 4
         t["area"] = self.areas
         t["affordance"] = self.affordance
@@ -186,6 +189,57 @@ class Instances:
     def masks(self) -> np.ndarray:
         """(N, H, W) bool."""
         return self.labels[None] == np.arange(1, len(self) + 1)[:, None, None]
+
+
+#: a pick pixel may be this share as far from its mask's edge as the mask's deepest pixel
+PICK_DEPTH_SHARE = 0.8
+
+
+def pick_pixels(labels: np.ndarray, centroids: np.ndarray,
+                depth_share: float = PICK_DEPTH_SHARE) -> np.ndarray:
+    """Where to grip each instance: (N, 2) float32 (u, v), px, on the instance's own mask.
+
+    Of the instance's pixels at least ``depth_share`` times as far from the mask's edge as
+    its deepest pixel (the centre of its largest inscribed circle), the one nearest the
+    centroid; the centroid itself (sub-pixel) when it qualifies, as on a convex part. On a
+    C- or L-shaped part, whose centroid lies off the part or on a thin edge of it, it is a
+    point well inside the part, so a suction cup lands on material. Edges are the pixels whose 4-neighbours include
+    another label or the frame's border.
+
+    Args:
+        labels: (H, W) int, 0 = background, 1..N instances, each with at least one pixel.
+        centroids: (N, 2) float, (u, v) of each instance, px.
+    """
+    n = len(centroids)
+    if n == 0:
+        return np.zeros((0, 2), np.float32)
+    import cv2  # heavy: imported once there are instances
+    from scipy import ndimage
+
+    padded = np.pad(labels, 1)
+    inner = padded[1:-1, 1:-1]
+    interior = ((inner > 0) & (padded[:-2, 1:-1] == inner) & (padded[2:, 1:-1] == inner)
+                & (padded[1:-1, :-2] == inner) & (padded[1:-1, 2:] == inner))
+    depth = cv2.distanceTransform(interior.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    index = np.arange(1, n + 1)
+    deepest = np.zeros(n + 1, np.float32)
+    deepest[1:] = ndimage.maximum(depth, labels, index)
+    out = np.asarray(centroids, np.float32).copy()
+    H, W = labels.shape
+    cu = np.clip(np.rint(out[:, 0]).astype(np.int64), 0, W - 1)
+    cv = np.clip(np.rint(out[:, 1]).astype(np.int64), 0, H - 1)
+    moved = np.flatnonzero((labels[cv, cu] != index) | (depth[cv, cu] < depth_share * deepest[1:]))
+    if not len(moved):
+        return out
+    vv, uu = np.nonzero(np.isin(labels, moved + 1))
+    lab = labels[vv, uu].astype(np.int64)
+    deep = depth[vv, uu] >= depth_share * deepest[lab]
+    vv, uu, lab = vv[deep], uu[deep], lab[deep]
+    d2 = (uu - out[lab - 1, 0]) ** 2 + (vv - out[lab - 1, 1]) ** 2
+    order = np.lexsort((d2, lab))
+    first = order[np.unique(lab[order], return_index=True)[1]]
+    out[lab[first] - 1] = np.stack([uu[first], vv[first]], axis=1)
+    return out
 
 
 def visible_fractions(masks: np.ndarray, scores: np.ndarray) -> np.ndarray:

@@ -5,16 +5,21 @@ import numpy as np
 from skimage.measure import label as cc_label
 
 
-def height_blobs(height_mm: np.ndarray, threshold_mm: float = 1.0, min_area_px: int = 300) -> np.ndarray:
+def height_blobs(height_mm: np.ndarray, threshold_mm: float = 1.0, min_area_px: int = 300,
+                 also: np.ndarray | None = None) -> np.ndarray:
     """Label the connected regions higher than ``threshold_mm`` with more than
     ``min_area_px`` pixels (8-connectivity).
 
     Args:
         height_mm: (H, W) height above the belt, mm. NaN counts as belt.
+        also: (H, W) bool, more pixels to count as material whatever their height (e.g.
+            where the X-ray is attenuated: thin parts under the height threshold).
     Returns:
         (H, W) int32 labels, 0 = belt, 1..n = blobs in raster order.
     """
     above = np.nan_to_num(height_mm, nan=0.0) > threshold_mm
+    if also is not None:
+        above |= also
     labels = cc_label(above, connectivity=2)
     keep = np.bincount(labels.ravel()) > min_area_px
     keep[0] = False

@@ -1,7 +1,10 @@
 """The classic baseline of seed 000 §2.2, trained by ``msseg train``.
 
 1. Height > ``height_threshold_mm`` (1 mm), then blobs of more than ``min_area_px`` px
-   (300 px at the seed's 0.5 mm grid).
+   (300 px at the seed's 0.5 mm grid). Optionally (``xray_channel``, ``xray_material_below``;
+   off by default, as in the seed) a pixel whose X-ray transmission is below the given
+   count is material too, however low: thin parts of an object under the height threshold
+   would otherwise cut it into pieces (each a pick).
 2. Each blob pixel is classified from the 10 spectral + X-ray features by an SVM. Here an
    RBF-kernel SVM is approximated by random Fourier features (Rahimi & Recht 2007) and a
    linear SVM, so that its parameters are plain arrays (safetensors; nothing pickled).
@@ -40,6 +43,8 @@ DEFAULT_CONFIG = {
     "height_channel": 0,
     "feature_channels": list(range(1, 11)),
     "height_threshold_mm": 1.0,
+    "xray_channel": None,  # e.g. 1 (low energy) on the line; None: height alone
+    "xray_material_below": None,  # transmission counts; the belt reads ~65,000
     "min_area_px": 19,  # 300 px at 0.5 mm = 75 mm²; at the 2 mm demo grid, 19 px
     "rff_components": 400,
     "rff_gamma": 0.1,
@@ -82,6 +87,15 @@ class ClassicSegmenter(Segmenter):
         if any(not isinstance(i, int) or not 0 <= i < c for i in fc):
             raise ModelConfigError(f"model config 'feature_channels' = {fc!r}: channels must be 0..{c - 1}")
         require(cfg, "height_threshold_mm", (int, float))
+        cfg.setdefault("xray_channel", None)
+        cfg.setdefault("xray_material_below", None)
+        xc, below = cfg["xray_channel"], cfg["xray_material_below"]
+        if (xc is None) != (below is None):
+            raise ModelConfigError(f"model config 'xray_channel' = {xc!r} and 'xray_material_below' = "
+                                   f"{below!r}: give both (X-ray foreground on) or neither (off)")
+        if xc is not None:
+            require(cfg, "xray_channel", int, lambda v: 0 <= v < c and v != cfg["height_channel"])
+            require(cfg, "xray_material_below", (int, float), lambda v: v > 0)
         require(cfg, "min_area_px", int, lambda v: v >= 0)
         require(cfg, "rff_components", int, lambda v: 8 <= v <= 20000)
         return cfg
@@ -196,7 +210,10 @@ class ClassicSegmenter(Segmenter):
 
     def predict(self, frame: np.ndarray) -> Instances:
         cfg = self.config
-        blobs = height_blobs(frame[..., cfg["height_channel"]], cfg["height_threshold_mm"], cfg["min_area_px"])
+        xray = None
+        if cfg.get("xray_channel") is not None:
+            xray = np.nan_to_num(frame[..., cfg["xray_channel"]], nan=np.inf) < cfg["xray_material_below"]
+        blobs = height_blobs(frame[..., cfg["height_channel"]], cfg["height_threshold_mm"], cfg["min_area_px"], also=xray)
         n = int(blobs.max())
         if n == 0:
             return Instances.from_labels(blobs, [], [])

@@ -37,8 +37,9 @@ class ModelSelection:
         options: the type's own options (its parameter group, prefix removed).
         runtime: the inference runtime (``RUNTIMES``: torch, onnxruntime).
         merge_touching_px: instances of one class touching along this many pixel edges
-            are joined (``base.merge_touching``); 0: off.
-        merge_gap_px: background gap, px, two joined pieces may have between them.
+            are joined (``base.merge_touching``); 0: off; -1: the checkpoint's setting.
+        merge_gap_px: background gap, px, two joined pieces may have between them; -1: the
+            checkpoint's setting.
     """
 
     cell: str
@@ -49,8 +50,8 @@ class ModelSelection:
     classes: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
     runtime: str = "torch"
-    merge_touching_px: int = 0
-    merge_gap_px: int = 0
+    merge_touching_px: int = -1
+    merge_gap_px: int = -1
 
     @property
     def weights_name(self) -> str:
@@ -59,8 +60,10 @@ class ModelSelection:
     def model_config(self) -> dict[str, Any]:
         """The config keys this selection sets over the checkpoint's."""
         cls = SEGMENTERS.get(self.type)
-        cfg: dict[str, Any] = {"type": self.type, **cls.config_from_parameters(self.options, self.score_threshold),
-                               "merge_touching_px": self.merge_touching_px, "merge_gap_px": self.merge_gap_px}
+        cfg: dict[str, Any] = {"type": self.type, **cls.config_from_parameters(self.options, self.score_threshold)}
+        for key, value in (("merge_touching_px", self.merge_touching_px), ("merge_gap_px", self.merge_gap_px)):
+            if value >= 0:  # -1: keep the checkpoint's
+                cfg[key] = value
         if self.classes:
             cfg["classes"] = list(self.classes)
         return cfg

@@ -2,9 +2,10 @@
 
 Sorting line (:class:`LineScorer`): the world is a function of (seed, belt coordinate),
 so a grip at world (x, y) with belt travel p is on belt coordinate
-``b = p - (x - scanner_x)``, across ``c = y - belt_y0``; the object there (footprint
-within 5 mm, else the nearest centre within 30 mm) is the one picked. Candidates are
-located the same way (detected objects). Once an object has passed the last robot, it
+``b = p - (x - scanner_x)``, across ``c = y - belt_y0``; the object whose footprint is
+there (within 5 mm, a suction cup's radius) is the one picked; a grip beside every
+footprint picks nothing (an empty grip), however near an object's centre it is.
+Candidates are located the same way (detected objects). Once an object has passed the last robot, it
 is final: never detected, detected but not picked, picked into the right or the wrong bin.
 A grip on an object some robot already picked is a double pick; its cause is recorded
 (:data:`DOUBLE_PICK_CAUSES`) from the pick ids the candidates carried.
@@ -26,7 +27,6 @@ from msseg_ros.core.sim.bin_pile import BinPileConfig, BinPileWorld
 from msseg_ros.core.sim.sorting_line import CLASSES, ScrapObject, SortingLineWorld
 
 FOOTPRINT_TOLERANCE_M = 0.005
-CENTRE_TOLERANCE_M = 0.03
 
 #: why an object was gripped twice, judged from the candidates' pick ids:
 #: ``same_pick_id``: the same id twice (a bridge or ledger fault);
@@ -62,6 +62,9 @@ class LineScorer:
         end_x: world x past the last robot's window, m; objects beyond are final.
         warmup: belt (m) not scored after the first detection (the pipeline is filling:
             objects before it are not scored at all).
+        centre_tolerance: a grip or candidate off every footprint still counts on the
+            object whose centre is within this (m); 0 (the default): never. Scores before
+            2026-12-04 used 0.03, which credited grips a real suction cup would miss.
     """
 
     world: SortingLineWorld
@@ -70,6 +73,7 @@ class LineScorer:
     belt_y0: float
     end_x: float
     warmup: float = 1.0
+    centre_tolerance: float = 0.0
     outcomes: dict[int, _ObjectOutcome] = field(default_factory=dict)
     final: list[_ObjectOutcome] = field(default_factory=list)
     grips: collections.Counter[Any] = field(default_factory=collections.Counter)
@@ -97,8 +101,10 @@ class LineScorer:
         hits = [h for h in hits if h[0]]
         if hits:
             return max(hits, key=lambda h: (h[0], h[1]))[2]
+        if self.centre_tolerance <= 0:
+            return None
         d, o = min(((np.hypot(o.b - b, o.c - c), o) for o in objs), key=lambda t: t[0])
-        return o if d < CENTRE_TOLERANCE_M else None
+        return o if d < self.centre_tolerance else None
 
     def _outcome(self, o: ScrapObject) -> _ObjectOutcome:
         if o.id not in self.outcomes:

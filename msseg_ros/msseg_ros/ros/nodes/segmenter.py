@@ -83,7 +83,7 @@ def model_selection(values: Mapping[str, Any]):
         cell=values["cell"], type=kind, weights=values["model.weights"], device=values["model.device"],
         runtime=values.get("model.runtime", "torch"),
         score_threshold=values["model.score_threshold"], classes=tuple(values.get("model.classes") or ()),
-        merge_touching_px=values.get("model.merge_touching_px", 0), merge_gap_px=values.get("model.merge_gap_px", 0),
+        merge_touching_px=values.get("model.merge_touching_px", -1), merge_gap_px=values.get("model.merge_gap_px", -1),
         options={k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)})
 
 
