@@ -40,6 +40,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("eval", help="evaluate a model on a COCO dataset")
     ev.add_argument("weights", help="checkpoint (.safetensors) or shipped model name")
     ev.add_argument("--data", required=True, help="COCO annotation file")
+    ev.add_argument("--image-root", default=None, metavar="DIR",
+                    help="the folder the images' file names are relative to (default: the dataset's own)")
     ev.add_argument("--out", default=None, help="folder for metrics.json and plots")
     ev.add_argument("--limit", type=int, default=0, help="evaluate the first N images only")
     ev.add_argument("--score-threshold", default="0.75",
@@ -258,7 +260,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if (args.write or args.precision_target is not None) and not args.calibrate:
         raise UsageError("--write and --precision-target go with --calibrate")
     try:
-        ds = CocoFrames(args.data)
+        ds = CocoFrames(args.data, args.image_root)
     except DatasetError as exc:
         raise UsageError(str(exc)) from None
     seg = load_segmenter(args.weights, device=args.device, overrides=parse_key_values(args.sets),

@@ -111,6 +111,8 @@ def test_the_shared_tabletop_photos_are_labelled_and_mended_by_the_cli(tmp_path)
     image, target = frames[1]
     assert image.shape == (480, 640, 3) and len(target["masks"]) == 12
     assert len(list((tmp_path / "overlays").glob("mended_*.png"))) == 8
+    depth = np.load(test["images"][0]["depth_file"])  # the bicameral model's targets come from it
+    assert depth.shape == (480, 640) and depth.dtype == np.float32 and 0.3 < np.median(depth) < 3.0
     bad = subprocess.run([*cmd[:-2], "--out", str(tmp_path / "x"), "--test", "nope.png"], capture_output=True,
                          text=True, timeout=600)
     assert bad.returncode == 2 and "test images for images not given: ['nope.png']" in bad.stderr

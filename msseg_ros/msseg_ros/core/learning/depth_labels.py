@@ -401,7 +401,9 @@ def write_dataset(pairs: Sequence[tuple[str, str]], intrinsics: Sequence[float],
     """Label RGB-D ``pairs`` ((rgb path, depth path), depth as 16-bit PNG, mm) and write a
     COCO dataset whose images stay where they are (use ``data.image_root``: the folder of
     the RGB images): ``out/annotations/{all,train,test}.json`` (``test``: RGB file names
-    held out) and ``out/overlays/*.png``, each instance numbered as ``edits`` name them
+    held out), ``out/depth/*.npy`` (float32 metres, invalid pixels set to the farthest
+    depth; each image's ``depth_file``, an absolute path, from which the bicameral model's
+    boundary and occlusion targets are computed) and ``out/overlays/*.png``, each instance numbered as ``edits`` name them
     (``edits``: RGB file name -> :func:`mend` edits).
 
     Returns a summary: images, instances, instances per image, edited images."""
@@ -441,7 +443,13 @@ def write_dataset(pairs: Sequence[tuple[str, str]], intrinsics: Sequence[float],
             cv2.imwrite(str(root / "overlays" / f"mended_{name}"), overlay(rgb[..., ::-1], labels)[..., ::-1])
         n = int(labels.max())
         per_image[name] = n
-        img = {"id": image_id, "file_name": name, "width": int(rgb.shape[1]), "height": int(rgb.shape[0])}
+        metres = depth.astype(np.float32) / 1000.0
+        metres[depth == 0] = metres.max()
+        depth_file = (root / "depth" / f"{Path(name).stem}.npy").resolve()
+        depth_file.parent.mkdir(parents=True, exist_ok=True)
+        np.save(depth_file, metres)
+        img = {"id": image_id, "file_name": name, "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
+               "depth_file": str(depth_file)}
         a = annotations_from_labels(labels, [1] * n, image_id, first_ann_id=1 + len(anns["all"]))
         for split in ("all", "test" if name in test else "train"):
             images[split].append(img)
