@@ -97,6 +97,28 @@ def test_losses_of_perfect_outputs_are_near_zero_and_of_wrong_ones_large():
     assert float(embedding_losses(rough[None], seeds[None], labels[None], [classes], 32.0)["loss_smoothness"]) > 1.0
 
 
+def test_the_class_term_makes_seed_maps_compete_and_is_off_by_default():
+    labels = _two_squares()
+    classes = torch.tensor([0, 2])
+    inst, seeds = _perfect_outputs(labels, 3, classes, range_px=32.0)
+    logits = seeds.clone()  # raw seed logits (+-20)
+    off = embedding_losses(inst[None], logits[None], labels[None], [classes], 32.0)
+    assert "loss_class" not in off  # the paper's three losses
+    on = embedding_losses(inst[None], logits[None], labels[None], [classes], 32.0, class_weight=2.0)
+    assert {k: float(v) for k, v in on.items() if k != "loss_class"} == {k: float(v) for k, v in off.items()}
+    right = float(on["loss_class"])
+    swapped = embedding_losses(inst[None], logits[[2, 1, 0]][None], labels[None], [classes], 32.0, class_weight=2.0)
+    assert right < 0.01 and float(swapped["loss_class"]) > 10.0  # the wrong class's map is high
+    # equal seed maps: log K per pixel, times the weight
+    flat = torch.zeros_like(logits, requires_grad=True)
+    tie = embedding_losses(inst[None], flat[None], labels[None], [classes], 32.0, class_weight=2.0)
+    assert float(tie["loss_class"].detach()) == pytest.approx(2.0 * np.log(3), rel=1e-5)
+    tie["loss_class"].backward()
+    g = flat.grad
+    assert float(g[0][labels == 1].mean()) < 0 < float(g[1][labels == 1].mean())  # raise the true class's map
+    assert float(g[:, labels == 0].abs().sum()) == 0.0  # background pixels take no part
+
+
 def test_losses_on_an_image_without_objects():
     inst = torch.zeros(1, 4, 16, 16, requires_grad=True)
     seeds = torch.zeros(1, 2, 16, 16, requires_grad=True)
@@ -149,7 +171,7 @@ def _config(**kw):
 
 
 @pytest.mark.parametrize("key,value", [("center", "middle"), ("sigma_axes", 3), ("width", 10),
-                                       ("offset_range_px", 0.0), ("fg_threshold", 1.5)])
+                                       ("offset_range_px", 0.0), ("fg_threshold", 1.5), ("class_weight", -1.0)])
 def test_bad_configs_name_the_key(key, value):
     with pytest.raises(ModelConfigError, match=key):
         EmbeddingSegmenter.from_config(_config(**{key: value}))
