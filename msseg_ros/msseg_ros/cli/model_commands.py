@@ -94,6 +94,7 @@ def cmd_label_depth(args: argparse.Namespace) -> int:
 
     import yaml
 
+    from msseg_ros.core.geometry.camera import GeometryError
     from msseg_ros.core.learning.depth_labels import (
         DepthLabelError,
         DepthLabelOptions,
@@ -126,7 +127,7 @@ def cmd_label_depth(args: argparse.Namespace) -> int:
     try:
         summary = write_dataset(pairs, read_intrinsics(args.intrinsics), args.out, edits,
                                 [t for t in args.test.split(",") if t], options)
-    except DepthLabelError as exc:
+    except (DepthLabelError, GeometryError) as exc:  # bad files, intrinsics or edits
         raise UsageError(str(exc)) from None
     print(f"label-depth: {summary['instances']} instances in {summary['images']} images "
           f"({', '.join(f'{k}: {v}' for k, v in summary['per_image'].items())}); hand-edited: "

@@ -97,11 +97,22 @@ def _largest_plane(flat: np.ndarray, options: DepthLabelOptions) -> tuple[np.nda
     return (-n, -d) if d < 0 else (n, d)  # the camera on the positive side
 
 
+def _largest_region(mask: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the largest 4-connected region of ``mask`` (all False when empty)."""
+    from skimage.measure import label as cc_label
+
+    regions = cc_label(mask, connectivity=1)
+    sizes = np.bincount(regions.ravel())
+    sizes[0] = 0
+    return (regions == int(np.argmax(sizes))) & mask
+
+
 def table_plane(points: np.ndarray, options: DepthLabelOptions) -> tuple[np.ndarray, float, np.ndarray]:
     """The table: of the planes parallel (within 20 degrees) to the largest plane in view
     whose pixels form one region of at least 10 % of the frame (a slab through the
-    objects' tops does not), the one nearest the camera (a table stands above the floor). Returns (normal towards the camera, d, (H, W) bool inliers); raises
-    DepthLabelError when no plane holds 5 % of the pixels."""
+    objects' tops does not), the one nearest the camera (a table stands above the floor).
+    Returns (normal towards the camera, d, (H, W) bool inliers); raises DepthLabelError
+    when no plane qualifies."""
     valid = np.isfinite(points[..., 2])
     flat = points[valid]
     if len(flat) < 100:
@@ -123,13 +134,11 @@ def table_plane(points: np.ndarray, options: DepthLabelOptions) -> tuple[np.ndar
         left &= ~on
     if not planes:
         raise DepthLabelError("no plane holds 5 % of the pixels: no table in view")
-    from skimage.measure import label as cc_label
 
     def region_share(on: np.ndarray) -> float:
         image = np.zeros(valid.shape, bool)
         image[valid] = on
-        sizes = np.bincount(cc_label(image, connectivity=1).ravel())
-        return float(sizes[1:].max(initial=0)) / valid.size
+        return float(_largest_region(image).sum()) / valid.size
 
     first = planes[0][0]
     level = [p for p in planes if abs(float(p[0] @ first)) > np.cos(np.radians(20))
@@ -157,10 +166,7 @@ def label_objects(depth_mm: np.ndarray, intrinsics: Sequence[float],
     pts = back_project(depth_mm, intrinsics)
     n, d, on_plane = table_plane(pts, o)
     height = pts @ n + d  # m, NaN where no depth
-    table_cc = cc_label(on_plane, connectivity=1)
-    sizes = np.bincount(table_cc.ravel())
-    sizes[0] = 0
-    table = convex_hull_image(table_cc == int(np.argmax(sizes)))
+    table = convex_hull_image(_largest_region(on_plane))
     above = np.nan_to_num(height, nan=0.0) > o.min_height_mm / 1000.0
     # on the table: the point's foot on the plane (p - h n) projects into the table's extent
     foot = pts - np.nan_to_num(height)[..., None] * n
@@ -192,16 +198,11 @@ def label_objects(depth_mm: np.ndarray, intrinsics: Sequence[float],
     small[0] = False
     markers[small[markers]] = 0
     labels = _grow(markers, above, z)
-    out = np.zeros(labels.shape, np.int32)
-    k = 0
-    for lab in range(1, int(labels.max()) + 1):
-        m = labels == lab
-        area = int(m.sum())
-        if area < o.min_area_px:
-            continue
-        k += 1
-        out[m] = k
-    return out
+    keep = np.bincount(labels.ravel()) >= o.min_area_px
+    keep[0] = False
+    remap = np.zeros(len(keep), np.int32)
+    remap[keep] = np.arange(1, int(keep.sum()) + 1)
+    return remap[labels]
 
 
 def _grow(markers: np.ndarray, mask: np.ndarray, z: np.ndarray, max_steps: int = 200) -> np.ndarray:
@@ -298,10 +299,8 @@ def mend(labels: np.ndarray, edits: Mapping[str, Any]) -> np.ndarray:
         nxt += 1
     for lab, to, *shape in edits.get("move", []):
         out[_region(out.shape, shape) & (out == check(lab))] = check(to)
-    for lab, x0, y0, x1, y1 in edits.get("crop", []):
-        region = np.zeros(out.shape, bool)
-        region[int(y0):int(y1), int(x0):int(x1)] = True
-        out[~region & (out == check(lab))] = 0
+    for lab, *box in edits.get("crop", []):
+        out[~_region(out.shape, box) & (out == check(lab))] = 0
     for group in edits.get("merge", []):
         first = check(group[0])
         for lab in group[1:]:
@@ -314,10 +313,8 @@ def mend(labels: np.ndarray, edits: Mapping[str, Any]) -> np.ndarray:
             out[convex_hull_image(m) & (out == 0)] = lab
     for lab in edits.get("drop", []):
         out[out == check(lab)] = 0
-    for x0, y0, x1, y1 in edits.get("boxes", []):
-        region = np.zeros(out.shape, bool)
-        region[int(y0):int(y1), int(x0):int(x1)] = True
-        out[region & (out == 0)] = nxt
+    for box in edits.get("boxes", []):
+        out[_region(out.shape, box) & (out == 0)] = nxt
         nxt += 1
     for poly in edits.get("polygons", []):
         if len(poly) < 6:

@@ -30,6 +30,7 @@ pixels. ``Instances.invalid_pixels`` counts them. A frame with more than
 from __future__ import annotations
 
 import abc
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -102,8 +103,6 @@ class Instances:
         scores: (N,) float32 in [0, 1].
         boxes: (N, 4) float32, x0, y0, x1, y1 (px, inclusive pixel extents + 1).
         centroids: (N, 2) float32, mask centroid (u = column, v = row), px.
-        pick_points: (N, 2) float32, the pixel to grip (u, v), px: always on the mask
-            (:func:`pick_pixels`); the centroid of a C- or L-shaped part is not.
         areas: (N,) int, px.
         affordance: (N,) float32, NaN where the model gives none.
         invalid_pixels: non-finite input pixels (see the NaN policy).
@@ -114,13 +113,20 @@ class Instances:
     scores: np.ndarray
     boxes: np.ndarray
     centroids: np.ndarray
-    pick_points: np.ndarray
     areas: np.ndarray
     affordance: np.ndarray
     invalid_pixels: int = 0
 
     def __len__(self) -> int:
         return len(self.class_ids)
+
+    @functools.cached_property
+    def pick_points(self) -> np.ndarray:
+        """(N, 2) float32, the pixel to grip (u, v), px: always on the instance's own mask
+        (:func:`pick_pixels`; the centroid of a C- or L-shaped part is not). Computed on
+        first use: a frame's instances are rebuilt by joining and the NaN policy, and only
+        the last are published."""
+        return pick_pixels(self.labels, self.centroids)
 
     @classmethod
     def from_labels(cls, labels: np.ndarray, class_ids: ArrayLike, scores: ArrayLike,
@@ -163,9 +169,9 @@ class Instances:
             np.maximum.at(x1, lab, uu[sel])
             np.maximum.at(y1, lab, vv[sel])
             boxes = np.stack([x0[1:], y0[1:], x1[1:] + 1, y1[1:] + 1], axis=1).astype(np.float32)
-        centroids = np.stack([cu, cv], axis=1).astype(np.float32)
-        return cls(new, class_ids[keep], scores[keep], boxes, centroids,
-                   pick_pixels(new, centroids), cnt.astype(np.int64), aff[keep], invalid_pixels)
+        return cls(new, class_ids[keep], scores[keep], boxes,
+                   np.stack([cu, cv], axis=1).astype(np.float32), cnt.astype(np.int64),
+                   aff[keep], invalid_pixels)
 
     @classmethod
     def empty(cls, shape: tuple[int, int]) -> Instances:
