@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from msseg_ros.cli.common import CliParser, UsageError, parse_key_values
 from msseg_ros.graph import CELLS
@@ -114,7 +115,7 @@ def cmd_label_depth(args: argparse.Namespace) -> int:
         if not Path(rgb).is_file() or not depth.is_file():
             raise UsageError(f"{rgb if not Path(rgb).is_file() else depth}: no such file")
         pairs.append((str(rgb), str(depth)))
-    edits = {}
+    edits: dict[str, Any] = {}
     if args.edits:
         try:
             edits = yaml.safe_load(Path(args.edits).read_text()) or {}

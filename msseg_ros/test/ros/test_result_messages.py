@@ -84,7 +84,7 @@ def test_impossible_values_are_refused_by_name():
         msg_to_detections(det)
     det = detections_to_msg(_table("detections", 1), Header())
     det.instances[0].u = float("nan")
-    with pytest.raises(ResultMessageError, match=r"instance 0 \(id 1\): centroid or box is not finite"):
+    with pytest.raises(ResultMessageError, match=r"instance 0 \(id 1\): pick pixel or box is not finite"):
         msg_to_detections(det)
     with pytest.raises(ResultMessageError, match="1 instances in a frame of 0 x 0 px"):
         msg_to_detections(detections_to_msg(_table("detections", 1), Header(), size=(0, 0)))
