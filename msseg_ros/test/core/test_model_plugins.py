@@ -142,8 +142,9 @@ def test_bicameral_export_module_gives_the_models_maps():
     y, z = seg.maps(frame)
     with torch.inference_mode():
         yy, zz = spec.module(torch.from_numpy(frame.transpose(2, 0, 1).copy())[None])
-    np.testing.assert_allclose(yy[0, 0].numpy(), y, atol=1e-5)
-    np.testing.assert_allclose(zz[0, 0].numpy(), z, atol=1e-5)
+    # the loaded model's engine has BatchNorm folded in: float32 rounding differs
+    np.testing.assert_allclose(yy[0, 0].numpy(), y, atol=1e-4)
+    np.testing.assert_allclose(zz[0, 0].numpy(), z, atol=1e-4)
     assert spec.input_names == ("frame",) and spec.output_names == ("boundaries", "occlusions")
     assert spec.example_inputs[0].shape == (1, 3, 256, 256)
 

@@ -60,6 +60,7 @@ from torch import nn
 
 from msseg_ros.core import cells
 from msseg_ros.core.segmentation.base import ExportSpec, Instances, ModelConfigError, require
+from msseg_ros.core.segmentation.runtimes import fold_conv_bn
 from msseg_ros.core.segmentation.torch_base import (
     NormalisedModule,
     TorchSegmenter,
@@ -126,6 +127,17 @@ class _NonBottleneck1d(nn.Module):
         self.c4 = nn.Conv2d(ch, ch, (1, 3), padding=(0, d), dilation=(1, d))
         self.bn2 = nn.BatchNorm2d(ch, eps=1e-3)
         self.drop = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+
+    def fold_batchnorm(self) -> int:
+        """Fold bn1 into c2 and bn2 into c4 (inference only; see ``runtimes.fold_batchnorm``)."""
+        folded = 0
+        for conv, bn in (("c2", "bn1"), ("c4", "bn2")):
+            fused = fold_conv_bn(getattr(self, conv), getattr(self, bn))
+            if fused is not None:
+                setattr(self, conv, fused)
+                setattr(self, bn, nn.Identity())
+                folded += 1
+        return folded
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.bn1(self.c2(F.relu(self.c1(x)))))

@@ -125,10 +125,10 @@ def load_segmenter(weights: str | None = None, config: dict[str, Any] | None = N
         raise ModelConfigError("no model type: give a checkpoint or a config with 'type'")
     cls = SEGMENTERS.get(cfg["type"])
     seg = cls.from_config(cfg, arrays, device)
-    if runtime != "torch":
-        from msseg_ros.core.segmentation.runtimes import engine_cache_dir
+    from msseg_ros.core.segmentation.runtimes import engine_cache_dir
 
-        seg.use_runtime(runtime, engine_cache_dir(path))
+    # every runtime, torch too: a frozen engine (torch folds BatchNorm into its convolutions)
+    seg.use_runtime(runtime, engine_cache_dir(path))
     return seg
 
 

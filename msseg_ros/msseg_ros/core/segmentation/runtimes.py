@@ -6,7 +6,10 @@ input tensors to the tuple of output tensors, which the model's ``predict`` call
 model's pre- and post-processing (padding, clustering, masks to instances) stays in
 Python, so every runtime gives the same :class:`Instances`.
 
-* ``torch``: the module itself, eager, under ``torch.inference_mode``.
+* ``torch``: a copy of the module as it is at build time, eager, under
+  ``torch.inference_mode``, with every BatchNorm that follows a convolution folded into
+  it (:func:`fold_batchnorm`; ONNX Runtime and OpenVINO fold them in their own graph
+  optimisation). Training runs on the model's live module, never on an engine.
 * ``onnxruntime``: the module exported to ONNX (TorchScript-based exporter, opset 17)
   and run by an ONNX Runtime CPU session with torch's thread count. The exported file is
   cached as ``{cache_dir}/{key}.onnx``; the key is a hash of the model's config and
@@ -19,6 +22,7 @@ Runtimes are registered by name in :data:`~msseg_ros.core.segmentation.base.RUNT
 from __future__ import annotations
 
 import abc
+import copy
 import hashlib
 import importlib.util
 import json
@@ -88,19 +92,82 @@ class Runtime(abc.ABC):
         """The engine of ``spec``; ``key`` names the model's cached files in ``cache_dir``."""
 
 
+def fold_batchnorm(module: torch.nn.Module) -> int:
+    """Fold inference-mode BatchNorm layers into the convolutions before them, in place.
+
+    Folded: a ``BatchNorm2d`` right after a ``Conv2d`` or ``ConvTranspose2d`` in an
+    ``nn.Sequential`` (torchvision's Conv2dNormActivation, the bicameral net's blocks),
+    and whatever a submodule folds itself through its own ``fold_batchnorm()`` method
+    (layers that are not in a Sequential). The convolution's weight and bias take the
+    normalisation's scale and shift (``W' = W * g / sqrt(var + eps)``,
+    ``b' = (b - mean) * g / sqrt(var + eps) + beta``); the BatchNorm becomes an Identity.
+    The outputs agree with the unfolded module to float32 rounding. Only for a module
+    in eval mode that will not train again.
+
+    Returns:
+        how many BatchNorm layers were folded.
+    """
+    if module.training:
+        raise ValueError("fold_batchnorm: the module is in training mode (its BatchNorm still learns)")
+    folded = 0
+    for sub in list(module.modules()):
+        own = getattr(sub, "fold_batchnorm", None)
+        if own is not None and sub is not module:
+            folded += int(own())
+        if not isinstance(sub, torch.nn.Sequential):
+            continue
+        names = list(sub._modules)
+        for first, second in zip(names, names[1:], strict=False):
+            conv, bn = sub._modules[first], sub._modules[second]
+            fused = fold_conv_bn(conv, bn)
+            if fused is not None:
+                sub._modules[first], sub._modules[second] = fused, torch.nn.Identity()
+                folded += 1
+    return folded
+
+
+def fold_conv_bn(conv: Any, bn: Any) -> torch.nn.Module | None:
+    """``conv`` with ``bn`` folded in (a new module), or None when the pair cannot fold
+    (not a 2-D convolution followed by a BatchNorm2d with running statistics)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    transpose = isinstance(conv, torch.nn.ConvTranspose2d)
+    if not isinstance(conv, torch.nn.Conv2d | torch.nn.ConvTranspose2d) or not isinstance(bn, torch.nn.BatchNorm2d):
+        return None
+    if bn.running_mean is None or bn.running_var is None or conv.out_channels != bn.num_features:
+        return None
+    return fuse_conv_bn_eval(conv, bn, transpose=transpose)
+
+
+class ModuleEngine:
+    """An engine that runs ``module`` itself under ``torch.inference_mode``: it follows
+    the module's weights as they change (a model being trained and validated)."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+
+    def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with torch.inference_mode():
+            return _as_tuple(self.module(*inputs))
+
+
+def live_engine(module: torch.nn.Module) -> ModuleEngine:
+    """The engine of ``module`` as it is and will be (see :class:`ModuleEngine`)."""
+    return ModuleEngine(module)
+
+
 class TorchRuntime(Runtime):
-    """The exported module itself, eager, without autograd."""
+    """A copy of the exported module as it is now, eager, without autograd, BatchNorm
+    folded into the convolutions (:func:`fold_batchnorm`)."""
 
     name = "torch"
 
     def build(self, spec: ExportSpec, key: str = "", cache_dir: Path | None = None) -> Engine:
-        module = spec.module
-
-        def run(*inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            with torch.inference_mode():
-                return _as_tuple(module(*inputs))
-
-        return run
+        frozen = copy.deepcopy(spec.module).eval()
+        for p in frozen.parameters():
+            p.requires_grad_(False)
+        fold_batchnorm(frozen)
+        return live_engine(frozen)
 
 
 class OnnxRuntime(Runtime):

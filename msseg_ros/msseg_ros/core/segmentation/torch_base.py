@@ -10,9 +10,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from msseg_ros.core.segmentation.base import ModelConfigError, Segmenter, require, resolve_device
+from msseg_ros.core.segmentation.base import (
+    ExportError,
+    ModelConfigError,
+    Segmenter,
+    require,
+    resolve_device,
+)
 from msseg_ros.core.segmentation.checkpoint import check_matches
-from msseg_ros.core.segmentation.runtimes import Engine, TorchRuntime
+from msseg_ros.core.segmentation.runtimes import Engine, live_engine
 
 if TYPE_CHECKING:
     from msseg_ros.core.learning.options import Adversarial, TrainingContext
@@ -96,14 +102,17 @@ class TorchSegmenter(Segmenter):
 
     @property
     def engine(self) -> Engine:
-        """The exported forward pass on the runtime in use (torch until :meth:`use_runtime`)."""
+        """The exported forward pass on the runtime in use. Until :meth:`use_runtime`,
+        the live module (it follows training); after it, a snapshot of the weights of
+        that moment (``load_segmenter`` takes one for every runtime, torch included)."""
         if self._engine is None:
-            self._engine = TorchRuntime().build(self.export_spec())
+            self._engine = live_engine(self.export_spec().module)
         return self._engine
 
     def use_runtime(self, name: str, cache_dir: Path | None = None) -> None:
-        """Run the exported forward pass on runtime ``name`` (``RUNTIMES``); other runtimes
-        than torch run on the CPU. Exported files are cached in ``cache_dir`` (default:
+        """Run the exported forward pass on runtime ``name`` (``RUNTIMES``), built from the
+        weights as they are now (later changes to ``net`` do not reach it); other
+        runtimes than torch run on the CPU. Exported files are cached in ``cache_dir`` (default:
         the user cache), keyed by the config and weights.
 
         Raises:
@@ -125,6 +134,13 @@ class TorchSegmenter(Segmenter):
             raise RuntimeUnavailableError(f"runtime {name!r} is not available: {reason}")
         if name != "torch" and self._device != "cpu":
             raise RuntimeUnavailableError(f"runtime {name!r} runs on the CPU here; the model is on {self._device}")
+        if name == "torch":
+            try:
+                self._engine = cls().build(self.export_spec())
+            except ExportError:
+                self._engine = None  # no export hook: the model's predict runs its own net
+            self._runtime = name
+            return
         spec = self.export_spec()
         key = f"{self.type_name}-{model_key(self.config, self.state_dict())}"
         self._engine = cls().build(spec, key, cache_dir or user_cache_dir() / "runtimes")
