@@ -7,9 +7,10 @@ The shipped sorting-line Mask R-CNN on sim frames of the demo's size (250 x 274 
 settings (1000 proposals before and after the RPN's NMS, box score threshold 0.05, 100
 detections; fixed, so that changes to our settings count), ``net.eval(); net([tensor])``
 with autograd on. "ours" is ``Segmenter.predict``: ``torch.inference_mode``, and the masks turned into the
-instance image the nodes publish (so it does more work, not less). Both run in this
-process, interleaved, on the same frames and threads; ratio = naive / ours (> 1: ours
-faster).
+instance image the nodes publish (so it does more work, not less). "ours, BatchNorm
+unfolded" is the same path on the live module (what a model in training runs), to show
+what folding BatchNorm into the convolutions gives. All run in this process,
+interleaved, on the same frames and threads; ratio = naive / ours (> 1: ours faster).
 """
 import argparse
 
@@ -17,7 +18,9 @@ import numpy as np
 import torch
 
 from msseg_ros.bench import add_json_argument, emit, median_time
-from msseg_ros.core.segmentation.loading import load_segmenter
+from msseg_ros.core.segmentation.base import SEGMENTERS
+from msseg_ros.core.segmentation.checkpoint import load_checkpoint
+from msseg_ros.core.segmentation.loading import load_segmenter, resolve_weights
 from msseg_ros.core.sim.sorting_line import SortingLineConfig, SortingLineWorld
 
 #: torchvision's MaskRCNN test-time defaults, as our config keys
@@ -33,21 +36,26 @@ def main() -> None:
     add_json_argument(ap)
     args = ap.parse_args()
     seg = load_segmenter(args.model)
+    arrays, cfg = load_checkpoint(resolve_weights(args.model))
+    unfolded = SEGMENTERS.get(cfg["type"]).from_config(cfg, arrays)  # no runtime chosen: the live module
     naive_net = load_segmenter(args.model, overrides=TORCHVISION_TEST_DEFAULTS).net.eval()
     frames = [SortingLineWorld(SortingLineConfig(feed_rate=12.0, seed=s)).render(0, 250).image
               for s in range(args.frames)]
     net = naive_net
     tensors = [torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1))) for f in frames]
-    naive, ours = [], []
+    naive, ours, live = [], [], []
     for f, x in zip(frames, tensors, strict=True):
         naive.append(median_time(lambda x=x: net([x]), args.repeats, warmup=1))
         ours.append(median_time(lambda f=f: seg.predict(f), args.repeats, warmup=1))
-    n_ms, o_ms = 1e3 * float(np.median(naive)), 1e3 * float(np.median(ours))
+        live.append(median_time(lambda f=f: unfolded.predict(f), args.repeats, warmup=1))
+    n_ms, o_ms, u_ms = (1e3 * float(np.median(t)) for t in (naive, ours, live))
     print(f"{args.model} on {len(frames)} frames {frames[0].shape}, {torch.get_num_threads()} threads:")
-    print(f"naive eager torchvision call: {n_ms:.1f} ms median")
-    print(f"our inference path (predict):  {o_ms:.1f} ms median")
-    emit("model_speed", {"naive_over_ours": n_ms / o_ms},
-         {"naive_ms": round(n_ms, 1), "ours_ms": round(o_ms, 1), "threads": torch.get_num_threads(),
+    print(f"naive eager torchvision call:      {n_ms:.1f} ms median")
+    print(f"ours, BatchNorm unfolded:          {u_ms:.1f} ms median")
+    print(f"our inference path (predict):      {o_ms:.1f} ms median")
+    emit("model_speed", {"naive_over_ours": n_ms / o_ms, "unfolded_over_folded": u_ms / o_ms},
+         {"naive_ms": round(n_ms, 1), "ours_ms": round(o_ms, 1), "unfolded_ms": round(u_ms, 1),
+          "threads": torch.get_num_threads(),
           "ours_settings": {k: seg.config[k] for k in TORCHVISION_TEST_DEFAULTS},
           "frame_shape": list(frames[0].shape)}, args.json)
 
