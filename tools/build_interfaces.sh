@@ -16,7 +16,7 @@ touch build/COLCON_IGNORE  # colcon crawling the repository skips this build
 # this venv (idempotent: nothing matches once done)
 PYINC=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 NPINC=$("$PY" -c "import numpy; print(numpy.get_include())")
-grep -rl --include='*.cmake' /opt/python/cp311-cp311 "$VENV/share" 2>/dev/null | xargs -r sed -i \
+{ grep -rl --include='*.cmake' /opt/python/cp311-cp311 "$VENV/share" 2>/dev/null || true; } | xargs -r sed -i \
     -e "s#/opt/python/cp311-cp311/include/python3.11#$PYINC#g" \
     -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$NPINC#g"
 export CMAKE_PREFIX_PATH="$VENV" AMENT_PREFIX_PATH="$VENV" PATH="$VENV/bin:$PATH"
