@@ -140,3 +140,18 @@ def bag_results(bag, topic: str) -> dict:
         msg = deserialize_message(raw, TOPIC_TYPES[topic.lstrip("/")])
         out[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = (msg.header.frame_id, decode(msg))
     return out
+
+
+def assert_same_outputs(ref, got, atol: float, rtol: float) -> None:
+    """Two engines' output tuples agree: same count and shapes, float tensors within
+    ``atol`` / ``rtol``, integer tensors equal."""
+    import numpy as np
+    import torch
+
+    assert len(got) == len(ref)
+    for a, b in zip(ref, got, strict=True):
+        assert a.shape == b.shape
+        if a.is_floating_point():
+            np.testing.assert_allclose(b.numpy(), a.numpy(), atol=atol, rtol=rtol)
+        else:
+            assert torch.equal(a, b)

@@ -13,6 +13,8 @@ from msseg_ros.core.segmentation.runtimes import (
     model_key,
 )
 
+from conftest import assert_same_outputs
+
 pytestmark = pytest.mark.skipif(OnnxRuntime.unavailable_reason() is not None, reason="onnxruntime not installed")
 
 SMALL = {
@@ -52,14 +54,7 @@ def test_exported_runtimes_give_the_same_outputs_and_instances(kind, runtime, tm
     frame = _frame(72, 88)  # not the export's 256 x 256: dynamic axes
     x = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)))
     x = x if kind == "maskrcnn" else torch.nn.functional.pad(x[None], (0, 8, 0, 8), mode="replicate")
-    a, b = ref.engine(x), onnx.engine(x)
-    assert len(a) == len(b)
-    for ta, tb in zip(a, b, strict=True):
-        assert ta.shape == tb.shape
-        if ta.is_floating_point():
-            np.testing.assert_allclose(tb.numpy(), ta.numpy(), atol=2e-4, rtol=1e-3)
-        else:
-            assert torch.equal(ta, tb)
+    assert_same_outputs(ref.engine(x), onnx.engine(x), atol=2e-4, rtol=1e-3)
     ia, ib = ref(frame), onnx(frame)
     assert len(ia) == len(ib)
     assert np.mean(ia.labels == ib.labels) > 0.999

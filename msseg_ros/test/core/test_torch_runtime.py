@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from msseg_ros.core.segmentation.base import SEGMENTERS
-from msseg_ros.core.segmentation.runtimes import fold_batchnorm, live_engine
+from msseg_ros.core.segmentation.runtimes import ModuleEngine, fold_batchnorm
+
+from conftest import assert_same_outputs
 
 SMALL = {
     "embeddings": {"width": 25, "in_channels": 3, "classes": ["a", "b"], "image_mean": [0.5] * 3,
@@ -51,19 +53,12 @@ def test_folding_keeps_the_outputs_and_removes_the_batchnorms(kind, left):
     seg = _segmenter(kind)
     before = len(_batchnorms(seg.net))
     x = _input(kind)
-    live = live_engine(seg.export_spec().module)(x)
+    live = ModuleEngine(seg.export_spec().module)(x)
     seg.use_runtime("torch")
     assert seg.engine.module is not seg.export_spec().module  # its own copy
     assert len(_batchnorms(seg.engine.module)) == left
     assert len(_batchnorms(seg.net)) == before > left  # the model's own net is untouched
-    out = seg.engine(x)
-    assert len(out) == len(live)
-    for a, b in zip(live, out, strict=True):
-        assert a.shape == b.shape
-        if a.is_floating_point():
-            np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-4, rtol=1e-3)
-        else:
-            assert torch.equal(a, b)
+    assert_same_outputs(live, seg.engine(x), atol=1e-4, rtol=1e-3)
 
 
 def test_a_runtime_engine_is_a_snapshot_and_the_default_one_follows_training():

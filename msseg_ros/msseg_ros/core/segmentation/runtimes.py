@@ -151,11 +151,6 @@ class ModuleEngine:
             return _as_tuple(self.module(*inputs))
 
 
-def live_engine(module: torch.nn.Module) -> ModuleEngine:
-    """The engine of ``module`` as it is and will be (see :class:`ModuleEngine`)."""
-    return ModuleEngine(module)
-
-
 class TorchRuntime(Runtime):
     """A copy of the exported module as it is now, eager, without autograd, BatchNorm
     folded into the convolutions (:func:`fold_batchnorm`)."""
@@ -167,7 +162,7 @@ class TorchRuntime(Runtime):
         for p in frozen.parameters():
             p.requires_grad_(False)
         fold_batchnorm(frozen)
-        return live_engine(frozen)
+        return ModuleEngine(frozen)
 
 
 class OnnxRuntime(Runtime):

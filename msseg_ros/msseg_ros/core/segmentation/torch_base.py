@@ -18,7 +18,7 @@ from msseg_ros.core.segmentation.base import (
     resolve_device,
 )
 from msseg_ros.core.segmentation.checkpoint import check_matches
-from msseg_ros.core.segmentation.runtimes import Engine, live_engine
+from msseg_ros.core.segmentation.runtimes import Engine, ModuleEngine
 
 if TYPE_CHECKING:
     from msseg_ros.core.learning.options import Adversarial, TrainingContext
@@ -106,7 +106,7 @@ class TorchSegmenter(Segmenter):
         the live module (it follows training); after it, a snapshot of the weights of
         that moment (``load_segmenter`` takes one for every runtime, torch included)."""
         if self._engine is None:
-            self._engine = live_engine(self.export_spec().module)
+            self._engine = ModuleEngine(self.export_spec().module)
         return self._engine
 
     def use_runtime(self, name: str, cache_dir: Path | None = None) -> None:
