@@ -33,3 +33,22 @@ def test_bench_list_and_unknown_name():
         assert slow not in DEFAULT_BENCHMARKS
     bad = _msseg("bench", "nope")
     assert bad.returncode == 2 and "unknown benchmark(s) nope" in bad.stderr
+
+
+def test_pick_ids_benchmark_follows_objects_across_frames(tmp_path):
+    """benchmarks/pick_ids.py on 20 s of the line with the classic model: every object
+    found gets one pick id (its masks are height blobs), and the figures add up."""
+    out, cases = tmp_path / "ids.json", tmp_path / "cases.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "pick_ids.py"), "--minutes", "0.33",
+                        "--models", "classic", "--json", str(out), "--cases", str(cases)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(out.read_text())
+    fig = result["figures"]["classic"]
+    assert result["figures"]["frames"] == 30  # 10 m of belt, 0.34 m new per frame
+    assert 50 < fig["objects_with_candidates"] <= fig["objects"]
+    assert fig["candidates"] >= fig["objects_with_candidates"]
+    assert fig["objects_with_two_ids"] == 0 and fig["ids_on_two_objects"] == 0
+    assert fig["selector_counters"]["seen_again"] > 0  # the overlap shows objects twice
+    assert result["ratios"]["classic_objects_with_two_ids_per_1000_objects"] == 0.0
+    assert json.loads(cases.read_text()) == {"classic": []}

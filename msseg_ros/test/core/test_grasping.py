@@ -218,3 +218,33 @@ def test_footprint_inside_share():
     assert footprint_inside((0.0, 2.0, 0.0, 2.0), (0.0, 1.0, 0.0, 1.0)) == 0.25
     assert footprint_inside((0.0, 1.0, 0.0, 1.0), (2.0, 3.0, 0.0, 1.0)) == 0.0
     assert footprint_inside((0.0, 0.0, 0.0, 1.0), (0.0, 1.0, 0.0, 1.0)) == 0.0  # empty
+
+
+def _one_detection(box: tuple[int, int, int, int], pick: tuple[float, float], frame_height: int = 250) -> np.ndarray:
+    det = tables.empty(tables.DETECTIONS, 1)
+    det["instance"], det["class_id"], det["score"], det["area"] = 1, 1, 0.99, 100
+    det["x0"], det["y0"], det["x1"], det["y1"] = box
+    det["u"], det["v"] = pick
+    det["frame_width"], det["frame_height"] = 274, frame_height
+    return det
+
+
+def test_a_part_stopping_short_of_row_0_is_not_a_new_object():
+    """The 10-minute line run's last double pick (frame 410, docs/robots.md): an object
+    seen whole in one frame reaches into the next frame's first rows; there the model
+    masks only a part of it, starting at row 1 instead of row 0, with a pick point 45 mm
+    from the whole's. Within edge_margin_px of row 0 it counts as cut (seen whole before),
+    and is not offered again under a new id; past the margin it is a new object."""
+    f, stride = Filters(classes=list(CLASSES)), 170
+    for margin, expect in ((3, 0), (0, 1)):
+        geo = LineGeometry(scanner_x=1.0, line_pitch=0.002, pixel_size=0.002, belt_y_offset=-0.274,
+                           edge_margin_px=margin)
+        tracker, counters = PickIdTracker(0.02), collections.Counter()
+        first = line_candidates(_one_detection((33, 145, 58, 186), (48.0, 162.0)), 0.0, geo, f, tracker, counters)
+        assert first["pick_id"].tolist() == [1]
+        part = line_candidates(_one_detection((52, 1, 70, 16), (56.0, 13.0)), stride * 0.002, geo, f, tracker,
+                               counters)
+        assert len(part) == expect
+        assert counters["cut_at_first_row"] == 1 - expect
+        if expect:
+            assert part["pick_id"].tolist() == [2]  # without the margin: the double pick

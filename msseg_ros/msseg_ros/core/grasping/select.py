@@ -264,10 +264,13 @@ def line_candidates(det: np.ndarray, belt_position: float, geo: LineGeometry,
     """Detections of one line frame (tables.DETECTIONS) -> candidates (tables.CANDIDATES),
     best first. An instance reaching the last row (or ending within ``edge_margin_px`` of
     it) is still being scanned: it is left to the next, overlapping frame; one reaching row
-    0 was complete in the previous one."""
+    0 (or starting within ``edge_margin_px`` of it) was complete in the previous one. The
+    margin counts at both ends because a model's mask of an object cut by the frame edge
+    often stops a pixel or two short of it: such a part, taken for a new object, sits
+    centimetres from where the whole was picked (a double pick)."""
     det = _filter(det, f, counters)
     growing = (det["touches_last_row"] > 0) | (det["y1"] >= det["frame_height"].astype(np.float64) - geo.edge_margin_px)
-    cut = det["y0"] <= 0  # touches row 0: complete in the previous frame
+    cut = det["y0"] <= geo.edge_margin_px  # reaches row 0: complete in the previous frame
     counters["deferred_to_next_frame"] += int(growing.sum())
     counters["cut_at_first_row"] += int((cut & ~growing).sum())
     det = det[~growing & ~cut]

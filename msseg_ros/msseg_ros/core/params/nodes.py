@@ -251,7 +251,9 @@ GRASP_SELECTOR = Schema(
               "restarted selector issues no pick_id twice; empty: memory only (msseg run gives each run one).",
               read_only=True),
         Param("line.edge_margin_px", T.INT, 3, "An instance ending this close (px) to a frame's last row is "
-              "taken as still being scanned (a mask may fall short of the edge by a few px).", min=0, max=1000),
+              "taken as still being scanned, one starting this close to row 0 as seen whole in the previous "
+              "frame (a mask may fall short of the edge by a few px); line_scanner.overlap_lines must exceed "
+              "the longest object by twice this.", min=0, max=1000),
         Param("line.match_radius", T.FLOAT, 0.02, "Same object in two frames if closer than, m (when "
               "their belt footprints do not already match).",
               min=0.0, max=1.0),

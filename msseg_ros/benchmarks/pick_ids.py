@@ -1,0 +1,169 @@
+"""Pick ids per object: the line's overlapping frames through a model and the grasp selector, offline.
+
+    python msseg_ros/benchmarks/pick_ids.py [--minutes 10] [--models maskrcnn,classic] [--cases PATH]
+                                            [--set KEY=VALUE ...]
+
+Not run by `msseg bench` without its name. What `msseg run` does for the sorting line,
+minus ROS and the robots, on the cell's own parameters (config/sorting_line.yaml: its
+world, its line scanner's frames and overlap, its grasp selector's filters and
+geometry): the sim world is rendered frame by frame (``frame_lines`` lines, each frame
+overlapping the last by ``overlap_lines``), each shipped line model segments every frame
+at its operating threshold, and :func:`line_candidates` turns the detections into
+candidates with one :class:`PickIdTracker` across the frames. Each candidate's pick pixel
+is looked up in the frame's ground truth.
+
+Unlike a run of the graph this sees every frame (no frame is skipped under load) and
+every candidate, not only the ones a robot reached, so it counts the tracker's mistakes
+that could become double picks, not just those that did:
+
+* ``objects_with_two_ids``: objects whose pick pixels carried two or more pick ids, each
+  at least once in a sorted class (the bridge would pick each id once: a double pick if
+  both reach a robot);
+* ``ids_on_two_objects``: pick ids whose pick pixels fell on two objects (the second
+  object is never picked under it);
+* ``off_object_candidates``: candidates whose pick pixel is on the belt.
+
+``--cases PATH`` writes each object with two ids (frames, ids, classes, footprints) as
+JSON, to see why the tracker did not join them. ``--set`` overrides model config keys of
+every model listed (as `msseg eval --set` does), to try a post-processing setting.
+
+Ratios: ``{model}_objects_with_two_ids_per_1000_objects`` (target 0).
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from msseg_ros.bench import add_json_argument, emit
+from msseg_ros.cli.common import parse_key_values
+from msseg_ros.core.grasping.select import (
+    Filters,
+    LineGeometry,
+    PickIdTracker,
+    line_candidates,
+    parse_bins,
+)
+from msseg_ros.core.segmentation.base import operating_threshold
+from msseg_ros.core.segmentation.loading import load_segmenter, shipped_models
+from msseg_ros.core.segmentation.overlay import filter_score
+from msseg_ros.core.sim.sorting_line import SortingLineConfig, SortingLineWorld
+
+
+def _cell_parameters() -> dict[str, Any]:
+    """config/sorting_line.yaml: node name -> its ros__parameters (``/**`` as ``all``)."""
+    import yaml
+
+    from msseg_ros.core.paths import packaged
+
+    doc = yaml.safe_load(packaged(Path("config/sorting_line.yaml")).read_text())
+    return {key.split("/")[-1] or "all": value["ros__parameters"] for key, value in doc.items()}
+
+
+def _setup(params: dict[str, Any]) -> tuple[SortingLineWorld, int, int, LineGeometry, Filters, float]:
+    w, scan, sel = params["**"], params["line_scanner"], params["grasp_selector"]
+    world_p = w["world"]
+    world = SortingLineWorld(SortingLineConfig(
+        seed=int(world_p["seed"]), belt_width=float(world_p["belt_width"]), pixel_size=float(world_p["pixel_size"]),
+        line_pitch=float(scan["line_pitch"]), belt_speed=float(world_p["design_speed"]),
+        feed_rate=float(world_p["feed_rate"]), touch_rate=float(world_p["touch_rate"]),
+        overlap_rate=float(world_p["overlap_rate"])))
+    line = sel["line"]
+    geo = LineGeometry(float(line["scanner_x"]), float(line["line_pitch"]), float(line["pixel_size"]),
+                       float(line["belt_y_offset"]), float(line["pick_z"]), float(line["match_radius"]),
+                       int(line["edge_margin_px"]))
+    filters = Filters(int(sel["min_area_px"]), float(sel["min_score"]), list(w["classes"]),
+                      parse_bins(list(w["classes_to_bins"])))
+    return world, int(scan["frame_lines"]), int(scan["overlap_lines"]), geo, filters, float(line["line_pitch"])
+
+
+def track(model: str, frames: int, params: dict[str, Any],
+          overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Figures and the two-id cases of one shipped line model over ``frames`` frames."""
+    from tqdm import tqdm
+
+    world, frame_lines, overlap, geo, filters, pitch = _setup(params)
+    seg = load_segmenter(f"sorting_line_{model}", overrides=overrides or None)
+    threshold = operating_threshold(seg.config)
+    tracker, counters = PickIdTracker(geo.match_radius), collections.Counter()
+    ids_of: dict[int, set[int]] = collections.defaultdict(set)  # object id -> pick ids on it
+    objects_of: dict[int, set[int]] = collections.defaultdict(set)  # pick id -> object ids
+    sorted_ids: set[int] = set()  # pick ids seen at least once in a sorted class
+    seen: dict[int, list[dict[str, Any]]] = collections.defaultdict(list)  # object id -> observations
+    objects: set[int] = set()
+    off_object = candidates = 0
+    step = frame_lines - overlap
+    for k in tqdm(range(frames), desc=model, unit="frame"):
+        first = k * step
+        frame = world.render(first, frame_lines)
+        objects.update(o.id for o in frame.objects)
+        inst = filter_score(seg(frame.image), threshold)
+        det = inst.to_table()
+        cand = line_candidates(det, first * pitch, geo, filters, tracker, counters)
+        for row in cand:
+            d = det[det["instance"] == row["instance"]][0]
+            owner = int(frame.labels[int(round(float(d["v"]))), int(round(float(d["u"])))])
+            candidates += 1
+            pid, cls = int(row["pick_id"]), int(row["class_id"])
+            name = filters.classes[cls - 1] if 0 < cls <= len(filters.classes) else ""
+            if name in filters.bins:
+                sorted_ids.add(pid)
+            if owner == 0:
+                off_object += 1
+                continue
+            oid = frame.objects[owner - 1].id
+            ids_of[oid].add(pid)
+            objects_of[pid].add(oid)
+            seen[oid].append({"frame": k, "pick_id": pid, "class": name, "score": round(float(d["score"]), 3),
+                              "box_px": [int(d["x0"]), int(d["y0"]), int(d["x1"]), int(d["y1"])],
+                              "pick_px": [round(float(d["u"]), 1), round(float(d["v"]), 1)],
+                              "area_px": int(d["area"])})
+    two = sorted(o for o, ids in ids_of.items() if len(ids & sorted_ids) >= 2)
+    cases = [{"object": o, "observations": seen[o]} for o in two]
+    figures = {"frames": frames, "objects": len(objects), "objects_with_candidates": len(ids_of),
+               "candidates": candidates, "objects_with_two_ids": len(two),
+               "ids_on_two_objects": sum(1 for objs in objects_of.values() if len(objs) >= 2),
+               "off_object_candidates": off_object, "operating_threshold": threshold,
+               "selector_counters": dict(counters)}
+    return figures, cases
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=10.0, help="minutes of belt at the design speed")
+    ap.add_argument("--models", default="maskrcnn,classic")
+    ap.add_argument("--cases", default=None, metavar="PATH", help="write the objects with two ids as JSON")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a model config key (YAML value), for every model listed")
+    add_json_argument(ap)
+    args = ap.parse_args()
+    overrides = parse_key_values(args.set)
+    params = _cell_parameters()
+    w, scan = params["**"]["world"], params["line_scanner"]
+    metres = args.minutes * 60 * float(w["design_speed"])
+    frames = int(np.ceil(metres / ((int(scan["frame_lines"]) - int(scan["overlap_lines"])) * float(scan["line_pitch"]))))
+    ratios: dict[str, float] = {}
+    figures: dict[str, Any] = {"minutes": args.minutes, "frames": frames, "overrides": overrides}
+    all_cases: dict[str, Any] = {}
+    for model in args.models.split(","):
+        if f"sorting_line_{model}" not in shipped_models():
+            print(f"{model}: no shipped sorting-line model, skipped")
+            continue
+        fig, cases = track(model, frames, params, overrides)
+        figures[model], all_cases[model] = fig, cases
+        ratios[f"{model}_objects_with_two_ids_per_1000_objects"] = 1000.0 * fig["objects_with_two_ids"] / max(
+            fig["objects"], 1)
+        print(f"{model}: {fig['objects']} objects, {fig['objects_with_candidates']} with candidates, "
+              f"{fig['objects_with_two_ids']} with two pick ids, {fig['ids_on_two_objects']} ids on two objects, "
+              f"{fig['off_object_candidates']} of {fig['candidates']} candidates off every object", flush=True)
+    if args.cases:
+        Path(args.cases).write_text(json.dumps(all_cases, indent=1) + "\n")
+    emit("pick_ids", ratios, figures, args.json)
+
+
+if __name__ == "__main__":
+    main()
