@@ -46,6 +46,11 @@ CELL_DEFAULTS = {
     "bin_picking": {"sensor": "camera", "segmenter": "bicameral", "robot": "fanuc"},
 }
 
+#: frames a replay's segmenter keeps waiting (its ``input_depth``; live: 1, the newest):
+#: the bag plays in real time, and a segmenter slower than that for a while catches up
+#: instead of skipping frames (10 line frames at 0.5 mm are 480 MB)
+REPLAY_INPUT_DEPTH = 10
+
 #: Sensor topics a replay publishes into the pipeline, per cell.
 REPLAY_TOPICS = {
     "sorting_line": ("conveyor/joint_states", "line_scanner/frames"),
@@ -271,7 +276,9 @@ def describe(
     for k, name in enumerate(segmenters):
         # shards on one host split its cores (override with --set segmenter.threads=N)
         shard = {} if shards == 1 else {"shard": [k, shards], "threads": max(1, (os.cpu_count() or 1) // shards)}
-        nodes.append(NodeSpec(name, "segmenter", {**shared, "cell": cell, "model.type": segmenter, **shard}))
+        # a replay queues frames rather than skipping them: a loaded machine still segments all
+        queue = {"input_depth": REPLAY_INPUT_DEPTH} if mode == "replay" else {}
+        nodes.append(NodeSpec(name, "segmenter", {**shared, "cell": cell, "model.type": segmenter, **shard, **queue}))
     nodes.append(NodeSpec("grasp_selector", "grasp_selector", {"cell": cell}))
     nodes.append(NodeSpec("robot_bridge", "robot_bridge", {"cell": cell, "robot.type": robot}))
     if record:

@@ -1,5 +1,7 @@
 """The segmenter node over real rclpy: outputs match core, bad input is counted, and the
 model is swapped at run time (or the swap refused with its reason)."""
+import time
+
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -239,3 +241,51 @@ def test_runtime_swapped_live_or_refused_with_its_reason(graph, tmp_path, monkey
     expected = filter_score(load_segmenter("sorting_line_maskrcnn")(frame), node.score_threshold)
     assert table["class_id"].tolist() == expected.class_ids.tolist()
     np.testing.assert_allclose(table["score"], expected.scores, atol=1e-3)
+
+
+@pytest.mark.parametrize("depth, processed, skipped", [(1, [1, 6], 4), (3, [1, 4, 5, 6], 2)])
+def test_frames_wait_in_order_up_to_input_depth(ros_context, depth, processed, skipped):
+    """While the worker segments frame 1, frames 2-6 arrive: ``input_depth`` of them wait
+    and are segmented in order, the older ones are counted as skipped (depth 1, live:
+    only the newest; a replay's depth lets a loaded machine segment every frame)."""
+    import threading
+
+    node = SegmenterNode(context=ros_context, parameter_overrides=[
+        Parameter("model.type", value="classic"), Parameter("input_depth", value=depth)])
+    try:
+        assert node.first_load_done.wait(60) and node.model is not None, node.model_error
+        busy, release, seen = threading.Event(), threading.Event(), []
+        real = node.process
+
+        def held(msg):
+            seen.append(msg.header.stamp.sec)
+            if len(seen) == 1:
+                busy.set()
+                assert release.wait(30)
+            real(msg)
+
+        node.process = held
+        frame = array_to_image(np.zeros((40, 32, 11), np.float32))
+        for k in range(1, 7):
+            msg = Image()
+            msg.header.stamp.sec, msg.height, msg.width = k, frame.height, frame.width
+            msg.encoding, msg.step, msg.data = frame.encoding, frame.step, frame.data
+            node._on_frame(msg)
+            if k == 1:
+                assert busy.wait(30)  # the worker holds frame 1; 2-6 queue behind it
+        release.set()
+        deadline = time.monotonic() + 30
+        while len(seen) < len(processed) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)  # nothing more may come
+        assert seen == processed and node.counters["frames_skipped"] == skipped
+    finally:
+        node.destroy_node()
+
+
+def test_a_replay_queues_frames_a_live_run_takes_the_newest():
+    from msseg_ros.graph import REPLAY_INPUT_DEPTH, describe
+
+    assert describe("sorting_line", mode="replay", bag="/data/run1").node("segmenter").parameters[
+        "input_depth"] == REPLAY_INPUT_DEPTH > 1
+    assert "input_depth" not in describe("sorting_line", mode="sim").node("segmenter").parameters

@@ -164,7 +164,9 @@ SEGMENTER = Schema(
               "model CELL_TYPE (e.g. sorting_line_maskrcnn).", choices=CELLS, read_only=True),
         Param("input_topic", T.STR, "line_scanner/frames",
               "Frames to segment (sensor_msgs/Image), relative name.", read_only=True),
-        Param("input_depth", T.INT, 1, "Queue depth of the frame subscription (1: newest only).",
+        Param("input_depth", T.INT, 1, "Frames kept waiting, in order, while the model is busy (and the "
+              "subscription's depth); the oldest drops out when full, counted as frames_skipped. 1: the "
+              "newest only (live); msseg run's replay mode sets 10.",
               min=1, max=100, read_only=True),
         Param("shard", T.INT_ARRAY, [0, 1], "[k, N]: this instance is shard k of N segmenters on one frame "
               "stream and segments only the frames of its shard (msseg_ros/core/shards.py); [0, 1]: all.",

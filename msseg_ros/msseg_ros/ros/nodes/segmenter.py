@@ -2,8 +2,10 @@
 
 Subscribes:
     ``input_topic`` (sensor_msgs/Image; 32FC11 on the line, rgb8/bgr8 from the camera),
-    sensor QoS of depth ``input_depth``. Frames are handled newest first: one waiting
-    frame at most; a frame replaced before it was processed is counted as skipped.
+    sensor QoS of depth ``input_depth``. At most ``input_depth`` frames wait, in order; a
+    frame pushed out by a newer one before it was processed is counted as skipped (depth
+    1, live: always the newest frame; a replay queues more, so that a loaded machine
+    segments every frame of the bag).
 Publishes:
     segmentation/instances (mono16, same header), segmentation/detections (msseg_interfaces/InstanceArray
     table), segmentation/overlay (rgb8, only while someone subscribes), /diagnostics.
@@ -18,6 +20,7 @@ counted in /diagnostics and skipped; it never stops the node.
 """
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Mapping
@@ -118,7 +121,7 @@ class SegmenterNode(MssegNode):
         self._inst_pub = self.create_publisher(Image, "segmentation/instances", results_qos())
         self._det_pub = self.create_publisher(InstanceArray, "segmentation/detections", results_qos())
         self._overlay_pub = self.create_publisher(Image, "segmentation/overlay", sensor_qos(1))
-        self._pending: Image | None = None
+        self._pending: collections.deque[Image] = collections.deque(maxlen=self.params.input_depth)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -190,9 +193,9 @@ class SegmenterNode(MssegNode):
             self.counters["frames_other_shard"] += 1
             return
         with self._lock:
-            if self._pending is not None:
-                self.counters["frames_skipped"] += 1
-            self._pending = msg
+            if len(self._pending) == self._pending.maxlen:
+                self.counters["frames_skipped"] += 1  # the oldest waiting frame drops out
+            self._pending.append(msg)
         self._wake.set()
 
     def _work(self) -> None:
@@ -201,8 +204,9 @@ class SegmenterNode(MssegNode):
             if not self._wake.wait(0.2):
                 continue
             with self._lock:
-                msg, self._pending = self._pending, None
-                self._wake.clear()
+                msg = self._pending.popleft() if self._pending else None
+                if not self._pending:
+                    self._wake.clear()
             if msg is not None:
                 self.process(msg)
 
