@@ -107,7 +107,8 @@ def main() -> None:
         "minutes": args.minutes, "belt_speed": args.speed, "exit_code": code,
         "latency_by_minute": by_minute, "samples": samples, "rss_growth": growth,
         "skipped_frames": seg.get("frames_skipped"), "frames": seg.get("frames"),
-        "score": {k: report.get("score", {}).get(k) for k in ("objects_scored", "recovery", "purity", "double_picks")},
+        "score": {k: report.get("score", {}).get(k) for k in ("objects_scored", "recovery", "purity", "double_picks",
+                                                                "double_pick_causes", "double_pick_separations_mm")},
         "stderr_tail": stderr[-1500:] if code else "",
     }
     ratios = {
