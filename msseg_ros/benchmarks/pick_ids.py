@@ -21,7 +21,11 @@ that could become double picks, not just those that did:
   both reach a robot);
 * ``ids_on_two_objects``: pick ids whose pick pixels fell on two objects (the second
   object is never picked under it);
-* ``off_object_candidates``: candidates whose pick pixel is on the belt.
+* ``off_object_candidates``: candidates whose pick pixel is on the belt;
+* ``sorting_by_min_score``: purity and recovery if only candidates scoring at least a
+  ``min_score`` (the grasp selector's parameter) were sorted, each pick id by the class
+  it was first seen with and every target reached (:func:`sorting_curve`): what raising
+  the grasp selector's ``min_score`` trades.
 
 ``--cases PATH`` writes each object with two ids (frames, ids, classes, footprints) as
 JSON, to see why the tracker did not join them. ``--set`` overrides model config keys of
@@ -95,12 +99,15 @@ def track(model: str, frames: int, params: dict[str, Any],
     sorted_ids: set[int] = set()  # pick ids seen at least once in a sorted class
     seen: dict[int, list[dict[str, Any]]] = collections.defaultdict(list)  # object id -> observations
     objects: set[int] = set()
+    truth: dict[int, str] = {}  # object id -> its class
+    first_seen: dict[int, tuple[int, str, float]] = {}  # pick id -> (object id, predicted class, score)
     off_object = candidates = 0
     step = frame_lines - overlap
     for k in tqdm(range(frames), desc=model, unit="frame"):
         first = k * step
         frame = world.render(first, frame_lines)
         objects.update(o.id for o in frame.objects)
+        truth.update({o.id: o.cls for o in frame.objects})
         inst = filter_score(seg(frame.image), threshold)
         det = inst.to_table()
         cand = line_candidates(det, first * pitch, geo, filters, tracker, counters)
@@ -116,6 +123,7 @@ def track(model: str, frames: int, params: dict[str, Any],
                 off_object += 1
                 continue
             oid = frame.objects[owner - 1].id
+            first_seen.setdefault(pid, (oid, name, float(row["score"])))
             ids_of[oid].add(pid)
             objects_of[pid].add(oid)
             seen[oid].append({"frame": k, "pick_id": pid, "class": name, "score": round(float(d["score"]), 3),
@@ -128,8 +136,27 @@ def track(model: str, frames: int, params: dict[str, Any],
                "candidates": candidates, "objects_with_two_ids": len(two),
                "ids_on_two_objects": sum(1 for objs in objects_of.values() if len(objs) >= 2),
                "off_object_candidates": off_object, "operating_threshold": threshold,
-               "selector_counters": dict(counters)}
+               "selector_counters": dict(counters),
+               "sorting_by_min_score": sorting_curve(first_seen, truth, filters.bins)}
     return figures, cases
+
+
+def sorting_curve(first_seen: dict[int, tuple[int, str, float]], truth: dict[int, str],
+                  bins: dict[str, int]) -> list[dict[str, float]]:
+    """Purity and recovery if only candidates scoring at least ``min_score`` were sorted,
+    each pick id by the class it was first seen with, every robot reaching every target
+    (an upper bound of what the graph scores): purity = picks into the object's own bin /
+    picks into bins; recovery = objects of sorted classes picked into their bin / those
+    objects."""
+    n_sorted = sum(1 for c in truth.values() if c in bins)
+    out = []
+    for t in (0.3, 0.5, 0.6, 0.65, 0.7, 0.72, 0.75, 0.8, 0.85, 0.9):
+        picks = [(oid, truth[oid], pred) for oid, pred, score in first_seen.values() if score >= t and pred in bins]
+        right = {oid for oid, cls, pred in picks if bins.get(cls) == bins[pred]}
+        good = sum(1 for _, cls, pred in picks if bins.get(cls) == bins[pred])
+        out.append({"min_score": t, "picks": len(picks), "purity": round(good / max(len(picks), 1), 4),
+                    "recovery": round(len(right) / max(n_sorted, 1), 4)})
+    return out
 
 
 def main() -> None:
@@ -160,6 +187,9 @@ def main() -> None:
         print(f"{model}: {fig['objects']} objects, {fig['objects_with_candidates']} with candidates, "
               f"{fig['objects_with_two_ids']} with two pick ids, {fig['ids_on_two_objects']} ids on two objects, "
               f"{fig['off_object_candidates']} of {fig['candidates']} candidates off every object", flush=True)
+        for point in fig["sorting_by_min_score"]:
+            print(f"    min_score {point['min_score']:.2f}: {point['picks']} picks, purity {point['purity']:.3f}, "
+                  f"recovery {point['recovery']:.3f}")
     if args.cases:
         Path(args.cases).write_text(json.dumps(all_cases, indent=1) + "\n")
     emit("pick_ids", ratios, figures, args.json)

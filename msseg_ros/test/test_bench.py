@@ -52,3 +52,7 @@ def test_pick_ids_benchmark_follows_objects_across_frames(tmp_path):
     assert fig["selector_counters"]["seen_again"] > 0  # the overlap shows objects twice
     assert result["ratios"]["classic_objects_with_two_ids_per_1000_objects"] == 0.0
     assert json.loads(cases.read_text()) == {"classic": []}
+    curve = fig["sorting_by_min_score"]
+    assert [p["min_score"] for p in curve] == sorted(p["min_score"] for p in curve)
+    assert all(a["picks"] >= b["picks"] for a, b in zip(curve, curve[1:], strict=False))  # higher: fewer
+    assert all(0.5 < p["purity"] <= 1.0 and 0.0 <= p["recovery"] <= 1.0 for p in curve)
