@@ -59,13 +59,14 @@ from msseg_ros.core.sim.sorting_line import SortingLineConfig, SortingLineWorld
 
 
 def _cell_parameters() -> dict[str, Any]:
-    """config/sorting_line.yaml: node name -> its ros__parameters (``/**`` as ``all``)."""
+    """config/sorting_line.yaml: node name -> its ros__parameters (the shared ``/**``
+    section under ``**``)."""
     import yaml
 
     from msseg_ros.core.paths import packaged
 
     doc = yaml.safe_load(packaged(Path("config/sorting_line.yaml")).read_text())
-    return {key.split("/")[-1] or "all": value["ros__parameters"] for key, value in doc.items()}
+    return {key.split("/")[-1]: value["ros__parameters"] for key, value in doc.items()}
 
 
 def _setup(params: dict[str, Any]) -> tuple[SortingLineWorld, int, int, LineGeometry, Filters, float]:
@@ -98,15 +99,13 @@ def track(model: str, frames: int, params: dict[str, Any],
     objects_of: dict[int, set[int]] = collections.defaultdict(set)  # pick id -> object ids
     sorted_ids: set[int] = set()  # pick ids seen at least once in a sorted class
     seen: dict[int, list[dict[str, Any]]] = collections.defaultdict(list)  # object id -> observations
-    objects: set[int] = set()
-    truth: dict[int, str] = {}  # object id -> its class
+    truth: dict[int, str] = {}  # object id -> its class, for every object seen
     first_seen: dict[int, tuple[int, str, float]] = {}  # pick id -> (object id, predicted class, score)
     off_object = candidates = 0
     step = frame_lines - overlap
     for k in tqdm(range(frames), desc=model, unit="frame"):
         first = k * step
         frame = world.render(first, frame_lines)
-        objects.update(o.id for o in frame.objects)
         truth.update({o.id: o.cls for o in frame.objects})
         inst = filter_score(seg(frame.image), threshold)
         det = inst.to_table()
@@ -132,7 +131,7 @@ def track(model: str, frames: int, params: dict[str, Any],
                               "area_px": int(d["area"])})
     two = sorted(o for o, ids in ids_of.items() if len(ids & sorted_ids) >= 2)
     cases = [{"object": o, "observations": seen[o]} for o in two]
-    figures = {"frames": frames, "objects": len(objects), "objects_with_candidates": len(ids_of),
+    figures = {"frames": frames, "objects": len(truth), "objects_with_candidates": len(ids_of),
                "candidates": candidates, "objects_with_two_ids": len(two),
                "ids_on_two_objects": sum(1 for objs in objects_of.values() if len(objs) >= 2),
                "off_object_candidates": off_object, "operating_threshold": threshold,
