@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,48 +51,43 @@ from msseg_ros.core.grasping.select import (
     LineGeometry,
     PickIdTracker,
     line_candidates,
-    parse_bins,
 )
+from msseg_ros.core.params.files import node_parameters
+from msseg_ros.core.paths import packaged
 from msseg_ros.core.segmentation.base import operating_threshold
 from msseg_ros.core.segmentation.loading import load_segmenter, shipped_models
 from msseg_ros.core.segmentation.overlay import filter_score
 from msseg_ros.core.sim.sorting_line import SortingLineConfig, SortingLineWorld
 
 
-def _cell_parameters() -> dict[str, Any]:
-    """config/sorting_line.yaml: node name -> its ros__parameters (the shared ``/**``
-    section under ``**``)."""
-    import yaml
+@dataclass(frozen=True)
+class LineSetup:
+    """What the benchmark takes from the cell's parameter file: the line scanner's and
+    the grasp selector's parameters as those nodes would start with them."""
 
-    from msseg_ros.core.paths import packaged
+    world: SortingLineWorld
+    frame_lines: int
+    overlap_lines: int
+    line_pitch: float  # m of belt travel per line
+    design_speed: float  # m/s
+    geometry: LineGeometry
+    filters: Filters
 
-    doc = yaml.safe_load(packaged(Path("config/sorting_line.yaml")).read_text())
-    return {key.split("/")[-1]: value["ros__parameters"] for key, value in doc.items()}
-
-
-def _setup(params: dict[str, Any]) -> tuple[SortingLineWorld, int, int, LineGeometry, Filters, float]:
-    w, scan, sel = params["**"], params["line_scanner"], params["grasp_selector"]
-    world_p = w["world"]
-    world = SortingLineWorld(SortingLineConfig(
-        seed=int(world_p["seed"]), belt_width=float(world_p["belt_width"]), pixel_size=float(world_p["pixel_size"]),
-        line_pitch=float(scan["line_pitch"]), belt_speed=float(world_p["design_speed"]),
-        feed_rate=float(world_p["feed_rate"]), touch_rate=float(world_p["touch_rate"]),
-        overlap_rate=float(world_p["overlap_rate"])))
-    line = sel["line"]
-    geo = LineGeometry(float(line["scanner_x"]), float(line["line_pitch"]), float(line["pixel_size"]),
-                       float(line["belt_y_offset"]), float(line["pick_z"]), float(line["match_radius"]),
-                       int(line["edge_margin_px"]))
-    filters = Filters(int(sel["min_area_px"]), float(sel["min_score"]), list(w["classes"]),
-                      parse_bins(list(w["classes_to_bins"])))
-    return world, int(scan["frame_lines"]), int(scan["overlap_lines"]), geo, filters, float(line["line_pitch"])
+    @classmethod
+    def from_file(cls, params_file: Path) -> LineSetup:
+        scan = node_parameters(params_file, "line_scanner")
+        sel = node_parameters(params_file, "grasp_selector")
+        return cls(SortingLineWorld(SortingLineConfig.from_world(scan.world, scan.line_pitch)), scan.frame_lines, scan.overlap_lines, scan.line_pitch,
+                   scan.world.design_speed, LineGeometry.from_params(sel.line), Filters.from_params(sel))
 
 
-def track(model: str, frames: int, params: dict[str, Any],
+def track(model: str, frames: int, setup: LineSetup,
           overrides: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Figures and the two-id cases of one shipped line model over ``frames`` frames."""
     from tqdm import tqdm
 
-    world, frame_lines, overlap, geo, filters, pitch = _setup(params)
+    world, frame_lines, overlap, pitch = setup.world, setup.frame_lines, setup.overlap_lines, setup.line_pitch
+    geo, filters = setup.geometry, setup.filters
     seg = load_segmenter(f"sorting_line_{model}", overrides=overrides or None)
     threshold = operating_threshold(seg.config)
     tracker, counters = PickIdTracker(geo.match_radius), collections.Counter()
@@ -168,10 +164,9 @@ def main() -> None:
     add_json_argument(ap)
     args = ap.parse_args()
     overrides = parse_key_values(args.set)
-    params = _cell_parameters()
-    w, scan = params["**"]["world"], params["line_scanner"]
-    metres = args.minutes * 60 * float(w["design_speed"])
-    frames = int(np.ceil(metres / ((int(scan["frame_lines"]) - int(scan["overlap_lines"])) * float(scan["line_pitch"]))))
+    setup = LineSetup.from_file(packaged(Path("config/sorting_line.yaml")))
+    metres = args.minutes * 60 * setup.design_speed
+    frames = int(np.ceil(metres / ((setup.frame_lines - setup.overlap_lines) * setup.line_pitch)))
     ratios: dict[str, float] = {}
     figures: dict[str, Any] = {"minutes": args.minutes, "frames": frames, "overrides": overrides}
     all_cases: dict[str, Any] = {}
@@ -179,7 +174,7 @@ def main() -> None:
         if f"sorting_line_{model}" not in shipped_models():
             print(f"{model}: no shipped sorting-line model, skipped")
             continue
-        fig, cases = track(model, frames, params, overrides)
+        fig, cases = track(model, frames, setup, overrides)
         figures[model], all_cases[model] = fig, cases
         ratios[f"{model}_objects_with_two_ids_per_1000_objects"] = 1000.0 * fig["objects_with_two_ids"] / max(
             fig["objects"], 1)

@@ -165,25 +165,9 @@ def dds_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
 def node_section(params_file: str, node: str) -> dict[str, Any]:
     """The ``ros__parameters`` of node ``node`` in a parameter file (under ``/**/node``,
     ``/node`` or ``node``), flattened to dotted names (``model.type``)."""
-    import yaml  # not stdlib, but every ROS 2 launch environment has it
+    from msseg_ros.core.params import files
 
-    doc = yaml.safe_load(Path(params_file).read_text()) or {}
-    section: dict[str, Any] = {}
-    for key in (f"/**/{node}", f"/{node}", node):
-        if isinstance(doc.get(key), dict):
-            section = doc[key].get("ros__parameters") or {}
-            break
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}{k}.", v)
-        else:
-            flat[prefix[:-1]] = value
-
-    walk("", section)
-    return flat
+    return files.node_section(files.read_sections(params_file), node)
 
 
 def _choice(kind: str, value: str, choices: tuple[str, ...]) -> str:

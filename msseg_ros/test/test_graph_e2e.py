@@ -6,7 +6,7 @@ from rclpy.executors import SingleThreadedExecutor
 
 from msseg_interfaces.msg import PickCandidateArray
 from msseg_ros.cli.runner import GraphRunner, parse_sets
-from msseg_ros.core.params import ParamView, flatten
+from msseg_ros.core.params.files import node_parameters
 from msseg_ros.core.sim.sorting_line import CLASSES, SortingLineWorld
 from msseg_ros.graph import describe
 from msseg_ros.ros.nodes.line_scanner import world_config
@@ -22,8 +22,7 @@ POSITION_TOLERANCE_M = 0.03
 
 def _world():
     doc = yaml.safe_load((ROOT / "config" / "sorting_line.yaml").read_text())
-    values = {**flatten(doc["/**"]["ros__parameters"]), **flatten(doc["/**/line_scanner"]["ros__parameters"])}
-    return SortingLineWorld(world_config(ParamView.from_flat(values))), doc
+    return SortingLineWorld(world_config(node_parameters(ROOT / "config" / "sorting_line.yaml", "line_scanner"))), doc
 
 
 def test_sim_line_candidates_match_ground_truth(ros_context):

@@ -77,6 +77,13 @@ class Filters:
     bins: dict[str, int] = field(default_factory=dict)
     priority: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def from_params(cls, p: Any) -> Filters:
+        """From the grasp selector's parameters (``min_area_px``, ``min_score``,
+        ``classes``, ``classes_to_bins``, ``class_priority``)."""
+        return cls(p.min_area_px, p.min_score, list(p.classes), parse_bins(list(p.classes_to_bins)),
+                   parse_weights(list(p.class_priority)))
+
 
 def _rank(det: np.ndarray, f: Filters) -> np.ndarray:
     """Order of rows, best first."""
@@ -107,6 +114,12 @@ class LineGeometry:
     pick_z: float = _SCHEMA.default("line.pick_z")
     match_radius: float = _SCHEMA.default("line.match_radius")
     edge_margin_px: int = _SCHEMA.default("line.edge_margin_px")
+
+    @classmethod
+    def from_params(cls, line: Any) -> LineGeometry:
+        """From the grasp selector's ``line.*`` parameter group."""
+        return cls(line.scanner_x, line.line_pitch, line.pixel_size, line.belt_y_offset, line.pick_z,
+                   line.match_radius, line.edge_margin_px)
 
 
 #: belt footprints overlapping by at least this share of their union are one object

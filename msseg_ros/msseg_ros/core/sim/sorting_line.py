@@ -94,6 +94,17 @@ class SortingLineConfig:
             )
         object.__setattr__(self, "class_mix", mix)
 
+    @classmethod
+    def from_world(cls, world: Any, line_pitch: float | None = None) -> SortingLineConfig:
+        """The world of the nodes' shared ``world.*`` parameters (any object with their
+        attributes: seed, belt_width, pixel_size, design_speed, feed_rate, touch_rate,
+        overlap_rate), rendered at ``line_pitch`` m (default: the dataclass's; objects do
+        not depend on it, only the rendering does)."""
+        return cls(seed=int(world.seed), belt_width=float(world.belt_width), pixel_size=float(world.pixel_size),
+                   line_pitch=cls.line_pitch if line_pitch is None else float(line_pitch),
+                   belt_speed=float(world.design_speed), feed_rate=float(world.feed_rate),
+                   touch_rate=float(world.touch_rate), overlap_rate=float(world.overlap_rate))
+
     @property
     def columns(self) -> int:
         return int(round(self.belt_width / self.pixel_size))

@@ -66,10 +66,7 @@ class CellSimNode(MssegNode):
     def _setup_line(self, p) -> None:
         from msseg_ros.core.sim.sorting_line import SortingLineConfig
 
-        w = p.world  # objects do not depend on the line pitch (only rendering does)
-        world = SortingLineWorld(SortingLineConfig(seed=w.seed, belt_width=w.belt_width, pixel_size=w.pixel_size,
-                                                   belt_speed=w.design_speed, feed_rate=w.feed_rate,
-                                                   touch_rate=w.touch_rate, overlap_rate=w.overlap_rate))
+        world = SortingLineWorld(SortingLineConfig.from_world(p.world))  # scored, not rendered: any pitch
         class_bins = {self.cell.classes[cid - 1]: b for cid, b in self.cell.class_bins.items()
                       if self.cell.classes[cid - 1] in CLASSES}
         end_x = max(r.window[1] for r in self.cell.robots) + 0.3

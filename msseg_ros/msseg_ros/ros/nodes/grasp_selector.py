@@ -33,8 +33,6 @@ from msseg_ros.core.grasping.select import (
     PickIdTracker,
     camera_candidates,
     line_candidates,
-    parse_bins,
-    parse_weights,
 )
 from msseg_ros.core.params.nodes import schema_for
 from msseg_ros.core.segmentation.overlay import class_colours
@@ -72,10 +70,8 @@ class GraspSelectorNode(MssegNode):
         self.create_timer(0.1, self._expire)
 
     def _configure(self, p) -> None:
-        self.filters = Filters(p.min_area_px, p.min_score, list(p.classes), parse_bins(list(p.classes_to_bins)),
-                               parse_weights(list(p.class_priority)))
-        self.line = LineGeometry(p.line.scanner_x, p.line.line_pitch, p.line.pixel_size, p.line.belt_y_offset,
-                                 p.line.pick_z, p.line.match_radius, p.line.edge_margin_px)
+        self.filters = Filters.from_params(p)
+        self.line = LineGeometry.from_params(p.line)
         self.plane = Plane(np.asarray(p.plane.point, float), np.asarray(p.plane.normal, float))
         self.camera_pose = Pose.from_xyz_quat(list(p.camera_extrinsics.translation),
                                               list(p.camera_extrinsics.rotation))

@@ -26,10 +26,7 @@ from msseg_ros.ros.stamps import from_seconds, to_seconds
 
 def world_config(p) -> SortingLineConfig:
     """The sorting-line world of the shared ``world.*`` parameters at this line pitch."""
-    w = p.world
-    return SortingLineConfig(seed=w.seed, belt_width=w.belt_width, pixel_size=w.pixel_size,
-                             line_pitch=p.line_pitch, belt_speed=w.design_speed, feed_rate=w.feed_rate,
-                             touch_rate=w.touch_rate, overlap_rate=w.overlap_rate)
+    return SortingLineConfig.from_world(p.world, p.line_pitch)
 
 
 class LineScannerNode(MssegNode):
