@@ -49,10 +49,10 @@ def test_record_sim_then_replay_gives_the_same_detections(tmp_path):
     cand_live = _tables(live, "/grasps/candidates")
     cand_again = _tables(again, "/grasps/candidates")
     both = sorted(set(cand_live) & set(cand_again))
-    # candidates need encoder samples around each frame: on a loaded machine the replayed
-    # grasp selector may skip a few frames (counted, logged) that the live one had; the
-    # frames both have must agree exactly, which is what this test is about
-    assert len(both) >= max(2, 0.75 * len(cand_live)), (len(cand_live), len(cand_again), len(both))
+    # replay segments every recorded frame (the segmenter queues them, input_depth 10), so
+    # nearly every live candidate frame comes back (a loaded 2-core run: 35 of 35); the
+    # floor is the detections' one, and the frames both have must agree exactly
+    assert len(both) >= max(2, 0.9 * len(cand_live)), (len(cand_live), len(cand_again), len(both))
     for stamp in both:
         (fa, a), (fb, b) = cand_live[stamp], cand_again[stamp]
         assert fa == fb == "world"
