@@ -309,7 +309,7 @@ def _train_gradient(cls: type[Segmenter], model_cfg: dict[str, Any], cfg: TrainC
     if resume:
         state = _load_state(out, trained, log)
     elif t.init:
-        _load_init(packaged(t.init), net, log)
+        _load_init(packaged(t.init), seg, log)
     fill = np.asarray(model_cfg.get("fill_values") or model_cfg["image_mean"], np.float32)
     pool = [train_ds[i] for i in range(min(len(train_ds), 32))] if t.augment.patchwork else []
     context = TrainingContext(train_ds, t, rng, fill, pool)
@@ -459,12 +459,16 @@ def _read_init(init: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         raise ConfigError(f"train.init: {exc}") from None
 
 
-def _load_init(init: Path, net: torch.nn.Module, log: Callable[[str], None]) -> None:
+def _load_init(init: Path, seg: TorchSegmenter, log: Callable[[str], None]) -> None:
     import torch
 
     from msseg_ros.core.segmentation.checkpoint import CheckpointError, check_matches
 
     arrays, _ = _read_init(init)
+    arrays, widened = seg.adapt_init(arrays)
+    for key in widened:
+        log(f"train.init: {key} widened with zero weights for the derived input channels")
+    net = seg.net
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     try:
         check_matches(expected, arrays, f"train.init {str(init)!r}")

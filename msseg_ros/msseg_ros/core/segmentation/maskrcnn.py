@@ -11,6 +11,8 @@
   every level.
 * ``fpn_channels``, ``box_representation`` and ``mask_channels`` shrink the heads for a
   model that runs on 2 CPU cores (torchvision's defaults are 256, 1024, 256).
+* ``dual_energy_ratio`` (optional) adds the X-ray log-ratio as an input channel of the
+  first convolution, computed inside the network (``inputs.DerivedInputConv``).
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ from msseg_ros.core.segmentation.base import (
     require,
     visible_fractions,
 )
+from msseg_ros.core.segmentation.inputs import DerivedInputConv, validate_dual_energy
 from msseg_ros.core.segmentation.torch_base import TorchSegmenter, require_normalisation
 
 if TYPE_CHECKING:
@@ -83,6 +86,10 @@ DEFAULT_CONFIG = {
     "mask_channels": 256,
     "image_mean": list(cells.TABLE_6_1_MEAN),
     "image_std": list(cells.TABLE_6_1_STD),
+    # the dual-energy X-ray ratio as one more input channel of the first convolution
+    # (core/segmentation/inputs.py): null (off), or a mapping of DUAL_ENERGY_DEFAULTS keys
+    # ({} = the sorting line's channels 1 and 2)
+    "dual_energy_ratio": None,
 }
 
 
@@ -121,6 +128,10 @@ def build_maskrcnn(cfg: dict[str, Any]) -> MaskRCNN:
         body, return_layers, widths = _mobilenet_body(c)
     else:
         body, return_layers, widths = _resnet_body(cfg["backbone"], c)
+    if cfg.get("dual_energy_ratio") is not None:
+        parent, name = (body.get_submodule("0"), "0") if cfg["backbone"] == "mobilenet_v3_large" else (body, "conv1")
+        setattr(parent, name, DerivedInputConv(getattr(parent, name), cfg["dual_energy_ratio"],
+                                               cfg["image_mean"], cfg["image_std"]))
     fpn = cfg["fpn_channels"]
     backbone = BackboneWithFPN(body, return_layers, widths, fpn, extra_blocks=LastLevelMaxPool())
     levels = len(widths) + 1
@@ -190,6 +201,7 @@ class MaskRCNNSegmenter(TorchSegmenter):
         for key in ("fpn_channels", "box_representation", "mask_channels"):
             require(cfg, key, int, lambda v: 8 <= v <= 4096)
         require_normalisation(cfg, c)
+        cfg["dual_energy_ratio"] = validate_dual_energy(cfg.get("dual_energy_ratio"), c)
         return cfg
 
     @classmethod

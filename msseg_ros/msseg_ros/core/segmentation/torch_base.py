@@ -176,6 +176,22 @@ class TorchSegmenter(Segmenter):
     def state_dict(self) -> dict[str, torch.Tensor]:
         return self.net.state_dict()
 
+    def adapt_init(self, arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
+        """A ``train.init`` checkpoint's arrays fitted to this network where the network
+        grew on purpose: a first convolution that now also takes derived input channels
+        (:class:`~msseg_ros.core.segmentation.inputs.DerivedInputConv`) gets zero weights
+        for them. Returns the arrays and what was changed (names), for the log."""
+        from msseg_ros.core.segmentation.inputs import DerivedInputConv, widen_input_weight
+
+        changed = []
+        for name, module in self.net.named_modules():
+            key = f"{name}.weight"
+            if isinstance(module, DerivedInputConv) and key in arrays \
+                    and arrays[key].shape[1] < module.in_channels:
+                arrays = {**arrays, key: widen_input_weight(arrays[key], module.in_channels)}
+                changed.append(key)
+        return arrays, changed
+
     def parameter_counts(self) -> tuple[int, int]:
         total = sum(p.numel() for p in self.net.parameters())
         return total, sum(p.numel() for p in self.net.parameters() if p.requires_grad)
