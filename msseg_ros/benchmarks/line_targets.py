@@ -15,11 +15,11 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from msseg_ros.bench import add_json_argument, emit
+from msseg_ros.bench import add_json_argument, emit, load_for_eval
 from msseg_ros.core.learning.data import CocoFrames
 from msseg_ros.core.learning.evaluate import evaluate
 from msseg_ros.core.segmentation.base import operating_threshold
-from msseg_ros.core.segmentation.loading import load_segmenter, shipped_models
+from msseg_ros.core.segmentation.loading import shipped_models
 from msseg_ros.core.sim.dataset import generate
 
 #: seed 000 Table 8.5: class -> (precision, recall) to exceed
@@ -42,7 +42,7 @@ def main() -> None:
             generate("sorting_line", Path(tmp), args.count, args.seed, split=(0, 0, 1), previews=0)
             ds = CocoFrames(Path(tmp) / "annotations" / "test.json")
         for name in (m for m in shipped_models() if m.startswith("sorting_line_")):
-            seg = load_segmenter(name, overrides={"score_threshold": 0.05} if "maskrcnn" in name else None)
+            seg = load_for_eval(name)
             t = operating_threshold(seg.config)
             m = evaluate(seg, ds, score_threshold=t)
             s = m["summary"]

@@ -37,3 +37,13 @@ def median_time(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def load_for_eval(name: str) -> Any:
+    """Shipped model ``name`` as ``msseg eval`` measures it: Mask R-CNN keeps every
+    detection down to 0.05 inside the network (its shipped ``score_threshold`` would cut
+    the precision-recall curve short, and mask AP with it); the others as shipped."""
+    from msseg_ros.core.segmentation.loading import load_segmenter
+
+    return load_segmenter(name, overrides={"score_threshold": 0.05} if "maskrcnn" in name else None)
+
