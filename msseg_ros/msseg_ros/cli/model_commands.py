@@ -1,4 +1,5 @@
-"""``msseg sim-data``, ``msseg train``, ``msseg eval`` and ``msseg models``: data and models.
+"""``msseg sim-data``, ``msseg train``, ``msseg eval``, ``msseg quantize`` and ``msseg models``:
+data and models.
 
 Nothing here knows a model type: each type's class (the plugin contract in
 ``core.segmentation.base``) answers for itself."""
@@ -56,10 +57,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--write", action="store_true",
                     help="with --calibrate: store the threshold in the checkpoint as operating_threshold")
     ev.add_argument("--device", default="cpu", help="auto, cpu or cuda")
-    ev.add_argument("--runtime", default="torch", help="inference runtime: torch or onnxruntime")
+    ev.add_argument("--runtime", default="torch",
+                    help="inference runtime: torch, onnxruntime, openvino or onnxruntime_int8 (after `msseg quantize`)")
     ev.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="model config override at load time (e.g. score_threshold=0.3)")
     ev.set_defaults(func=cmd_eval)
+
+    qz = sub.add_parser("quantize", help="post-training int8 of a torch model for runtime onnxruntime_int8, "
+                                         "calibrated on a COCO dataset's frames")
+    qz.add_argument("weights", help="checkpoint (.safetensors) or shipped model name")
+    qz.add_argument("--data", required=True, help="COCO annotation file of frames like the cell's (not the test split)")
+    qz.add_argument("--image-root", default=None, metavar="DIR")
+    qz.add_argument("--frames", type=int, default=16, help="calibration frames, the dataset's first (default 16)")
+    qz.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="model config override, as the model will run (e.g. score_threshold=0.05)")
+    qz.set_defaults(func=cmd_quantize)
 
     ld = sub.add_parser("label-depth", help="instance masks for RGB-D photos of objects on a table (COCO), "
                                             "a first draft to check by eye and mend")
@@ -292,6 +304,28 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for p in save_plots(metrics, out):
             print(f"plot: {p}")
         print(f"metrics: {out / 'metrics.json'}")
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from msseg_ros.core.learning.data import CocoFrames, DatasetError
+    from msseg_ros.core.segmentation.loading import load_segmenter, resolve_weights
+    from msseg_ros.core.segmentation.runtimes import engine_cache_dir
+    from msseg_ros.core.segmentation.torch_base import TorchSegmenter
+
+    if args.frames < 1:
+        raise UsageError(f"--frames must be >= 1, got {args.frames}")
+    try:
+        ds = CocoFrames(args.data, args.image_root)
+    except DatasetError as exc:
+        raise UsageError(str(exc)) from None
+    seg = load_segmenter(args.weights, overrides=parse_key_values(args.sets))
+    if not isinstance(seg, TorchSegmenter):
+        raise UsageError(f"{args.weights}: a {seg.type_name!r} model has no exported forward pass to quantise")
+    n = min(args.frames, len(ds))
+    path = seg.quantize_int8((ds[i][0] for i in range(n)), engine_cache_dir(resolve_weights(args.weights)))
+    print(f"int8 model calibrated on {n} frames of {args.data}: {path}")
+    print(f"check it: msseg eval {args.weights} --data TEST.json --runtime onnxruntime_int8 (and --runtime torch)")
     return 0
 
 

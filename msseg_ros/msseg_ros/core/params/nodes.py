@@ -179,8 +179,9 @@ SEGMENTER = Schema(
         Param("model.weights", T.STR, "",
               "Checkpoint (.safetensors path) or shipped model name; empty: the cell's default."),
         Param("model.device", T.STR, "auto", "Inference device.", choices=("auto", "cpu", "cuda")),
-        Param("model.runtime", T.STR, "torch", "Inference runtime of torch models: torch, or onnxruntime "
-              "(the model exported to ONNX once, cached next to its checkpoint; CPU).",
+        Param("model.runtime", T.STR, "torch", "Inference runtime of torch models: torch; onnxruntime or "
+              "openvino (the model exported to ONNX once, cached next to its checkpoint; CPU); "
+              "onnxruntime_int8 (its int8 quantisation, after `msseg quantize`).",
               choices=tuple(RUNTIMES.names())),
         Param("model.score_threshold", T.FLOAT, -1.0, "Instances scoring lower are dropped; -1: the "
               "model's calibrated operating_threshold (0.5 when it has none).", min=-1.0, max=1.0),

@@ -16,6 +16,9 @@ Python, so every runtime gives the same :class:`Instances`.
   weights, so a changed checkpoint is exported again and an unchanged one never.
 * ``openvino``: the same ONNX file (same cache), read and compiled by OpenVINO for its
   CPU plugin with torch's thread count (shapes stay dynamic: frames of any size).
+* ``onnxruntime_int8``: ONNX Runtime on a post-training int8 quantisation of that file,
+  calibrated on real frames by ``msseg quantize`` (:func:`quantize`), cached beside it
+  (:func:`int8_path`); without one it is refused with that instruction.
 
 Runtimes are registered by name in :data:`~msseg_ros.core.segmentation.base.RUNTIMES`.
 """
@@ -191,21 +194,106 @@ class OnnxRuntime(Runtime):
         return path
 
     def build(self, spec: ExportSpec, key: str, cache_dir: Path) -> Engine:
-        import onnxruntime as ort
+        return _session_engine(_load_export(spec, cache_dir / f"{key}.onnx", "ONNX Runtime", _ort_session))
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only
-        session = _load_export(spec, cache_dir / f"{key}.onnx", "ONNX Runtime", lambda path: ort.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]))
-        names = [i.name for i in session.get_inputs()]
 
-        def run(*inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            feed = {n: np.ascontiguousarray(x.detach().cpu().numpy()) for n, x in zip(names, inputs, strict=True)}
-            return tuple(torch.from_numpy(o) for o in session.run(None, feed))
+def _ort_session(path: Path) -> Any:
+    """An ONNX Runtime CPU session on ``path`` with torch's thread count."""
+    import onnxruntime as ort
 
-        return run
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _session_engine(session: Any) -> Engine:
+    names = [i.name for i in session.get_inputs()]
+
+    def run(*inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        feed = {n: np.ascontiguousarray(x.detach().cpu().numpy()) for n, x in zip(names, inputs, strict=True)}
+        return tuple(torch.from_numpy(o) for o in session.run(None, feed))
+
+    return run
+
+
+def int8_path(f32: Path) -> Path:
+    """Where ``msseg quantize`` puts the int8 quantisation of the f32 ONNX file ``f32``:
+    beside it, named by a hash of its bytes (settings that do not change the exported
+    graph, such as a post-processing threshold, keep the calibration)."""
+    digest = hashlib.sha256(f32.read_bytes()).hexdigest()[:16]
+    return f32.parent / f"{digest}.int8.onnx"
+
+
+class OnnxRuntimeInt8(Runtime):
+    """ONNX Runtime on the model's post-training int8 quantisation (:func:`quantize`:
+    QDQ, int8 convolution weights per output channel, uint8 activations calibrated on real
+    frames). Built only from a calibrated file: ``msseg quantize`` makes it."""
+
+    name = "onnxruntime_int8"
+    requires = ("onnxruntime", "onnx")
+
+    def build(self, spec: ExportSpec, key: str, cache_dir: Path) -> Engine:
+        f32 = cache_dir / f"{key}.onnx"
+        if not f32.is_file():
+            OnnxRuntime.export(spec, f32)
+        path = int8_path(f32)
+        if not path.is_file():
+            raise RuntimeUnavailableError(f"no int8 model calibrated for this checkpoint ({path} is missing): "
+                                          "run `msseg quantize WEIGHTS --data COCO.json` first")
+        try:
+            return _session_engine(_ort_session(path))
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises plain Exceptions
+            raise RuntimeUnavailableError(f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0][:300]} "
+                                          "(run `msseg quantize` again)") from exc
+
+
+def quantize(spec: ExportSpec, key: str, cache_dir: Path, calibration: list[tuple[np.ndarray, ...]],
+             op_types: tuple[str, ...] = ("Conv",)) -> Path:
+    """Post-training static int8 quantisation of the model's ONNX export with ONNX Runtime
+    (QDQ format; ``op_types`` quantised, int8 weights per output channel, uint8 activations
+    whose ranges are the min / max seen on ``calibration``, the engine inputs of real
+    frames). Writes :func:`int8_path` (atomically) and returns it."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not calibration:
+        raise ExportError("int8 calibration needs at least one frame")
+    f32 = cache_dir / f"{key}.onnx"
+    if not f32.is_file():
+        OnnxRuntime.export(spec, f32)
+    names = list(spec.input_names)
+
+    class Frames(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self._it = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            item = next(self._it, None)
+            return None if item is None else dict(zip(names, item, strict=True))
+
+    out = int8_path(f32)
+    with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
+        prepared, quantised = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                # shapes stay dynamic (frames of any size): no symbolic shape inference
+                quant_pre_process(str(f32), str(prepared), skip_symbolic_shape=True)
+                quantize_static(str(prepared), str(quantised), Frames(), quant_format=QuantFormat.QDQ,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                                op_types_to_quantize=list(op_types))
+        except Exception as exc:  # noqa: BLE001 - the quantiser raises plain Exceptions
+            raise ExportError(f"int8 quantisation failed: {type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:300] if str(exc) else ''}") from exc
+        os.replace(quantised, out)
+    return out
 
 
 class OpenVinoRuntime(Runtime):

@@ -3,7 +3,7 @@ the hooks of gradient training."""
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,11 +120,7 @@ class TorchSegmenter(Segmenter):
             ExportError: this model cannot be exported to it.
         """
         from msseg_ros.core.segmentation.base import RUNTIMES
-        from msseg_ros.core.segmentation.runtimes import (
-            RuntimeUnavailableError,
-            model_key,
-            user_cache_dir,
-        )
+        from msseg_ros.core.segmentation.runtimes import RuntimeUnavailableError, user_cache_dir
 
         if name not in RUNTIMES:
             raise ModelConfigError(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIMES.names())}")
@@ -142,9 +138,41 @@ class TorchSegmenter(Segmenter):
             self._runtime = name
             return
         spec = self.export_spec()
-        key = f"{self.type_name}-{model_key(self.config, self.state_dict())}"
-        self._engine = cls().build(spec, key, cache_dir or user_cache_dir() / "runtimes")
+        self._engine = cls().build(spec, self.export_key(), cache_dir or user_cache_dir() / "runtimes")
         self._runtime = name
+
+    def export_key(self) -> str:
+        """Names this model's exported files: its type and a hash of config and weights."""
+        from msseg_ros.core.segmentation.runtimes import model_key
+
+        return f"{self.type_name}-{model_key(self.config, self.state_dict())}"
+
+    def engine_inputs(self, frames: Iterable[np.ndarray]) -> list[tuple[np.ndarray, ...]]:
+        """What the exported forward pass receives for each (H, W, C) frame, as ``predict``
+        prepares it (NaN fill, padding): int8 calibration data."""
+        recorded: list[tuple[np.ndarray, ...]] = []
+        engine = self.engine
+
+        def record(*inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            recorded.append(tuple(np.array(x.detach().cpu().numpy()) for x in inputs))
+            return engine(*inputs)
+
+        self._engine = record
+        try:
+            for frame in frames:
+                self(frame)
+        finally:
+            self._engine = engine
+        return recorded
+
+    def quantize_int8(self, frames: Iterable[np.ndarray], cache_dir: Path | None = None) -> Path:
+        """Calibrate and write the int8 model of runtime ``onnxruntime_int8`` on ``frames``
+        (``runtimes.quantize``); returns its path. ``cache_dir`` as for :meth:`use_runtime`."""
+        from msseg_ros.core.segmentation.runtimes import quantize, user_cache_dir
+
+        calibration = self.engine_inputs(frames)
+        return quantize(self.export_spec(), self.export_key(), cache_dir or user_cache_dir() / "runtimes",
+                        calibration)
 
     @property
     def device(self) -> str:
