@@ -1,6 +1,6 @@
 """Model speed: our inference path against a naive eager torchvision call, same input.
 
-    python msseg_ros/benchmarks/model_speed.py [--frames 8] [--repeats 5]
+    python msseg_ros/benchmarks/model_speed.py [--frames 8] [--repeats 5] [--breakdown]
 
 The shipped sorting-line Mask R-CNN on sim frames of the demo's size (250 x 274 x 11).
 "naive" is what a quick script does: the same weights in torchvision's default test-time
@@ -11,6 +11,12 @@ instance image the nodes publish (so it does more work, not less). "ours, BatchN
 unfolded" is the same path on the live module (what a model in training runs), to show
 what folding BatchNorm into the convolutions gives. All run in this process,
 interleaved, on the same frames and threads; ratio = naive / ours (> 1: ours faster).
+
+``--breakdown`` also profiles ours (torch.profiler, after the timing) and prints where a
+frame's time goes: the operators' own CPU time grouped (convolutions, RoIAlign, NMS, ...),
+and the rest of the wall time, which is Python: torchvision's glue and our numpy
+post-processing. The profiler's own overhead makes the total a little longer than the
+timed median.
 """
 import argparse
 
@@ -23,6 +29,41 @@ from msseg_ros.core.segmentation.checkpoint import load_checkpoint
 from msseg_ros.core.segmentation.loading import load_segmenter, resolve_weights
 from msseg_ros.core.sim.sorting_line import SortingLineConfig, SortingLineWorld
 
+#: operator name fragments -> the group a breakdown reports them in (first match wins)
+OP_GROUPS = (("convolution", ("conv",)), ("RoIAlign", ("roi_align",)), ("NMS", ("nms",)),
+             ("linear layers", ("addmm", "linear", "matmul", "mm")),
+             ("resize / interpolate", ("upsample", "interpolate", "grid_sampler")),
+             ("sort / top-k", ("sort", "topk")),
+             ("memory: copy, cat, fill, index", ("copy", "cat", "fill", "empty", "index", "clone", "stack")),
+             ("elementwise", ("add", "sub", "mul", "div", "clamp", "gt", "lt", "exp", "log", "hardswish",
+                              "relu", "sigmoid", "where")))
+
+
+def breakdown(seg, frames: list[np.ndarray]) -> dict[str, float]:
+    """ms per frame of ``seg.predict`` by operator group (own CPU time), plus ``python``
+    (the wall time no operator accounts for) and ``total``."""
+    import time
+
+    from torch.profiler import ProfilerActivity, profile
+
+    seg.predict(frames[0])  # warm-up outside the profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        for f in frames:
+            seg.predict(f)
+        wall = time.perf_counter() - t0
+    groups: dict[str, float] = {}
+    for ev in prof.key_averages():
+        name = ev.key.lower()
+        group = next((g for g, keys in OP_GROUPS if any(k in name for k in keys)), "other operators")
+        groups[group] = groups.get(group, 0.0) + ev.self_cpu_time_total / 1e3  # us -> ms
+    n = len(frames)
+    out = {g: v / n for g, v in sorted(groups.items(), key=lambda kv: -kv[1])}
+    out["python"] = max(0.0, 1e3 * wall / n - sum(out.values()))
+    out["total"] = 1e3 * wall / n
+    return out
+
+
 #: torchvision's MaskRCNN test-time defaults, as our config keys
 TORCHVISION_TEST_DEFAULTS = {"rpn_pre_nms_top_n_test": 1000, "rpn_post_nms_top_n_test": 1000,
                              "score_threshold": 0.05, "detections_per_image": 100}
@@ -33,6 +74,7 @@ def main() -> None:
     ap.add_argument("--model", default="sorting_line_maskrcnn")
     ap.add_argument("--frames", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--breakdown", action="store_true", help="profile ours: where a frame's time goes")
     add_json_argument(ap)
     args = ap.parse_args()
     seg = load_segmenter(args.model)
@@ -53,11 +95,17 @@ def main() -> None:
     print(f"naive eager torchvision call:      {n_ms:.1f} ms median")
     print(f"ours, BatchNorm unfolded:          {u_ms:.1f} ms median")
     print(f"our inference path (predict):      {o_ms:.1f} ms median")
-    emit("model_speed", {"naive_over_ours": n_ms / o_ms, "unfolded_over_folded": u_ms / o_ms},
-         {"naive_ms": round(n_ms, 1), "ours_ms": round(o_ms, 1), "unfolded_ms": round(u_ms, 1),
-          "threads": torch.get_num_threads(),
-          "ours_settings": {k: seg.config[k] for k in TORCHVISION_TEST_DEFAULTS},
-          "frame_shape": list(frames[0].shape)}, args.json)
+    figures = {"naive_ms": round(n_ms, 1), "ours_ms": round(o_ms, 1), "unfolded_ms": round(u_ms, 1),
+               "threads": torch.get_num_threads(),
+               "ours_settings": {k: seg.config[k] for k in TORCHVISION_TEST_DEFAULTS},
+               "frame_shape": list(frames[0].shape)}
+    if args.breakdown:
+        parts = breakdown(seg, frames)
+        print("where ours goes (torch.profiler, ms per frame):")
+        for group, ms in parts.items():
+            print(f"    {group:<22} {ms:6.1f}")
+        figures["breakdown_ms"] = {k: round(v, 2) for k, v in parts.items()}
+    emit("model_speed", {"naive_over_ours": n_ms / o_ms, "unfolded_over_folded": u_ms / o_ms}, figures, args.json)
 
 
 if __name__ == "__main__":
