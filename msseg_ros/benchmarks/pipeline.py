@@ -22,19 +22,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-import yaml
-
 from msseg_ros.bench import add_json_argument, emit, median_time
+from msseg_ros.core.params.files import node_parameters
 from msseg_ros.core.segmentation.loading import load_segmenter
 from msseg_ros.core.sim.sorting_line import SortingLineConfig, SortingLineWorld
 from msseg_ros.graph import default_params_file
 
 
 def _line_params() -> tuple[int, float, float]:
-    doc = yaml.safe_load(Path(default_params_file("sorting_line")).read_text())
-    scanner = doc["/**/line_scanner"]["ros__parameters"]
-    speed = doc["/**/cell_sim"]["ros__parameters"]["belt"]["speed"]
-    return int(scanner["frame_lines"]), float(scanner["line_pitch"]), float(speed)
+    """frame_lines, line_pitch (m) and belt speed (m/s) the demo's nodes start with."""
+    params = default_params_file("sorting_line")
+    scanner = node_parameters(params, "line_scanner")
+    return scanner.frame_lines, scanner.line_pitch, node_parameters(params, "cell_sim").belt.speed
 
 
 def main() -> None:

@@ -3,9 +3,9 @@
     python msseg_ros/benchmarks/split_objects.py [--frames 100] [--seed 31] [--models maskrcnn,classic]
 
 Not run by `msseg bench` without its name. Generates a held-out line split (or takes
-``--data``), runs each shipped line model on it at its operating threshold, once as
-shipped and once joining touching pieces of one class (``merge_touching_px`` /
-``merge_gap_px``, the line config's values), and counts, with each instance's pick
+``--data``), runs each shipped line model on it at its operating threshold, once without
+joining pieces and once joining touching pieces of one class (``merge_touching_px`` /
+``merge_gap_px`` as the shipped Mask R-CNN's checkpoint sets them), and counts, with each instance's pick
 point (``Instances.pick_points``, what the grasp selector uses; instances under its
 ``min_area_px`` are dropped, as it drops them):
 
@@ -16,8 +16,8 @@ point (``Instances.pick_points``, what the grasp selector uses; instances under 
   pick if both were picked);
 * ``mask_AP``: COCO mask AP over the frames.
 
-Ratios: ``{model}_extra_points_joined_over_shipped`` and
-``{model}_objects_pointed_joined_over_shipped``.
+Ratios: ``{model}_extra_points_joined_over_unjoined`` and
+``{model}_objects_pointed_joined_over_unjoined``.
 """
 from __future__ import annotations
 
@@ -34,14 +34,13 @@ from msseg_ros.core.segmentation.loading import load_segmenter, shipped_models
 
 
 def _line_merge_settings() -> dict[str, int]:
-    """merge_touching_px / merge_gap_px as config/sorting_line.yaml sets them."""
-    import yaml
+    """merge_touching_px / merge_gap_px of the shipped line Mask R-CNN (its checkpoint
+    holds them; the segmenter's -1 means "the model's own")."""
+    from msseg_ros.core.segmentation.checkpoint import load_checkpoint
+    from msseg_ros.core.segmentation.loading import resolve_weights
 
-    from msseg_ros.core.paths import packaged
-
-    doc = yaml.safe_load(packaged(Path("config/sorting_line.yaml")).read_text())
-    model = doc["/**/segmenter"]["ros__parameters"]["model"]
-    return {"merge_touching_px": int(model["merge_touching_px"]), "merge_gap_px": int(model["merge_gap_px"])}
+    _, cfg = load_checkpoint(resolve_weights("sorting_line_maskrcnn"))
+    return {"merge_touching_px": int(cfg["merge_touching_px"]), "merge_gap_px": int(cfg["merge_gap_px"])}
 
 
 def _owners(owner: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -103,13 +102,15 @@ def main() -> None:
             if name not in shipped_models():
                 print(f"{model}: no shipped sorting-line model, skipped")
                 continue
-            shipped = count_points(load_segmenter(name), frames, min_area)
+            unjoined = count_points(load_segmenter(name, overrides={"merge_touching_px": 0, "merge_gap_px": 0}),
+                                    frames, min_area)
             merged = count_points(load_segmenter(name, overrides=joined), frames, min_area)
-            figures[model] = {"shipped": shipped, "joined": merged}
-            ratios[f"{model}_extra_points_joined_over_shipped"] = merged["extra_points"] / max(shipped["extra_points"], 1)
-            ratios[f"{model}_objects_pointed_joined_over_shipped"] = merged["objects_pointed"] / max(
-                shipped["objects_pointed"], 1)
-            for label, r in (("as shipped", shipped), ("joined", merged)):
+            figures[model] = {"unjoined": unjoined, "joined": merged}
+            ratios[f"{model}_extra_points_joined_over_unjoined"] = merged["extra_points"] / max(
+                unjoined["extra_points"], 1)
+            ratios[f"{model}_objects_pointed_joined_over_unjoined"] = merged["objects_pointed"] / max(
+                unjoined["objects_pointed"], 1)
+            for label, r in (("not joined", unjoined), ("joined", merged)):
                 print(f"{model:9s} {label:10s} objects {r['objects']}, with a pick point {r['objects_pointed']}, "
                       f"(by centroid {r['objects_pointed_by_centroid']}), extra pick points {r['extra_points']}, "
                       f"mask AP {r['mask_AP']}", flush=True)
