@@ -63,6 +63,25 @@ def test_config_defaults_and_errors():
         validate_dual_energy({"low": 2, "high": 2}, 11)
     with pytest.raises(ModelConfigError, match="gain' must be > 0"):
         validate_dual_energy({"gain": 0}, 11)
+    with pytest.raises(ModelConfigError, match="clip' must be > 0 or null"):
+        validate_dual_energy({"clip": -1}, 11)
+    assert validate_dual_energy({"clip": None}, 11)["clip"] is None
+
+
+def test_the_code_spreads_the_metals_and_clips_the_light_materials():
+    conv = DerivedInputConv(torch.nn.Conv2d(3, 1, 1, bias=False), validate_dual_energy({}, 3), [0.0] * 3, [1.0] * 3)
+    conv.weight.data.zero_()
+    conv.weight.data[0, 3] = 1.0  # the output is the derived channel itself
+    pixels = [_transmission(m, 0.1) for m in ("nickel", "copper", "laminated_zinc", "aluminium")]
+    x = torch.zeros(1, 3, 1, 5)
+    for k, (lo, hi) in enumerate(pixels):
+        x[0, 1, 0, k], x[0, 2, 0, k] = lo, hi
+    x[0, 1, 0, 4], x[0, 2, 0, 4] = F, F  # no object
+    code = conv(x)[0, 0, 0].tolist()
+    assert code[0] == pytest.approx((1.436 / 0.4443 - 3.4) * 10, abs=1e-3)  # nickel -1.68
+    assert code[2] == pytest.approx((1.770 / 0.4972 - 3.4) * 10, abs=1e-3)  # zinc +1.60
+    assert code[3] == -3.0 and code[4] == 0.0  # aluminium clipped, the belt 0
+    assert code[0] < code[1] < code[2]  # nickel < copper < zinc
 
 
 def test_zero_weights_for_the_ratio_compute_what_the_plain_convolution_did():
