@@ -103,7 +103,7 @@ def main() -> None:
         parts = breakdown(seg, frames)
         print("where ours goes (torch.profiler, ms per frame):")
         for group, ms in parts.items():
-            print(f"    {group:<22} {ms:6.1f}")
+            print(f"    {group:<32} {ms:6.1f}")
         figures["breakdown_ms"] = {k: round(v, 2) for k, v in parts.items()}
     emit("model_speed", {"naive_over_ours": n_ms / o_ms, "unfolded_over_folded": u_ms / o_ms}, figures, args.json)
 
