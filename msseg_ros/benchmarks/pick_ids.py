@@ -77,8 +77,9 @@ class LineSetup:
     def from_file(cls, params_file: Path) -> LineSetup:
         scan = node_parameters(params_file, "line_scanner")
         sel = node_parameters(params_file, "grasp_selector")
-        return cls(SortingLineWorld(SortingLineConfig.from_world(scan.world, scan.line_pitch)), scan.frame_lines, scan.overlap_lines, scan.line_pitch,
-                   scan.world.design_speed, LineGeometry.from_params(sel.line), Filters.from_params(sel))
+        world = SortingLineWorld(SortingLineConfig.from_world(scan.world, scan.line_pitch))
+        return cls(world, scan.frame_lines, scan.overlap_lines, scan.line_pitch, scan.world.design_speed,
+                   LineGeometry.from_params(sel.line), Filters.from_params(sel))
 
 
 def track(model: str, frames: int, setup: LineSetup,

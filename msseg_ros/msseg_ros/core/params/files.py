@@ -13,7 +13,7 @@ from typing import Any
 from msseg_ros.core.params.nodes import schema_for
 from msseg_ros.core.params.schema import ParamError, ParamView, flatten
 
-#: the keys a node's section may have in a parameter file, most specific last
+#: the section every node reads
 _SHARED = "/**"
 
 
@@ -51,9 +51,5 @@ def node_parameters(params_file: str | Path, executable: str, node: str | None =
     schema = schema_for(executable)
     sections = read_sections(params_file)
     values = {k: v for k, v in flatten(sections.get(_SHARED, {})).items() if k in schema}
-    own = node_section(sections, node or executable)
-    unknown = sorted(set(own) - {p.name for p in schema})
-    if unknown:
-        raise ParamError(f"{params_file}: node {node or executable!r} declares no parameter(s) {', '.join(unknown)}")
-    values.update(own)
+    values.update(node_section(sections, node or executable))  # a name it does not declare: ParamError
     return schema.view(schema.validate(values, strict=False))

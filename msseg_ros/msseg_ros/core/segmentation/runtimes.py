@@ -218,6 +218,14 @@ def _session_engine(session: Any) -> Engine:
     return run
 
 
+def _f32_export(spec: ExportSpec, key: str, cache_dir: Path) -> Path:
+    """The cached f32 ONNX export of ``spec`` (exported now when missing)."""
+    f32 = cache_dir / f"{key}.onnx"
+    if not f32.is_file():
+        OnnxRuntime.export(spec, f32)
+    return f32
+
+
 def int8_path(f32: Path) -> Path:
     """Where ``msseg quantize`` puts the int8 quantisation of the f32 ONNX file ``f32``:
     beside it, named by a hash of its bytes (settings that do not change the exported
@@ -235,10 +243,7 @@ class OnnxRuntimeInt8(Runtime):
     requires = ("onnxruntime", "onnx")
 
     def build(self, spec: ExportSpec, key: str, cache_dir: Path) -> Engine:
-        f32 = cache_dir / f"{key}.onnx"
-        if not f32.is_file():
-            OnnxRuntime.export(spec, f32)
-        path = int8_path(f32)
+        path = int8_path(_f32_export(spec, key, cache_dir))
         if not path.is_file():
             raise RuntimeUnavailableError(f"no int8 model calibrated for this checkpoint ({path} is missing): "
                                           "run `msseg quantize WEIGHTS --data COCO.json` first")
@@ -265,9 +270,7 @@ def quantize(spec: ExportSpec, key: str, cache_dir: Path, calibration: list[tupl
 
     if not calibration:
         raise ExportError("int8 calibration needs at least one frame")
-    f32 = cache_dir / f"{key}.onnx"
-    if not f32.is_file():
-        OnnxRuntime.export(spec, f32)
+    f32 = _f32_export(spec, key, cache_dir)
     names = list(spec.input_names)
 
     class Frames(CalibrationDataReader):  # type: ignore[misc]
