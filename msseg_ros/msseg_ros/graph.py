@@ -243,13 +243,17 @@ def describe(
     nodes: list[NodeSpec] = []
     if mode == "sim":
         nodes.append(NodeSpec("cell_sim", "cell_sim", {"cell": cell}))
+    record_topics = RECORD_TOPICS[cell] if record_topics is None else tuple(record_topics)
     if mode == "replay":
+        # a recorder subscribes to the results once their publishers exist: what the
+        # pipeline publishes before that is lost, so the bag waits for it too
+        results = [t for t in record_topics if t not in REPLAY_TOPICS[cell]] if record else []
         nodes.append(
             NodeSpec(
                 "replay",
                 "replay",
                 {"bag": bag, "topics": list(REPLAY_TOPICS[cell]), "loop": False,
-                 "wait_for_nodes": [*segmenters, "grasp_selector"]},
+                 "wait_for_nodes": [*segmenters, "grasp_selector"], "wait_for_topics": results},
             )
         )
     else:
@@ -268,8 +272,7 @@ def describe(
     if record:
         if Path(record).exists():
             raise GraphError(f"record: {str(record)!r} already exists; choose a new bag folder")
-        topics = RECORD_TOPICS[cell] if record_topics is None else tuple(record_topics)
-        nodes.append(NodeSpec("recorder", "recorder", {"out": os.path.abspath(record), "topics": list(topics)}))
+        nodes.append(NodeSpec("recorder", "recorder", {"out": os.path.abspath(record), "topics": list(record_topics)}))
     return GraphSpec(
         cell=cell,
         mode=mode,

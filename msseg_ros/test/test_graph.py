@@ -28,6 +28,15 @@ def test_replay_replaces_sensor_and_sim():
     assert "cell_sim" not in names and "line_scanner" not in names and names[0] == "replay"
     assert g.node("replay").parameters["topics"] == ["conveyor/joint_states", "line_scanner/frames"]
     assert g.robot == "dry_run"
+    assert g.node("replay").parameters["wait_for_topics"] == []
+
+
+def test_a_recorded_replay_waits_for_the_recorder_of_its_results():
+    g = describe("sorting_line", mode="replay", bag="/data/run1", record="/tmp/does-not-exist-yet",
+                 record_topics=["segmentation/detections", "line_scanner/frames"])
+    # played topics are subscribed by the pipeline anyway; results only by the recorder
+    assert g.node("replay").parameters["wait_for_topics"] == ["segmentation/detections"]
+    assert g.node("replay").parameters["wait_for_nodes"] == ["segmenter", "grasp_selector"]
 
 
 @pytest.mark.parametrize(

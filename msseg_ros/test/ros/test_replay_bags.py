@@ -114,3 +114,30 @@ def test_corrupt_and_missing_bags_fail_clearly(tmp_path):
         else:
             assert code == 2 and (message in err) and "Traceback" not in err, err
         time.sleep(0.1)
+
+
+def test_play_waits_for_a_subscription_on_each_wait_for_topic(listener):
+    """A recorder that keeps a pipeline's results subscribes late (once their publishers
+    exist); the bag must not start before, or the first results are lost."""
+    node, ex = listener
+    bag = BAGS / "rosbag2_py/test/resources/mcap/talker"
+    expected, _, types = _expected(bag)
+    topic = next(t for t in expected if t != "/rosout")  # /rosout is played as /bag/rosout
+    cls = message_class(types[topic])
+    got: list[bytes] = []
+    sub = node.create_subscription(cls, topic, lambda raw: got.append(bytes(raw)), QOS, raw=True)
+    proc = _replay(bag, "wait_for_topics:=[/results_probe]", "delay:=0.0")
+    probe = None
+    try:
+        # the listener subscribes to the played topic, but nobody to the probe: nothing plays
+        spin_until(ex, lambda: False, timeout=4.0)
+        assert got == [] and proc.poll() is None
+        probe = node.create_subscription(cls, "/results_probe", lambda raw: None, QOS, raw=True)
+        spin_until(ex, lambda: len(got) >= len(expected[topic]), timeout=60)
+        assert [deserialize_message(r, cls) for r in got] == [deserialize_message(r, cls) for r in expected[topic]]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+        node.destroy_subscription(sub)
+        if probe is not None:
+            node.destroy_subscription(probe)

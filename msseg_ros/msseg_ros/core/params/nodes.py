@@ -376,7 +376,11 @@ REPLAY = Schema(
               read_only=True),
         Param("wait_for_nodes", T.STR_ARRAY, [], "Before playing, wait until each of these nodes subscribes "
               "to a played topic (a segmenter subscribes once its model is loaded).", read_only=True),
-        Param("wait_timeout", T.FLOAT, 120.0, "Longest wait for wait_for_nodes, s; then play anyway, with a "
+        Param("wait_for_topics", T.STR_ARRAY, [], "Before playing, also wait until each of these topics has a "
+              "subscription (e.g. the results a recorder keeps: what is published before it subscribes is "
+              "lost).", read_only=True),
+        Param("wait_timeout", T.FLOAT, 120.0, "Longest wait for wait_for_nodes and wait_for_topics, s; then play "
+              "anyway, with a "
               "warning.", min=0.0, max=3600.0, read_only=True),
         Param("topics", T.STR_ARRAY, [], "Topics to play (empty: all).", read_only=True),
         Param("remap", T.STR_ARRAY, [], "FROM=TO topic renames.", read_only=True,

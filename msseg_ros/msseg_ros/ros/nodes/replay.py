@@ -62,10 +62,13 @@ class ReplayNode(MssegNode):
         self._thread.start()
 
     def _waiting_for(self) -> list[str]:
-        """The nodes of ``wait_for_nodes`` with no subscription to a played topic yet."""
+        """The nodes of ``wait_for_nodes`` with no subscription to a played topic yet, and
+        the topics of ``wait_for_topics`` with no subscription at all."""
         subscribed = {info.node_name for topic, pub in self.publishers_by_topic.items()
                       for info in self.get_subscriptions_info_by_topic(pub.topic_name)}
-        return [n for n in self.params.wait_for_nodes if n not in subscribed]
+        topics = [self.resolve_topic_name(t) for t in self.params.wait_for_topics]
+        return ([n for n in self.params.wait_for_nodes if n not in subscribed]
+                + [t for t in topics if not self.get_subscriptions_info_by_topic(t)])
 
     def _play(self) -> None:
         p = self.params
