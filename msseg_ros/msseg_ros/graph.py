@@ -162,12 +162,12 @@ def dds_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
     return {"FASTDDS_DEFAULT_PROFILES_FILE": str(profile)} if profile.is_file() else {}
 
 
-def node_section(params_file: str, node: str) -> dict[str, Any]:
-    """The ``ros__parameters`` of node ``node`` in a parameter file (under ``/**/node``,
-    ``/node`` or ``node``), flattened to dotted names (``model.type``)."""
+def node_section(params_files: str | Sequence[str], node: str) -> dict[str, Any]:
+    """The ``ros__parameters`` of node ``node`` in a parameter file, or several layered
+    (under ``/**/node``, ``/node`` or ``node``), flattened to dotted names (``model.type``)."""
     from msseg_ros.core.params import files
 
-    return files.node_section(files.read_sections(params_file), node)
+    return files.node_section(files.read_sections(params_files), node)
 
 
 def _choice(kind: str, value: str, choices: tuple[str, ...]) -> str:
@@ -192,7 +192,7 @@ def describe(
     mode: str = "sim",
     segmenter: str | None = None,
     robot: str | None = None,
-    params_file: str | os.PathLike | None = None,
+    params_file: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     bag: str | os.PathLike | None = None,
     rviz: bool = False,
     namespace: str = "",
@@ -208,7 +208,9 @@ def describe(
             (sensor topics from ``bag``) or ``live`` (hardware sources and controllers).
         segmenter: model type for the segmenter (default per cell).
         robot: robot backend for the bridge (default per cell; ``dry_run`` in replay).
-        params_file: the cell's parameter file (default ``config/<cell>.yaml``).
+        params_file: the cell's parameter file (default ``config/<cell>.yaml``), or several
+            layered as ROS layers repeated ``--params-file``: a later file's values win
+            (``[config/sorting_line.yaml, config/sorting_line_0p5mm.yaml]``).
         bag: a rosbag2 folder or file; required in replay mode.
         rviz: also start RViz (launch file only).
         namespace: a ROS namespace for every node.
@@ -236,9 +238,11 @@ def describe(
     if not 1 <= shards <= 16:
         raise GraphError(f"shards must be in 1..16, got {shards}")
     segmenters = ["segmenter"] if shards == 1 else [f"segmenter_{k}" for k in range(shards)]
-    params = str(packaged(params_file)) if params_file else default_params_file(cell)
-    if not Path(params).is_file():
-        raise GraphError(f"parameter file {params!r} does not exist")
+    given = [params_file] if isinstance(params_file, (str, os.PathLike)) else list(params_file or [])
+    params = [str(packaged(f)) for f in given] or [default_params_file(cell)]
+    for f in params:
+        if not Path(f).is_file():
+            raise GraphError(f"parameter file {f!r} does not exist")
 
     nodes: list[NodeSpec] = []
     if mode == "sim":
@@ -279,7 +283,7 @@ def describe(
         segmenter=segmenter,
         robot=robot,
         namespace=_namespace(namespace),
-        params_files=(params,),
+        params_files=tuple(params),
         nodes=tuple(nodes),
         bag=str(bag) if mode == "replay" and bag is not None else None,
         rviz=bool(rviz),

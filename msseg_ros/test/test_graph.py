@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from msseg_ros.graph import GraphError, describe
@@ -98,3 +100,10 @@ def test_shards_get_the_cells_segmenter_section():
         assert node.parameters["model.type"] == "classic" and node.parameters["shard"] == [k, 2]
     (single,) = [n for n in describe("sorting_line").nodes if n.executable == "segmenter"]
     assert "classic.min_area_px" not in single.parameters  # the file reaches it by name
+
+
+def test_parameter_files_layer_in_order_and_a_missing_one_is_named():
+    g = describe("sorting_line", params_file=["config/sorting_line.yaml", "config/sorting_line_0p5mm.yaml"])
+    assert [Path(f).name for f in g.params_files] == ["sorting_line.yaml", "sorting_line_0p5mm.yaml"]
+    with pytest.raises(GraphError, match="nope.yaml"):
+        describe("sorting_line", params_file=["config/sorting_line.yaml", "nope.yaml"])

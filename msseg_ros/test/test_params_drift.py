@@ -48,8 +48,11 @@ def check_param_file(path: Path) -> list[str]:
     return problems
 
 
-def test_every_cell_has_a_config():
-    assert sorted(p.stem for p in CONFIGS) == sorted(CELLS)
+def test_every_cell_has_a_config_and_overlays_name_their_cell():
+    cells = [p.stem for p in CONFIGS if p.stem in CELLS]
+    assert sorted(cells) == sorted(CELLS)
+    overlays = [p.stem for p in CONFIGS if p.stem not in CELLS]
+    assert all(any(o.startswith(f"{c}_") for c in CELLS) for o in overlays), overlays
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

@@ -48,7 +48,10 @@ def _graph_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--robot", choices=ROBOTS, default=None,
                    help="robot backend (default: delta on the line, fanuc for bins)")
     p.add_argument("--bag", default=None, help="rosbag2 to replay (replay mode)")
-    p.add_argument("--params-file", default=None, help="cell parameter file (default: shipped)")
+    p.add_argument("--params-file", nargs="+", default=None, metavar="FILE",
+                   help="cell parameter file (default: shipped); several are layered, later ones win "
+                        "(e.g. config/sorting_line.yaml config/sorting_line_0p5mm.yaml: the seed's "
+                        "0.5 mm line)")
     p.add_argument("--namespace", default="", help="ROS namespace for every node")
     p.add_argument("--shards", type=int, default=1, metavar="N",
                    help="N segmenters (segmenter_0 ...) share the frames, each segmenting its shard")

@@ -45,7 +45,7 @@ def _nodes(context: LaunchContext, cell: str) -> list:
         mode=arg("mode"),
         segmenter=arg("segmenter") or None,
         robot=arg("robot") or None,
-        params_file=arg("params_file") or None,
+        params_file=[f.strip() for f in arg("params_file").split(",") if f.strip()] or None,
         bag=arg("bag") or None,
         rviz=arg("rviz").lower() in ("true", "1", "yes"),
         namespace=arg("namespace"),
@@ -132,7 +132,8 @@ def cell_launch_description(cell: str) -> LaunchDescription:
                                   description=f"robot backend (default {d['robot']}; "
                                   "dry_run in replay)"),
             DeclareLaunchArgument("params_file", default_value="",
-                                  description=f"parameter file (default config/{cell}.yaml)"),
+                                  description=f"parameter file (default config/{cell}.yaml); "
+                                  "several, comma-separated, are layered (later ones win)"),
             DeclareLaunchArgument("bag", default_value="", description="rosbag2 for replay"),
             DeclareLaunchArgument("rviz", default_value="false", choices=["true", "false"],
                                   description="open RViz"),

@@ -47,3 +47,19 @@ def test_bad_files_are_refused_by_name(tmp_path):
     # a missing node section: every parameter at its declared default
     bad.write_text("/**/segmenter:\n  ros__parameters:\n    input_depth: 2\n")
     assert node_parameters(bad, "line_scanner").frame_lines > 0
+
+
+def test_files_layer_as_repeated_params_files_later_ones_win():
+    fine = [LINE, ROOT / "config" / "sorting_line_0p5mm.yaml"]
+    scan = node_parameters(fine, "line_scanner")
+    assert (scan.line_pitch, scan.frame_lines, scan.overlap_lines) == (0.0005, 1000, 320)
+    assert scan.world.pixel_size == 0.0005 and scan.world.belt_width == 0.548  # merged inside world.*
+    cfg = SortingLineConfig.from_world(scan.world, scan.line_pitch)
+    assert cfg.columns == 1096  # the seed's grid
+    sel = node_parameters(fine, "grasp_selector")
+    assert (sel.line.pixel_size, sel.line.line_pitch, sel.line.edge_margin_px) == (0.0005, 0.0005, 12)
+    assert sel.line.belt_y_offset == -0.274 and sel.min_score == 0.3  # kept from the first file
+    seg = node_parameters(fine, "segmenter")
+    assert seg.model.type == "maskrcnn" and seg.model.merge_touching_px == 8
+    # the same two files the other way round: the cell file wins again
+    assert node_parameters(fine[::-1], "line_scanner").frame_lines == 250

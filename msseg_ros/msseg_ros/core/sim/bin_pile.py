@@ -204,12 +204,20 @@ class Pile:
         return labels, np.where(labels > 0, z, 0.0)
 
     def occluded_ids(self, labels: np.ndarray) -> set[int]:
-        """Instances part of whose footprint is covered by another instance."""
+        """Instances more than 2 % of whose footprint is covered by instances that lie on
+        them (dropped later: :meth:`settle`). An earlier instance's relief can poke through
+        a later one's footprint (instances do not tilt here); that alone does not pin the
+        later one, or two such instances would pin each other for good and the pile would
+        never empty."""
         out = set()
-        for inst in self.instances:
+        later: set[int] = set()
+        for inst in reversed(self.instances):
             area = inst.footprint.sum()
-            if area and (labels[inst.footprint] == inst.id).sum() < 0.98 * area:
-                out.add(inst.id)
+            if area and later:
+                covered = np.isin(labels[inst.footprint], list(later)).sum()
+                if covered > 0.02 * area:
+                    out.add(inst.id)
+            later.add(inst.id)
         return out
 
     def render(self) -> dict[str, np.ndarray]:
