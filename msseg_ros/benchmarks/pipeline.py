@@ -1,6 +1,7 @@
 """Pipeline overhead and keep-up of the simulated sorting line, at the demo configuration.
 
     python msseg_ros/benchmarks/pipeline.py [--duration 45] [--one-process] [--runtime onnxruntime]
+        [--params-file config/sorting_line.yaml config/sorting_line_0p5mm.yaml]
 
 One `msseg run sorting_line --mode sim` (shipped Mask R-CNN, real processes and DDS),
 then, in this process, the same model's forward time alone on frames of the same size.
@@ -24,16 +25,18 @@ from pathlib import Path
 
 from msseg_ros.bench import add_json_argument, emit, median_time
 from msseg_ros.core.params.files import node_parameters
+from msseg_ros.core.paths import packaged
 from msseg_ros.core.segmentation.loading import load_segmenter
 from msseg_ros.core.sim.sorting_line import SortingLineConfig, SortingLineWorld
 from msseg_ros.graph import default_params_file
 
 
-def _line_params() -> tuple[int, float, float]:
-    """frame_lines, line_pitch (m) and belt speed (m/s) the demo's nodes start with."""
-    params = default_params_file("sorting_line")
+def _line_params(params: list[str]) -> tuple[int, float, float, SortingLineConfig]:
+    """frame_lines, line_pitch (m), belt speed (m/s) and the world the nodes start with
+    under these parameter files."""
     scanner = node_parameters(params, "line_scanner")
-    return scanner.frame_lines, scanner.line_pitch, node_parameters(params, "cell_sim").belt.speed
+    world = SortingLineConfig.from_world(scanner.world, scanner.line_pitch)
+    return scanner.frame_lines, scanner.line_pitch, node_parameters(params, "cell_sim").belt.speed, world
 
 
 def main() -> None:
@@ -42,13 +45,17 @@ def main() -> None:
     ap.add_argument("--segmenter", default="maskrcnn")
     ap.add_argument("--one-process", action="store_true", help="msseg run --one-process")
     ap.add_argument("--runtime", default="torch", help="the segmenter's model.runtime (and the forward's)")
+    ap.add_argument("--params-file", nargs="+", default=None, metavar="FILE",
+                    help="the cell's parameter files, layered (default: the shipped one)")
     add_json_argument(ap)
     args = ap.parse_args()
-    lines, pitch, speed = _line_params()
+    params = [str(packaged(f)) for f in args.params_file] if args.params_file else [default_params_file("sorting_line")]
+    lines, pitch, speed, world = _line_params(params)
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "msseg_ros.cli.main", "run", "sorting_line", "--mode", "sim", "--quiet",
                "--segmenter", args.segmenter, "--duration", str(args.duration), "--report", tmp,
-               "--set", f"segmenter.model.runtime={args.runtime}", *(["--one-process"] if args.one_process else [])]
+               "--set", f"segmenter.model.runtime={args.runtime}", "--params-file", *params,
+               *(["--one-process"] if args.one_process else [])]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
         if proc.returncode != 0:
             sys.exit(f"pipeline benchmark: msseg run failed: {proc.stderr[-2000:]}")
@@ -56,7 +63,7 @@ def main() -> None:
     nodes = report["nodes"]
     seg, grasp, scanner = nodes["segmenter"], nodes["grasp_selector"], nodes["line_scanner"]
     model = load_segmenter(seg["model"], runtime=args.runtime)
-    frame = SortingLineWorld(SortingLineConfig(feed_rate=12.0, seed=3)).render(0, lines).image
+    frame = SortingLineWorld(world.with_overrides(feed_rate=12.0, seed=3)).render(0, lines).image
     forward_ms = 1e3 * median_time(lambda: model.predict(frame), 7)
     acquisition_ms = 1e3 * lines * pitch / speed
     e2e_ms = report["pipeline_latency"]["p50_ms"] - acquisition_ms
@@ -65,7 +72,8 @@ def main() -> None:
     received = int(seg["frames"]) + int(seg.get("frames_skipped", 0))
     dropped = int(seg.get("frames_skipped", 0)) / max(received, 1)
     mode = "one process" if args.one_process else "a process per node"
-    print(f"sorting line, {args.segmenter} on {args.runtime}, {mode}, {args.duration:g} s: "
+    print(f"sorting line at {1e3 * pitch:g} mm ({lines} x {world.columns} px frames), {args.segmenter} on "
+          f"{args.runtime}, {mode}, {args.duration:g} s: "
           f"{scanner['frames']} frames published, "
           f"{received} received by the segmenter, {seg['frames']} segmented")
     print(f"end-to-end p50 (frame complete -> candidates): {e2e_ms:.0f} ms "
@@ -80,7 +88,7 @@ def main() -> None:
           "segmenter_node_p50_ms": float(seg["latency_p50_ms"]), "frame_period_ms": round(period_ms, 1),
           "frames_published": int(scanner["frames"]), "frames_received": received,
           "frames_segmented": int(seg["frames"]), "score": report["score"], "one_process": args.one_process,
-          "runtime": args.runtime}, args.json)
+          "runtime": args.runtime, "line_pitch_mm": 1e3 * pitch, "frame_shape": list(frame.shape)}, args.json)
 
 
 if __name__ == "__main__":

@@ -56,3 +56,20 @@ def test_pick_ids_benchmark_follows_objects_across_frames(tmp_path):
     assert [p["min_score"] for p in curve] == sorted(p["min_score"] for p in curve)
     assert all(a["picks"] >= b["picks"] for a, b in zip(curve, curve[1:], strict=False))  # higher: fewer
     assert all(0.5 < p["purity"] <= 1.0 and 0.0 <= p["recovery"] <= 1.0 for p in curve)
+
+
+def test_bin_picks_benchmark_accounts_for_every_pile(tmp_path):
+    """benchmarks/bin_picks.py: per area weight, each pile's first pick is lifted or
+    fails for a named reason, and the ratio is the lifted share."""
+    out = tmp_path / "bin_picks.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bin_picks.py"), "--piles", "3",
+                        "--area-weights", "1", "0", "--json", str(out)], capture_output=True, text=True, cwd=ROOT,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["figures"]["options"]["alpha"] == result["figures"]["options"]["beta"] == 0.3  # the cell's
+    for w in ("1", "0"):
+        counts = result["figures"]["outcomes"][w]
+        assert sum(counts.values()) == 3
+        assert set(counts) <= {"lifted", "pinned", "bin_bottom", "poor_contact", "no_candidate"}
+        assert result["ratios"][f"first_pick_success_w{w}"] == counts.get("lifted", 0) / 3

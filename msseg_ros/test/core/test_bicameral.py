@@ -104,3 +104,41 @@ def test_bad_config():
         BicameralSegmenter.validate_config({"width": 30})
     with pytest.raises(ModelConfigError, match="'image_mean' has 3 values for 4 input channels"):
         BicameralSegmenter.validate_config({"in_channels": 4})
+
+
+def _two_squares() -> tuple[np.ndarray, np.ndarray]:
+    """Boundary and occlusion maps of a small unoccluded square (A, left) and a large
+    square whose edges its neighbour owns (B, right: occluded)."""
+    H, W = 48, 80
+    Y = np.zeros((H, W), np.float32)
+    Y[10, 5:17] = Y[21, 5:17] = 1
+    Y[10:22, 5] = Y[10:22, 16] = 1  # A: 10 x 10 inside
+    Y[5, 30:62] = Y[36, 30:62] = 1
+    Y[5:37, 30] = Y[5:37, 61] = 1  # B: 30 x 30 inside
+    Z = np.zeros((H, W), np.float32)
+    Z[11:21, 6:16] = 1  # A owns its edges (its inner side is the occluding side)
+    Z[37:40, 30:62] = 1  # B's edges belong to what lies outside it
+    Z[2:5, 30:62] = 1
+    return Y, Z
+
+
+@pytest.mark.parametrize("weight, first", [(1.0, "B"), (0.15, "A")])
+def test_area_weight_trades_size_against_occlusion(monkeypatch, weight, first):
+    seg = BicameralSegmenter.from_config({"width": 25, "in_channels": 3, "min_area_px": 30,
+                                          "max_area_fraction": 0.5, "area_weight": weight})
+    Y, Z = _two_squares()
+    monkeypatch.setattr(seg, "maps", lambda frame: (Y, Z))  # designed maps: the post-processing alone
+    inst = seg.predict(np.zeros((48, 80, 3), np.float32))
+    a, b = inst.labels[15, 10] - 1, inst.labels[20, 45] - 1
+    assert inst.scores[a] > inst.scores[b] + 0.2  # s1: A is the unoccluded one
+    s2 = inst.areas / inst.areas.max()
+    np.testing.assert_allclose(inst.affordance, inst.scores + weight * s2, rtol=1e-6)
+    assert (inst.affordance[a] > inst.affordance[b]) == (first == "A")
+
+
+def test_area_weight_parameter_minus_one_keeps_the_models_own():
+    assert "area_weight" not in BicameralSegmenter.config_from_parameters({"alpha": 0.1, "area_weight": -1.0}, 0.5)
+    assert BicameralSegmenter.config_from_parameters({"area_weight": 0.3}, 0.5)["area_weight"] == 0.3
+    assert BicameralSegmenter.validate_config({})["area_weight"] == 1.0  # the seed's s1 + s2
+    with pytest.raises(ModelConfigError, match="area_weight"):
+        BicameralSegmenter.validate_config({"area_weight": -2})

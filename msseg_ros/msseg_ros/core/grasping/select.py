@@ -105,6 +105,13 @@ def _filter(det: np.ndarray, f: Filters, counters: collections.Counter[Any]) -> 
     return det[keep]
 
 
+def ranked(det: np.ndarray, f: Filters, counters: collections.Counter[Any] | None = None) -> np.ndarray:
+    """The detections (``tables.DETECTIONS`` rows, pixels) the grasp selector keeps, best
+    pick first: what a camera cell's candidates are made of, in their order."""
+    det = _filter(det, f, collections.Counter() if counters is None else counters)
+    return det[_rank(det, f)]
+
+
 @dataclass
 class LineGeometry:
     scanner_x: float
@@ -314,8 +321,7 @@ def line_candidates(det: np.ndarray, belt_position: float, geo: LineGeometry,
 def camera_candidates(det: np.ndarray, camera: CameraModel, camera_in_world: Pose, plane: Plane,
                       f: Filters, next_id: int, counters: collections.Counter[Any]) -> tuple[np.ndarray, int]:
     """Detections of one camera frame -> (candidates, next free pick_id)."""
-    det = _filter(det, f, counters)
-    det = det[_rank(det, f)]
+    det = ranked(det, f, counters)
     if len(det) == 0:
         return tables.empty(tables.CANDIDATES, 0), next_id
     pts, why = pixels_to_plane(camera, camera_in_world, np.column_stack([det["u"], det["v"]]), plane)

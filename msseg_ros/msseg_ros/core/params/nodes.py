@@ -197,6 +197,9 @@ SEGMENTER = Schema(
         Param("bicameral.beta", T.FLOAT, 0.1, "Occlusion threshold β.", min=0.0, max=1.0),
         Param("bicameral.patch", T.INT, 9, "Affordance patch P, px (odd).", min=1, max=63,
               check=lambda v: None if v % 2 else "must be odd"),
+        Param("bicameral.area_weight", T.FLOAT, -1.0, "Weight w of the area term of the affordance "
+              "s1 + w s2 that ranks the picks (seed 001: 1); -1: the model's own (its checkpoint's config, "
+              "see its card).", min=-1.0, max=10.0),
         Param("maskrcnn.mask_threshold", T.FLOAT, 0.5, "Mask probability threshold.", min=0.0, max=1.0),
         Param("embeddings.fg_threshold", T.FLOAT, 0.5, "Seed-map value above which a pixel is foreground.",
               min=0.0, max=1.0),

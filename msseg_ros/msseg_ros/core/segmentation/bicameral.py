@@ -25,7 +25,10 @@ image (the bin bottom). Each candidate's affordance is s1 + s2: s1 is the mean, 
 boundary pixels around it (Ŷ > α in its 1-px ring), of the share of the P x P patch where
 the candidate mask and (Ẑ > β) agree (XNOR); s2 is its area, normalised by the largest
 candidate's so that both terms lie in [0, 1] (the seed adds them raw; a stated choice).
-Defaults α = β = 0.1, P = 9.
+Defaults α = β = 0.1, P = 9. ``area_weight`` w scales s2 (affordance s1 + w s2; the seed:
+w = 1). On 300 simulated piles at random fill levels the shipped bin model's first pick
+with the seed's sum lifted nothing in 32 % of them, with s1 + 0.1 s2 in 17 % (w chosen on
+those piles, checked on 300 others: its card); its checkpoint sets 0.1.
 """
 from __future__ import annotations
 
@@ -66,6 +69,7 @@ DEFAULT_CONFIG = {
     "patch": 9,
     "min_area_px": 30,
     "max_area_fraction": 0.25,
+    "area_weight": 1.0,
     "image_mean": [0.5, 0.5, 0.5],
     "image_std": [0.25, 0.25, 0.25],
 }
@@ -244,8 +248,14 @@ class BicameralSegmenter(TorchSegmenter):
         require(cfg, "alpha", (int, float), lambda v: 0 <= v <= 1)
         require(cfg, "beta", (int, float), lambda v: 0 <= v <= 1)
         require(cfg, "patch", int, lambda v: v >= 1 and v % 2 == 1)
+        require(cfg, "area_weight", (int, float), lambda v: 0 <= v <= 10)
         require_normalisation(cfg, c)
         return cfg
+
+    @classmethod
+    def config_from_parameters(cls, group: Mapping[str, Any], score_threshold: float) -> dict[str, Any]:
+        """The node's ``bicameral.*`` parameters; ``area_weight`` -1 keeps the model's own."""
+        return {k: v for k, v in group.items() if not (k == "area_weight" and v < 0)}
 
     @classmethod
     def build_net(cls, cfg: dict[str, Any]) -> BicameralNet:
@@ -325,4 +335,4 @@ class BicameralSegmenter(TorchSegmenter):
                                                    cfg["min_area_px"], cfg["max_area_fraction"])
         n = len(s1)
         return Instances.from_labels(labels, np.ones(n, np.int64), s1.astype(np.float32),
-                                     (s1 + s2).astype(np.float32))
+                                     (s1 + cfg["area_weight"] * s2).astype(np.float32))

@@ -257,10 +257,14 @@ class Pile:
         return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
     # ---- physics -----------------------------------------------------------------
-    def pick(self, u: float, v: float, cup_radius_px: float = 5.0) -> PickOutcome:
-        """A suction cup descends at pixel (u, v). A successful pick removes the instance
-        and the rest of the pile settles."""
-        labels, _ = self.heights()
+    def outcome(self, u: float, v: float, cup_radius_px: float = 5.0,
+                labels: np.ndarray | None = None, pinned: set[int] | None = None) -> PickOutcome:
+        """What a suction cup descending at pixel (u, v) would do, the pile unchanged: it
+        lifts the instance under it when that is not pinned (:meth:`occluded_ids`) and
+        covers at least 70 % of the cup's disk. ``labels`` and ``pinned``: this pile's
+        :meth:`heights` labels and their :meth:`occluded_ids`, when already computed."""
+        if labels is None:
+            labels, _ = self.heights()
         H, W = labels.shape
         iu, iv = int(round(u)), int(round(v))
         if not (0 <= iu < W and 0 <= iv < H) or labels[iv, iu] == 0:
@@ -268,12 +272,17 @@ class Pile:
         iid = int(labels[iv, iu])
         disk = (self.uu - u) ** 2 + (self.vv - v) ** 2 <= cup_radius_px ** 2
         contact = float(np.mean(labels[disk] == iid))
-        unoccluded = iid not in self.occluded_ids(labels)
-        success = contact >= 0.7 and unoccluded
-        if success:
-            self.instances = [i for i in self.instances if i.id != iid]
+        unoccluded = iid not in (self.occluded_ids(labels) if pinned is None else pinned)
+        return PickOutcome(iid, contact, contact >= 0.9, unoccluded, contact >= 0.7 and unoccluded)
+
+    def pick(self, u: float, v: float, cup_radius_px: float = 5.0) -> PickOutcome:
+        """A suction cup descends at pixel (u, v) (:meth:`outcome`). A successful pick
+        removes the instance and the rest of the pile settles."""
+        out = self.outcome(u, v, cup_radius_px)
+        if out.success:
+            self.instances = [i for i in self.instances if i.id != out.instance]
             self.settle()
-        return PickOutcome(iid, contact, contact >= 0.9, unoccluded, success)
+        return out
 
 
 def _palette(rng: np.random.Generator) -> dict[str, Any]:

@@ -1,0 +1,91 @@
+"""Bin picking offline: how often the first pick a bin model ranks lifts an object.
+
+    python msseg_ros/benchmarks/bin_picks.py [--piles 300] [--first-seed 1000] [--area-weights 1 0.15 0]
+
+Each pile is scene 0 of a simulated bin (``BinPileWorld``, seeds ``--first-seed`` on)
+from which a random number of instances was first lifted from the top, so fill levels
+range from full to one left. The model (default: the shipped ``bin_picking_bicameral``)
+segments the camera's view with the cell's settings (config/bin_picking.yaml:
+``segmenter.bicameral.*``; the grasp selector's ``min_area_px`` and ``min_score``), the
+grasp selector's ranking (``core.grasping.select.ranked``) puts one candidate first, and
+the simulated pile says what cell_sim's suction cup (5 px) would do there. For each
+affordance area weight w (s1 + w s2; the seed: 1), the share of piles where that first
+pick lifts an object, and why the others fail (pinned under another instance, the bin
+bottom, too little contact).
+
+No ROS: the core the nodes call, on the same piles for every weight, so the weights
+compare like for like. A 60-s ``msseg run bin_picking`` adds the loop (the next frame
+after each pick, the bridge's tabu on failed spots) and its timing.
+"""
+import argparse
+import collections
+
+import numpy as np
+from tqdm import tqdm
+
+from msseg_ros.bench import add_json_argument, emit
+from msseg_ros.core.grasping.select import Filters, ranked
+from msseg_ros.core.params.files import node_parameters
+from msseg_ros.core.segmentation.loading import load_segmenter
+from msseg_ros.core.sim.bin_pile import BinPileConfig, BinPileWorld, Pile
+from msseg_ros.core.sim.scoring import BinScorer
+from msseg_ros.graph import default_params_file, node_section
+
+
+def emptied_from_the_top(pile: Pile, count: int, rng: np.random.Generator) -> None:
+    """Lift ``count`` instances, each an unpinned one picked at random, at its most
+    interior visible pixel (a pile is always emptied this way: test_bin_pile)."""
+    from scipy import ndimage
+
+    for _ in range(count):
+        labels, _ = pile.heights()
+        pinned = pile.occluded_ids(labels)
+        free = [i for i in pile.instances if i.id not in pinned and (labels == i.id).any()]
+        inside = ndimage.distance_transform_edt(labels == free[int(rng.integers(len(free)))].id)
+        v, u = np.unravel_index(np.argmax(inside), inside.shape)
+        pile.pick(float(u), float(v), cup_radius_px=1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--piles", type=int, default=300)
+    ap.add_argument("--first-seed", type=int, default=1000, help="pile seeds first-seed, first-seed + 1, ...")
+    ap.add_argument("--weights", default="bin_picking_bicameral", help="checkpoint or shipped model name")
+    ap.add_argument("--area-weights", type=float, nargs="+", default=[1.0, 0.15, 0.0],
+                    help="affordance area weights w to compare (s1 + w s2)")
+    add_json_argument(ap)
+    args = ap.parse_args()
+    params = default_params_file("bin_picking")
+    options = {k.removeprefix("bicameral."): v for k, v in node_section(params, "segmenter").items()
+               if k.startswith("bicameral.")}
+    seg = load_segmenter(args.weights, overrides=options)
+    filters = Filters.from_params(node_parameters(params, "grasp_selector"))
+    cup = BinScorer().cup_radius_px
+    outcomes = {w: collections.Counter() for w in args.area_weights}
+    rng = np.random.default_rng(0)
+    for seed in tqdm(range(args.first_seed, args.first_seed + args.piles), desc="piles", unit="pile"):
+        pile = BinPileWorld(BinPileConfig(seed=seed)).scene(0)
+        emptied_from_the_top(pile, int(rng.integers(0, len(pile.instances))), rng)
+        view = pile.render()
+        pinned = pile.occluded_ids(view["labels"])
+        for w in args.area_weights:
+            seg.config["area_weight"] = w
+            det = ranked(seg.predict(view["rgb"]).to_table(), filters)
+            if len(det) == 0:
+                outcomes[w]["no_candidate"] += 1
+                continue
+            out = pile.outcome(float(det["u"][0]), float(det["v"][0]), cup, view["labels"], pinned)
+            why = ("lifted" if out.success else "bin_bottom" if out.instance is None
+                   else "pinned" if not out.unoccluded else "poor_contact")
+            outcomes[w][why] += 1
+    print(f"{args.piles} piles (seeds {args.first_seed}..{args.first_seed + args.piles - 1}), {args.weights}, "
+          f"options {options}: first pick lifts an object")
+    for w, c in outcomes.items():
+        print(f"  area weight {w:g}: {c['lifted'] / args.piles:.3f}  ({dict(c)})")
+    emit("bin_picks", {f"first_pick_success_w{w:g}": c["lifted"] / args.piles for w, c in outcomes.items()},
+         {"piles": args.piles, "first_seed": args.first_seed, "weights": args.weights, "options": options,
+          "outcomes": {f"{w:g}": dict(c) for w, c in outcomes.items()}}, args.json)
+
+
+if __name__ == "__main__":
+    main()
