@@ -60,6 +60,6 @@ def test_files_layer_as_repeated_params_files_later_ones_win():
     assert (sel.line.pixel_size, sel.line.line_pitch, sel.line.edge_margin_px) == (0.0005, 0.0005, 12)
     assert sel.line.belt_y_offset == -0.274 and sel.min_score == 0.3  # kept from the first file
     seg = node_parameters(fine, "segmenter")
-    assert seg.model.type == "maskrcnn" and seg.model.merge_touching_px == 8
+    assert seg.model.type == "maskrcnn" and seg.binning == 4
     # the same two files the other way round: the cell file wins again
     assert node_parameters(fine[::-1], "line_scanner").frame_lines == 250

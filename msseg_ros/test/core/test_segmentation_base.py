@@ -252,3 +252,56 @@ def test_every_model_type_checks_the_shared_keys(kind):
     assert cls.validate_config(dict(cls.default_config))["merge_touching_px"] == 0
     with pytest.raises(ModelConfigError, match="merge_gap_px"):
         cls.validate_config({**cls.default_config, "merge_gap_px": -2})
+
+
+def test_bin_frame_is_the_block_mean_and_keeps_nan_visible():
+    from msseg_ros.core.segmentation.base import bin_frame
+
+    f = np.arange(6 * 8 * 2, dtype=np.float32).reshape(6, 8, 2)
+    b = bin_frame(f, 2)
+    assert b.shape == (3, 4, 2) and b.dtype == np.float32
+    np.testing.assert_allclose(b[1, 2], f[2:4, 4:6].reshape(-1, 2).mean(0))
+    odd = bin_frame(f[:5, :7], 2)  # the last row / column repeated into the edge blocks
+    assert odd.shape == (3, 4, 2)
+    np.testing.assert_allclose(odd[2, 3], f[4, 6])
+    f[0, 0, 1] = np.nan
+    assert np.isnan(bin_frame(f, 2)[0, 0, 1]) and np.isfinite(bin_frame(f, 2)[0, 0, 0])
+    assert bin_frame(f, 1) is f
+    with pytest.raises(InvalidFrameError, match="numeric"):
+        bin_frame(np.zeros((4, 4, 1), bool), 2)
+
+
+def test_upscaled_instances_are_the_fine_frames_instances():
+    labels = np.zeros((5, 7), np.uint16)
+    labels[1:3, 1:4] = 1
+    labels[3:5, 5:7] = 2  # touches the bottom-right edge: cut there
+    coarse = Instances.from_labels(labels, [3, 4], [0.9, 0.6], [0.5, np.nan], invalid_pixels=1)
+    fine = coarse.upscaled(4, (19, 26))  # not a multiple of 4: the edge blocks are cut
+    assert fine.labels.shape == (19, 26)
+    np.testing.assert_array_equal(fine.labels[::4, ::4], labels)
+    direct = Instances.from_labels(fine.labels, [3, 4], [0.9, 0.6])  # what the fine frame's labels give
+    np.testing.assert_array_equal(fine.areas, direct.areas)
+    np.testing.assert_allclose(fine.boxes, direct.boxes)
+    np.testing.assert_allclose(fine.centroids[0], direct.centroids[0])  # whole blocks: the same centroid
+    assert fine.areas.tolist() == [2 * 3 * 16, 7 * 6] and fine.invalid_pixels == 16
+    for k, (u, v) in enumerate(fine.pick_points):  # on its own mask
+        assert fine.labels[int(round(v)), int(round(u))] == k + 1
+    t = fine.to_table()
+    assert t["frame_width"][0] == 26 and t["touches_last_row"].tolist() == [False, True]
+    assert coarse.upscaled(1, (5, 7)) is coarse
+
+
+def test_a_binned_call_segments_the_binned_frame_and_answers_in_frame_pixels():
+    seg = Thresholder({"in_channels": 2, "classes": ["a"]}, fill_values=np.array([0.0, 0.0], np.float32))
+    f = np.zeros((40, 44, 2), np.float32)
+    f[8:24, 4:20, 0] = 1.0  # whole 4 x 4 blocks
+    f[30:32, 30:32, 0] = 1.0  # a quarter of a block: its mean (0.25) is under the threshold
+    f[9, 9, 1] = np.nan  # one NaN: its whole block is invalid
+    inst = seg(f, binning=4)
+    assert inst.labels.shape == (40, 44) and len(inst) == 1
+    assert inst.areas.tolist() == [16 * 16 - 16] and inst.invalid_pixels == 16 and inst.labels[9, 9] == 0
+    np.testing.assert_allclose(inst.boxes[0], [4, 8, 20, 24])
+    u, v = inst.pick_points[0]
+    assert inst.labels[int(round(v)), int(round(u))] == 1
+    with pytest.raises(InvalidFrameError, match="too small"):  # 28 px / 4 = 7 < 8
+        seg(np.zeros((28, 44, 2), np.float32), binning=4)

@@ -74,6 +74,24 @@ def test_outputs_match_core(graph):
     assert node.counters["frames"] == 1 and node.counters["overlays"] == 0  # nobody subscribed
 
 
+def test_binning_segments_a_fine_frame_on_the_models_grid(graph):
+    """A 2 mm frame, each pixel repeated 4 x 4 (the 0.5 mm grid), with binning 4: the
+    2 mm frame's instances, in 0.5 mm pixels (config/sorting_line_0p5mm.yaml)."""
+    node, probe, pub, got, ex = graph
+    node.set_parameters([Parameter("binning", value=4)])
+    frame = _frame()
+    fine = np.repeat(np.repeat(frame, 4, axis=0), 4, axis=1)
+    _send(pub, fine)
+    assert spin_until(ex, lambda: got["inst"] and got["det"], timeout=30)
+    labels, table = image_to_array(got["inst"][0]), msg_to_detections(got["det"][0])
+    coarse = filter_score(load_segmenter("sorting_line_classic")(frame), 0.3)
+    assert labels.shape == (1000, 1096) and len(table) == len(coarse) > 3
+    np.testing.assert_array_equal(labels[::4, ::4], coarse.labels)
+    assert table["area"].tolist() == (16 * coarse.areas).tolist()
+    np.testing.assert_allclose(table["u"], 4 * coarse.pick_points[:, 0] + 1.5, rtol=1e-6)
+    assert (table["frame_width"][0], table["frame_height"][0]) == (1096, 1000)
+
+
 def test_overlay_only_while_subscribed(graph):
     node, probe, pub, got, ex = graph
     probe.create_subscription(Image, "segmentation/overlay", got["overlay"].append, sensor_qos(1))

@@ -173,6 +173,10 @@ SEGMENTER = Schema(
               read_only=True, check=_shard),
         Param("threads", T.INT, 0, "Threads of torch's (and the exported runtimes') CPU inference; 0: torch's "
               "default (every core). Shards on one host split the cores.", min=0, max=1024, read_only=True),
+        Param("binning", T.INT, 1, "Average each N x N block of pixels before the model, as a sensor's "
+              "binning, and bring the detections back to the frame's pixels. For frames finer than the "
+              "model's grid: 4 puts the seed's 0.5 mm line on the shipped line models' 2 mm grid "
+              "(config/sorting_line_0p5mm.yaml), at that grid's cost.", min=1, max=16),
         Param("overlay_max_rate", T.FLOAT, 2.0, "Most overlays drawn per second, Hz (0: every frame); "
               "drawing costs frame time and is done only while someone subscribes.", min=0.0, max=1000.0),
         Param("model.type", T.STR, "classic", "Model type.", choices=tuple(SEGMENTERS.names())),

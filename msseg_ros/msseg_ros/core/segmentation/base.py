@@ -177,6 +177,27 @@ class Instances:
     def empty(cls, shape: tuple[int, int]) -> Instances:
         return cls.from_labels(np.zeros(shape, np.uint16), [], [])
 
+    def upscaled(self, factor: int, shape: tuple[int, int]) -> Instances:
+        """These instances, found on a frame binned by ``factor`` (:func:`bin_frame`), in
+        the pixels of the full frame of ``shape`` (H, W): each label pixel becomes a
+        ``factor`` x ``factor`` block (cut at the frame's edge); boxes, centroids and pick
+        points scale with it (a pick point goes to its block's centre, so it stays on its
+        own mask); areas and invalid pixels are counted anew in full-frame pixels."""
+        if factor == 1:
+            return self
+        H, W = shape
+        labels = np.repeat(np.repeat(self.labels, factor, axis=0), factor, axis=1)[:H, :W]
+        n = len(self)
+        areas = np.bincount(labels.ravel().astype(np.intp), minlength=n + 1)[1:].astype(np.int64)
+        boxes = self.boxes * factor
+        np.minimum(boxes, np.array([W, H, W, H], np.float32), out=boxes)
+        centre = np.float32(0.5 * (factor - 1))
+        out = Instances(labels, self.class_ids, self.scores, boxes, self.centroids * factor + centre, areas,
+                        self.affordance, self.invalid_pixels * factor * factor)
+        picks = self.pick_points * factor + centre
+        out.__dict__["pick_points"] = np.minimum(picks, np.array([W - 1, H - 1], np.float32))  # the cached property
+        return out
+
     def to_table(self) -> np.ndarray:
         """The contract's ``segmentation/detections`` table (tables.DETECTIONS)."""
         t = tables.empty(tables.DETECTIONS, len(self))
@@ -199,6 +220,27 @@ class Instances:
 
 #: a pick pixel may be this share as far from its mask's edge as the mask's deepest pixel
 PICK_DEPTH_SHARE = 0.8
+
+
+def bin_frame(frame: np.ndarray, factor: int) -> np.ndarray:
+    """(H, W, C) -> (ceil(H / factor), ceil(W / factor), C) float32: the mean of each
+    ``factor`` x ``factor`` block of pixels (the last rows and columns are repeated to fill
+    the edge blocks), as a sensor's binning. A non-finite value makes its block's mean
+    non-finite, so the NaN policy still sees it."""
+    frame = np.asarray(frame)
+    if frame.ndim == 2:
+        frame = frame[..., None]
+    if frame.ndim != 3 or not (np.issubdtype(frame.dtype, np.floating) or np.issubdtype(frame.dtype, np.integer)):
+        raise InvalidFrameError(f"frame must be a numeric (H, W, C) array; got {frame.dtype} {frame.shape}")
+    if factor == 1:
+        return frame
+    H, W, C = frame.shape
+    ph, pw = (-H) % factor, (-W) % factor
+    f = frame.astype(np.float32, copy=False)
+    if ph or pw:
+        f = np.pad(f, ((0, ph), (0, pw), (0, 0)), mode="edge")
+    h, w = f.shape[0] // factor, f.shape[1] // factor
+    return f.reshape(h, factor, w, factor, C).mean(axis=(1, 3), dtype=np.float32)
 
 
 def pick_pixels(labels: np.ndarray, centroids: np.ndarray,
@@ -445,9 +487,18 @@ class Segmenter(abc.ABC):
             f = np.where(np.isfinite(f), f, self.fill_values[None, None, :]).astype(np.float32)
         return f, np.asarray(invalid)
 
-    def __call__(self, frame: np.ndarray) -> Instances:
+    def __call__(self, frame: np.ndarray, binning: int = 1) -> Instances:
         """Validate ``frame`` (see the NaN policy), predict, join touching pieces of one object
-        (``merge_touching_px``, :func:`merge_touching`), and clear invalid pixels."""
+        (``merge_touching_px``, :func:`merge_touching`), and clear invalid pixels.
+
+        ``binning`` > 1: all of that on the frame binned by ``binning`` (:func:`bin_frame`;
+        pixel settings such as ``merge_touching_px`` hold on the binned grid), with the
+        instances brought back to the frame's pixels (:meth:`Instances.upscaled`). A frame
+        finer than the model's training grid is segmented at that grid and at its cost.
+        """
+        if binning > 1:
+            full = np.shape(frame)[:2]
+            return self(bin_frame(frame, binning)).upscaled(binning, (int(full[0]), int(full[1])))
         f, invalid = self.check_frame(frame)
         inst = merge_touching(self.predict(f), int(self.config.get("merge_touching_px", 0)),
                               int(self.config.get("merge_gap_px", 0)))

@@ -218,7 +218,7 @@ class SegmenterNode(MssegNode):
         t0 = time.perf_counter()
         try:
             frame = frame_from_image(msg, model.in_channels)
-            inst = model(frame)
+            inst = model(frame, binning=self.params.binning)
         except MssegError as exc:
             kind = "bad_encoding" if isinstance(exc, ImageCodecError) else "bad_frames"
             self.counters[kind] += 1
