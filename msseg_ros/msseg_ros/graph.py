@@ -152,6 +152,12 @@ def default_params_file(cell: str) -> str:
     return str(share_dir() / "config" / f"{cell}.yaml")
 
 
+def params_files_argument(value: str) -> list[str]:
+    """The launch argument ``params_file``: one file, or several separated by commas
+    (layered in that order, later ones win); empty: [] (the cell's default)."""
+    return [f.strip() for f in value.split(",") if f.strip()]
+
+
 def dds_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for the nodes' DDS: the shipped Fast DDS profile for large frames
     (config/dds/fastdds_large_frames.xml), unless the user already chose a profile."""

@@ -107,3 +107,12 @@ def test_parameter_files_layer_in_order_and_a_missing_one_is_named():
     assert [Path(f).name for f in g.params_files] == ["sorting_line.yaml", "sorting_line_0p5mm.yaml"]
     with pytest.raises(GraphError, match="nope.yaml"):
         describe("sorting_line", params_file=["config/sorting_line.yaml", "nope.yaml"])
+
+
+def test_the_launch_argument_params_file_takes_several_files():
+    from msseg_ros.graph import params_files_argument
+
+    assert params_files_argument("") == []
+    assert params_files_argument("a.yaml") == ["a.yaml"]
+    assert params_files_argument(" config/sorting_line.yaml , config/sorting_line_0p5mm.yaml,") == [
+        "config/sorting_line.yaml", "config/sorting_line_0p5mm.yaml"]

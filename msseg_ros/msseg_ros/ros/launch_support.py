@@ -29,6 +29,7 @@ from msseg_ros.graph import (
     SEGMENTERS,
     dds_environment,
     describe,
+    params_files_argument,
     share_dir,
 )
 
@@ -45,7 +46,7 @@ def _nodes(context: LaunchContext, cell: str) -> list:
         mode=arg("mode"),
         segmenter=arg("segmenter") or None,
         robot=arg("robot") or None,
-        params_file=[f.strip() for f in arg("params_file").split(",") if f.strip()] or None,
+        params_file=params_files_argument(arg("params_file")) or None,
         bag=arg("bag") or None,
         rviz=arg("rviz").lower() in ("true", "1", "yes"),
         namespace=arg("namespace"),
