@@ -27,7 +27,12 @@ from typing import Any
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import (
+    Executor,
+    ExternalShutdownException,
+    MultiThreadedExecutor,
+    SingleThreadedExecutor,
+)
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
@@ -174,8 +179,7 @@ def _run_nodes(factories: Sequence[Callable[[], Node]], args: list[str] | None) 
             node = factory()
             nodes.append(node)
             node.get_logger().info("ready")
-        executor = (SingleThreadedExecutor() if len(nodes) == 1
-                    else MultiThreadedExecutor(num_threads=len(nodes) + 1))
+        executor = SingleThreadedExecutor() if len(nodes) == 1 else _many_nodes_executor(len(nodes))
         for node in nodes:
             executor.add_node(node)
         while not stop.is_set() and rclpy.ok():
@@ -202,6 +206,21 @@ def _run_nodes(factories: Sequence[Callable[[], Node]], args: list[str] | None) 
         for s, h in previous.items():
             signal.signal(s, h)
     return code
+
+
+def _many_nodes_executor(count: int) -> Executor:
+    """The executor of a process hosting several nodes: rclpy's EventsExecutor (its wait
+    loop in C++). rclpy's MultiThreadedExecutor rebuilds its wait set in Python on every
+    wake-up; with a cell's nodes (three 200 Hz encoder subscriptions, a 50 Hz bridge tick)
+    it fell behind, and the line scanner lost almost every encoder message: frames of NaN.
+    Work that takes long runs in the nodes' own threads (the segmenter's model, the
+    FANUC worker), so one executor thread is enough. MultiThreadedExecutor where rclpy
+    lacks it."""
+    try:
+        from rclpy.experimental import EventsExecutor
+    except ImportError:
+        return MultiThreadedExecutor(num_threads=count + 1)
+    return EventsExecutor()
 
 
 def _finish(code: int, node_process: bool) -> int:
