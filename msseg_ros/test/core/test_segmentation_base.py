@@ -305,3 +305,21 @@ def test_a_binned_call_segments_the_binned_frame_and_answers_in_frame_pixels():
     assert inst.labels[int(round(v)), int(round(u))] == 1
     with pytest.raises(InvalidFrameError, match="too small"):  # 28 px / 4 = 7 < 8
         seg(np.zeros((28, 44, 2), np.float32), binning=4)
+
+
+def test_subset_keeps_the_geometry_from_labels_would_compute():
+    labels = np.zeros((30, 40), np.uint16)
+    labels[2:10, 3:20] = 1
+    labels[12:20, 5:9] = 2
+    labels[22:29, 10:35] = 3
+    labels[14, 30] = 3  # a second piece: its pick point is not its centroid
+    inst = Instances.from_labels(labels, [1, 2, 3], [0.9, 0.2, 0.8], [0.5, 0.1, np.nan])
+    picks = inst.pick_points  # computed before the subset: carried over
+    sub = inst.subset(np.array([True, False, True]))
+    ref = Instances.from_labels(np.where(labels == 2, 0, np.where(labels == 3, 2, labels)), [1, 3], [0.9, 0.8],
+                                [0.5, np.nan])
+    np.testing.assert_array_equal(sub.labels, ref.labels)
+    for name in ("class_ids", "scores", "boxes", "centroids", "areas", "affordance"):
+        np.testing.assert_array_equal(getattr(sub, name), getattr(ref, name), err_msg=name)
+    np.testing.assert_array_equal(sub.pick_points, ref.pick_points)
+    np.testing.assert_array_equal(sub.pick_points, picks[[0, 2]])

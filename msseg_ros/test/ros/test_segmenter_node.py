@@ -166,7 +166,7 @@ def test_joining_touching_pieces_is_set_live_and_in_the_line_config(graph):
     assert "merge_touching_px" not in line["model"] and "merge_gap_px" not in line["model"]
     from msseg_ros.core.segmentation.loading import load_segmenter
 
-    assert load_segmenter("sorting_line_maskrcnn").config["merge_touching_px"] == 2
+    assert load_segmenter("sorting_line_maskrcnn").config["merge_touching_px"] > 0  # joins (8: its card)
     assert load_segmenter("sorting_line_classic").config["merge_touching_px"] == 0
 
 

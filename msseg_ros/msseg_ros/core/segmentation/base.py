@@ -177,6 +177,20 @@ class Instances:
     def empty(cls, shape: tuple[int, int]) -> Instances:
         return cls.from_labels(np.zeros(shape, np.uint16), [], [])
 
+    def subset(self, keep: np.ndarray) -> Instances:
+        """The instances where ``keep`` ((N,) bool) is true, relabelled 1..n in order; the
+        others' pixels become background. Their geometry (boxes, centroids, areas, pick
+        points) is carried over, not recomputed: dropping one instance changes no other's
+        pixels."""
+        keep = np.asarray(keep, bool)
+        remap = np.zeros(len(self) + 1, np.uint16)
+        remap[1:][keep] = np.arange(1, int(keep.sum()) + 1)
+        out = Instances(remap[self.labels], self.class_ids[keep], self.scores[keep], self.boxes[keep],
+                        self.centroids[keep], self.areas[keep], self.affordance[keep], self.invalid_pixels)
+        if "pick_points" in self.__dict__:  # computed already (cached property): kept
+            out.__dict__["pick_points"] = self.pick_points[keep]
+        return out
+
     def upscaled(self, factor: int, shape: tuple[int, int]) -> Instances:
         """These instances, found on a frame binned by ``factor`` (:func:`bin_frame`), in
         the pixels of the full frame of ``shape`` (H, W): each label pixel becomes a
@@ -240,6 +254,11 @@ def bin_frame(frame: np.ndarray, factor: int) -> np.ndarray:
     if ph or pw:
         f = np.pad(f, ((0, ph), (0, pw), (0, 0)), mode="edge")
     h, w = f.shape[0] // factor, f.shape[1] // factor
+    if C <= 512:  # OpenCV's area interpolation is the block mean at an integer factor, 4x numpy's speed
+        import cv2
+
+        out = cv2.resize(np.ascontiguousarray(f), (w, h), interpolation=cv2.INTER_AREA)
+        return out.reshape(h, w, C)  # cv2 drops a single channel's axis
     return f.reshape(h, factor, w, factor, C).mean(axis=(1, 3), dtype=np.float32)
 
 

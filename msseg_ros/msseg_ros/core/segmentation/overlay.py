@@ -63,9 +63,4 @@ def render_overlay(frame: np.ndarray, inst: Instances, classes: list[str], alpha
 def filter_score(inst: Instances, min_score: float) -> Instances:
     """Drop instances scoring below ``min_score`` (relabelled 1..n)."""
     keep = inst.scores >= min_score
-    if keep.all():
-        return inst
-    remap = np.zeros(len(inst) + 1, np.int64)
-    remap[1:][keep] = np.arange(1, int(keep.sum()) + 1)
-    return Instances.from_labels(remap[inst.labels], inst.class_ids[keep], inst.scores[keep],
-                                 inst.affordance[keep], inst.invalid_pixels)
+    return inst if keep.all() else inst.subset(keep)
