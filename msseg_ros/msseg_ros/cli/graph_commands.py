@@ -26,7 +26,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                      help="override a node parameter (VALUE is YAML); repeatable")
     run.add_argument("--quiet", action="store_true", help="do not forward the nodes' logs")
     run.add_argument("--one-process", action="store_true",
-                     help="run every node in one process on a multi-threaded executor (like a ROS "
+                     help="run every node in one process on one executor (like a ROS "
                           "component container): no frame copies between processes")
     run.add_argument("--no-respawn", action="store_true",
                      help="a node that dies stops the run (default: restart it, 3 times at most)")

@@ -185,7 +185,7 @@ class GraphRunner:
         env: extra environment variables for the nodes.
         respawn: restart dead nodes (None: a dead node stops the graph).
         one_process: run the cell's nodes in one process (``msseg_ros.ros.container``),
-            spun by one multi-threaded executor (the sim world, ``OWN_PROCESS``, keeps its
+            spun by one executor (the sim world, ``OWN_PROCESS``, keeps its
             own); respawn then restarts that process.
     """
 

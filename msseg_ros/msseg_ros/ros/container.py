@@ -1,6 +1,6 @@
 """Several msseg nodes in one process (``msseg run --one-process``), in the spirit of a ROS
 component container: frames are not copied between processes, torch is imported once,
-and one multi-threaded executor spins every node.
+and one executor spins every node (rclpy's EventsExecutor: node_base.run_nodes).
 
     python -m msseg_ros.ros.container GRAPH.json
 
@@ -46,7 +46,7 @@ def factories(graph: list[dict[str, Any]]) -> list[Callable[[], MssegNode]]:
 
 
 #: modules a node imports from a worker thread after the executor has started, imported
-#: here first: under a busy multi-threaded executor an import gets little of the GIL (a
+#: here first: beside a busy executor an import gets little of the GIL (a
 #: segmenter was still importing torch 30 s after start, its frames all lost)
 PRELOAD = {"segmenter": ("torch", "torchvision", "msseg_ros.core.segmentation.loading")}
 
