@@ -383,3 +383,43 @@ def test_a_restarted_delta_bridge_settles_from_its_ledger_and_never_resends(delt
     assert sorted(ended) == [61, 62, 63]  # each exactly once, over both lives
     assert all(c.received[i] <= 1 for c in ctrls for i in (61, 62, 63))  # never resent
     assert sum(c.received[i] for c in ctrls for i in (61, 62, 63)) == len(sent)
+
+
+def test_fanuc_tries_each_failed_spot_once_until_a_pick_succeeds():
+    """Seven candidates, ranked the same in every frame, the first six pinned (nothing is
+    gripped there): each is tried once before any again, so the seventh is reached (with
+    only the last 5 failed spots tabu, the first came back after six failures and the
+    pile cycled). After a success only the last 5 failed spots stay tabu."""
+    from dataclasses import replace
+
+    port = free_ports(2)
+    robot = replace(line_robots(1, first_x=0.0)[0], port=port, base=(-0.7, 0.0, 0.0), window=(-0.35, 0.35),
+                    workspace=Box((0.35, -0.6, -0.02), (1.05, 0.6, 0.6)), home=None)
+    spots = [0.10 + 0.03 * k for k in range(7)]  # world x, m: 30 mm apart (tabu radius 15 mm)
+    liftable = {6}
+    emu = EmulatedRmiController(Box((350, -600, -20), (1050, 600, 600)), (700, 0, 600), port=port,
+                                accel_mm_s2=20000,
+                                on_suction=lambda xyz: any(abs(xyz[0] - (0.7 + spots[k])) < 0.005
+                                                           for k in liftable)).start()
+    be = FanucBackend([robot], FAST, FanucOptions(place_positions={1: (0.0, 0.5, 0.3)}))
+    try:
+        tried = []
+        for frame in range(8):  # each frame: the same seven spots under new pick ids
+            ids = {100 * frame + k: k for k in range(7)}
+            be.submit([Target(i, spots[k], 0.05, 0.0, float("nan"), 1, 1) for i, k in ids.items()],
+                      time.monotonic())
+            got: list = []
+            assert wait_until(lambda got=got: got.extend(be.tick(time.monotonic())) or got, 20), be.status()
+            tried.append((ids[got[0].pick_id], got[0].state))
+            if got[0].state == PickState.DONE:
+                break
+        assert [k for k, _ in tried] == [0, 1, 2, 3, 4, 5, 6]
+        assert [s for _, s in tried] == [PickState.FAILED] * 6 + [PickState.DONE]
+        assert len(be.tabu) == 5  # spots 1-5: 0 is the oldest failure, let go after the success
+        be.submit([Target(900 + k, spots[k], 0.05, 0.0, float("nan"), 1, 1) for k in range(7)], time.monotonic())
+        got = []
+        assert wait_until(lambda: got.extend(be.tick(time.monotonic())) or got, 20)
+        assert got[0].pick_id == 900
+    finally:
+        be.close()
+        emu.stop()

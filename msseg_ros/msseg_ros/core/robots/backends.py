@@ -549,7 +549,7 @@ class FanucBackend(BackendBase):
         self.connect_attempts = options.connect_attempts
         self._state = LinkState.DISCONNECTED
         self.last_error = ""
-        self.tabu: collections.deque[Any] = collections.deque(maxlen=self.TABU_LENGTH)
+        self.tabu: list[tuple[float, float]] = []
         self._jobs: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._results: queue.Queue[Any] = queue.Queue()
         self._busy = threading.Event()
@@ -580,8 +580,10 @@ class FanucBackend(BackendBase):
         b = self.robot.to_base(p)
         return (float(b[0]) * 1000, float(b[1]) * 1000, float(b[2]) * 1000)
 
-    #: a pick that gripped nothing makes its spot tabu for the next few cycles, so an
-    #: unchanged scene does not get the same failed pick again
+    #: a pick that gripped nothing makes its spot (within TABU_RADIUS_M) tabu until a pick
+    #: succeeds, so an unchanged scene gets each failed pick once (with only the last 5 kept,
+    #: a pile with more pinned candidates ranked first cycled through them for good); after a
+    #: success the scene has changed, and the last TABU_LENGTH failed spots stay tabu
     TABU_RADIUS_M, TABU_LENGTH = 0.015, 5
 
     def submit(self, targets: Sequence[Target], now: float) -> None:
@@ -622,6 +624,8 @@ class FanucBackend(BackendBase):
             rec = self._finish(pick_id, state, reason, self.robot.index)
             if rec is not None and reason == "nothing_gripped":
                 self.tabu.append((rec.target.x, rec.target.y))
+            elif rec is not None and state == PickState.DONE:
+                del self.tabu[:-self.TABU_LENGTH]
         return self._drain()
 
     # ---- worker ------------------------------------------------------------------
