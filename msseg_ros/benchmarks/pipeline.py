@@ -82,8 +82,8 @@ def main() -> None:
           f"{received} received by the segmenter, {seg['frames']} segmented")
     print(f"end-to-end p50 (frame complete -> candidates): {e2e_ms:.0f} ms "
           f"(stamp -> candidates {report['pipeline_latency']['p50_ms']:.0f} ms, acquisition {acquisition_ms:.0f} ms)")
-    print(f"segmenter forward alone p50: {forward_ms:.0f} ms (on {model_input.shape[1]} x {model_input.shape[0]} px); in the node: {float(seg['latency_p50_ms']):.0f} ms; "
-          f"grasp selector {float(grasp['latency_p50_ms']):.1f} ms")
+    print(f"segmenter forward alone p50: {forward_ms:.0f} ms (on {model_input.shape[1]} x {model_input.shape[0]} px); "
+          f"in the node: {float(seg['latency_p50_ms']):.0f} ms; grasp selector {float(grasp['latency_p50_ms']):.1f} ms")
     print(f"frame period {period_ms:.0f} ms, work per frame {work_ms:.0f} ms; dropped {dropped:.1%} of the "
           f"frames received; {int(scanner['frames']) - received} published before the segmenter was ready")
     emit("pipeline", {"pipeline_overhead": e2e_ms / forward_ms, "keep_up_real_time_factor": period_ms / work_ms,

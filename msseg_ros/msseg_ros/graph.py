@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from msseg_ros.core.params.files import as_file_list
 from msseg_ros.core.paths import packaged, share_dir
 from msseg_ros.core.segmentation.base import SEGMENTERS as _SEGMENTER_TYPES
 
@@ -198,7 +199,7 @@ def describe(
     mode: str = "sim",
     segmenter: str | None = None,
     robot: str | None = None,
-    params_file: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    params_file: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     bag: str | os.PathLike | None = None,
     rviz: bool = False,
     namespace: str = "",
@@ -244,8 +245,7 @@ def describe(
     if not 1 <= shards <= 16:
         raise GraphError(f"shards must be in 1..16, got {shards}")
     segmenters = ["segmenter"] if shards == 1 else [f"segmenter_{k}" for k in range(shards)]
-    given = [params_file] if isinstance(params_file, (str, os.PathLike)) else list(params_file or [])
-    params = [str(packaged(f)) for f in given] or [default_params_file(cell)]
+    params = [str(packaged(f)) for f in as_file_list(params_file or [])] or [default_params_file(cell)]
     for f in params:
         if not Path(f).is_file():
             raise GraphError(f"parameter file {f!r} does not exist")
@@ -257,7 +257,9 @@ def describe(
     if mode == "replay":
         # a recorder subscribes to the results once their publishers exist: what the
         # pipeline publishes before that is lost, so the bag waits for it too
-        results = [t for t in record_topics if t not in REPLAY_TOPICS[cell]] if record else []
+        # (recording every topic, record_topics empty: the cell's results are among them)
+        kept = record_topics or RECORD_TOPICS[cell]
+        results = [t for t in kept if t not in REPLAY_TOPICS[cell]] if record else []
         nodes.append(
             NodeSpec(
                 "replay",

@@ -41,6 +41,14 @@ def test_a_recorded_replay_waits_for_the_recorder_of_its_results():
     assert g.node("replay").parameters["wait_for_nodes"] == ["segmenter", "grasp_selector"]
 
 
+def test_a_replay_recording_every_topic_waits_for_the_cells_results():
+    g = describe("sorting_line", mode="replay", bag="/data/run1", record="/tmp/does-not-exist-yet",
+                 record_topics=[])
+    assert g.node("recorder").parameters["topics"] == []  # every topic
+    assert g.node("replay").parameters["wait_for_topics"] == [
+        "segmentation/detections", "grasps/candidates", "robot/pick_results"]
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

@@ -143,7 +143,8 @@ def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
 def run_nodes(factories: Sequence[Callable[[], Node]], args: list[str] | None = None) -> int:
     """:func:`run_node` for several nodes in this one process (``msseg run
     --one-process``): created in order, spun by one executor (:func:`_many_nodes_executor`;
-    long work runs in the nodes' own threads), destroyed in reverse order. A node that refuses its configuration stops them all (exit 2)."""
+    long work runs in the nodes' own threads), destroyed in reverse order. A node that
+    refuses its configuration stops them all (exit 2)."""
     node_process = os.environ.get("MSSEG_NODE_PROCESS") == "1"
     try:
         code = _run_nodes(factories, args)

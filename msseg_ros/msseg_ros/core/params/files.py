@@ -11,6 +11,7 @@ names only what it changes).
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,12 @@ from msseg_ros.core.params.schema import ParamError, ParamView, flatten
 _SHARED = "/**"
 
 #: one parameter file, or several layered (later ones win)
-ParamsFiles = str | Path | Sequence[str | Path]
+ParamsFiles = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
 
 def as_file_list(params_files: ParamsFiles) -> list[Path]:
     """``params_files`` as a list of paths (one path given alone is a list of one)."""
-    if isinstance(params_files, (str, Path)):
+    if isinstance(params_files, (str, os.PathLike)):
         return [Path(params_files)]
     return [Path(f) for f in params_files]
 

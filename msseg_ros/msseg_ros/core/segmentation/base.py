@@ -254,12 +254,12 @@ def bin_frame(frame: np.ndarray, factor: int) -> np.ndarray:
     if ph or pw:
         f = np.pad(f, ((0, ph), (0, pw), (0, 0)), mode="edge")
     h, w = f.shape[0] // factor, f.shape[1] // factor
-    if C <= 512:  # OpenCV's area interpolation is the block mean at an integer factor, 4x numpy's speed
-        import cv2
+    import cv2
 
-        out = cv2.resize(np.ascontiguousarray(f), (w, h), interpolation=cv2.INTER_AREA)
-        return out.reshape(h, w, C)  # cv2 drops a single channel's axis
-    return f.reshape(h, factor, w, factor, C).mean(axis=(1, 3), dtype=np.float32)
+    # OpenCV's area interpolation is the block mean at an integer factor, 4x numpy's speed
+    # (up to 512 channels: validate_config's bound on in_channels)
+    out = cv2.resize(np.ascontiguousarray(f), (w, h), interpolation=cv2.INTER_AREA)
+    return out.reshape(h, w, C)  # cv2 drops a single channel's axis
 
 
 def pick_pixels(labels: np.ndarray, centroids: np.ndarray,
