@@ -1,6 +1,7 @@
 """Bin picking offline: how often the first pick a bin model ranks lifts an object.
 
     python msseg_ros/benchmarks/bin_picks.py [--piles 300] [--first-seed 1000] [--area-weights 1 0.15 0]
+        [--no-depth]
 
 Each pile is scene 0 of a simulated bin (``BinPileWorld``, seeds ``--first-seed`` on)
 from which a random number of instances was first lifted from the top, so fill levels
@@ -11,7 +12,9 @@ grasp selector's ranking (``core.grasping.select.ranked``) puts one candidate fi
 the simulated pile says what cell_sim's suction cup (5 px) would do there. For each
 affordance area weight w (s1 + w s2; the seed: 1), the share of piles where that first
 pick lifts an object, and why the others fail (pinned under another instance, the bin
-bottom, too little contact).
+bottom, too little contact). Each weight is measured twice: ranked on the RGB model's
+output alone, and with the cell's depth ranking (grasp selector ``depth.*``:
+core.grasping.depth) on the camera's depth image with the sim's sensor noise.
 
 No ROS: the core the nodes call, on the same piles for every weight, so the weights
 compare like for like. A 60-s ``msseg run bin_picking`` adds the loop (the next frame
@@ -24,9 +27,12 @@ import numpy as np
 from tqdm import tqdm
 
 from msseg_ros.bench import add_json_argument, emit
+from msseg_ros.core.geometry.camera import Plane, Pose
+from msseg_ros.core.grasping.depth import DepthRanking, HeightMapper, depth_evidence
 from msseg_ros.core.grasping.select import Filters, ranked
 from msseg_ros.core.params.files import node_parameters
 from msseg_ros.core.segmentation.loading import load_segmenter
+from msseg_ros.core.sensing.sources import SimSource
 from msseg_ros.core.sim.bin_pile import BinPileConfig, BinPileWorld, Pile
 from msseg_ros.core.sim.scoring import BinScorer
 from msseg_ros.graph import default_params_file, node_section
@@ -53,38 +59,59 @@ def main() -> None:
     ap.add_argument("--weights", default="bin_picking_bicameral", help="checkpoint or shipped model name")
     ap.add_argument("--area-weights", type=float, nargs="+", default=[1.0, 0.15, 0.0],
                     help="affordance area weights w to compare (s1 + w s2)")
+    ap.add_argument("--no-depth", action="store_true", help="only the ranking without depth")
     add_json_argument(ap)
     args = ap.parse_args()
     params = default_params_file("bin_picking")
     options = {k.removeprefix("bicameral."): v for k, v in node_section(params, "segmenter").items()
                if k.startswith("bicameral.")}
     seg = load_segmenter(args.weights, overrides=options)
-    filters = Filters.from_params(node_parameters(params, "grasp_selector"))
+    selector = node_parameters(params, "grasp_selector")
+    filters = Filters.from_params(selector)
+    depth_ranking = DepthRanking.from_params(selector.depth)
     cup = BinScorer().cup_radius_px
-    outcomes = {w: collections.Counter() for w in args.area_weights}
+    outcomes = {(w, d): collections.Counter() for w in args.area_weights
+                for d in ((False,) if args.no_depth else (False, True))}
     rng = np.random.default_rng(0)
+    noise_rng = np.random.default_rng(1)
+    config = BinPileConfig()
+    camera = SimSource(seed=0).camera_model()
+    heights = HeightMapper(camera, Pose.from_xyz_quat(list(selector.camera_extrinsics.translation),
+                                                      list(selector.camera_extrinsics.rotation)),
+                           Plane(np.asarray(selector.plane.point), np.asarray(selector.plane.normal)))
     for seed in tqdm(range(args.first_seed, args.first_seed + args.piles), desc="piles", unit="pile"):
         pile = BinPileWorld(BinPileConfig(seed=seed)).scene(0)
         emptied_from_the_top(pile, int(rng.integers(0, len(pile.instances))), rng)
         view = pile.render()
         pinned = pile.occluded_ids(view["labels"])
+        height = heights(view["depth"] + noise_rng.normal(0.0, config.depth_noise, view["depth"].shape))
         for w in args.area_weights:
             seg.config["area_weight"] = w
-            det = ranked(seg.predict(view["rgb"]).to_table(), filters)
-            if len(det) == 0:
-                outcomes[w]["no_candidate"] += 1
-                continue
-            out = pile.outcome(float(det["u"][0]), float(det["v"][0]), cup, view["labels"], pinned)
-            why = ("lifted" if out.success else "bin_bottom" if out.instance is None
-                   else "pinned" if not out.unoccluded else "poor_contact")
-            outcomes[w][why] += 1
+            inst = seg.predict(view["rgb"])
+            for with_depth in (False,) if args.no_depth else (False, True):
+                det = inst.to_table()
+                depth = ((depth_ranking, depth_evidence(det, inst.labels, height, depth_ranking)) if with_depth
+                         else None)
+                det = ranked(det, filters, depth=depth)
+                if len(det) == 0:
+                    outcomes[w, with_depth]["no_candidate"] += 1
+                    continue
+                out = pile.outcome(float(det["u"][0]), float(det["v"][0]), cup, view["labels"], pinned)
+                why = ("lifted" if out.success else "bin_bottom" if out.instance is None
+                       else "pinned" if not out.unoccluded else "poor_contact")
+                outcomes[w, with_depth][why] += 1
     print(f"{args.piles} piles (seeds {args.first_seed}..{args.first_seed + args.piles - 1}), {args.weights}, "
-          f"options {options}: first pick lifts an object")
-    for w, c in outcomes.items():
-        print(f"  area weight {w:g}: {c['lifted'] / args.piles:.3f}  ({dict(c)})")
-    emit("bin_picks", {f"first_pick_success_w{w:g}": c["lifted"] / args.piles for w, c in outcomes.items()},
+          f"options {options}, depth {depth_ranking}: first pick lifts an object")
+
+    def name(w: float, with_depth: bool) -> str:
+        return f"w{w:g}" + ("_depth" if with_depth else "")
+
+    for (w, with_depth), c in outcomes.items():
+        print(f"  area weight {w:g}{', depth' if with_depth else ''}: {c['lifted'] / args.piles:.3f}  ({dict(c)})")
+    emit("bin_picks", {f"first_pick_success_{name(*v)}": c["lifted"] / args.piles for v, c in outcomes.items()},
          {"piles": args.piles, "first_seed": args.first_seed, "weights": args.weights, "options": options,
-          "outcomes": {f"{w:g}": dict(c) for w, c in outcomes.items()}}, args.json)
+          "depth": vars(depth_ranking) if not args.no_depth else None,
+          "outcomes": {name(*v): dict(c) for v, c in outcomes.items()}}, args.json)
 
 
 if __name__ == "__main__":

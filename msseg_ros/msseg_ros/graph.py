@@ -55,7 +55,7 @@ REPLAY_INPUT_DEPTH = 10
 #: Sensor topics a replay publishes into the pipeline, per cell.
 REPLAY_TOPICS = {
     "sorting_line": ("conveyor/joint_states", "line_scanner/frames"),
-    "bin_picking": ("camera/image_raw", "camera/camera_info"),
+    "bin_picking": ("camera/image_raw", "camera/camera_info", "camera/depth/image_raw"),  # depth: if recorded
 }
 
 #: what ``record`` keeps by default: the sensor streams (to replay them) and the results

@@ -59,8 +59,8 @@ def test_pick_ids_benchmark_follows_objects_across_frames(tmp_path):
 
 
 def test_bin_picks_benchmark_accounts_for_every_pile(tmp_path):
-    """benchmarks/bin_picks.py: per area weight, each pile's first pick is lifted or
-    fails for a named reason, and the ratio is the lifted share."""
+    """benchmarks/bin_picks.py: per area weight, without and with depth, each pile's first
+    pick is lifted or fails for a named reason, and the ratio is the lifted share."""
     out = tmp_path / "bin_picks.json"
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bin_picks.py"), "--piles", "3",
                         "--area-weights", "1", "0", "--json", str(out)], capture_output=True, text=True, cwd=ROOT,
@@ -68,8 +68,9 @@ def test_bin_picks_benchmark_accounts_for_every_pile(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["figures"]["options"]["alpha"] == result["figures"]["options"]["beta"] == 0.3  # the cell's
-    for w in ("1", "0"):
+    assert result["figures"]["depth"]["height_weight"] == 100.0  # the cell's
+    for w in ("w1", "w0", "w1_depth", "w0_depth"):
         counts = result["figures"]["outcomes"][w]
         assert sum(counts.values()) == 3
         assert set(counts) <= {"lifted", "pinned", "bin_bottom", "poor_contact", "no_candidate"}
-        assert result["ratios"][f"first_pick_success_w{w}"] == counts.get("lifted", 0) / 3
+        assert result["ratios"][f"first_pick_success_{w}"] == counts.get("lifted", 0) / 3

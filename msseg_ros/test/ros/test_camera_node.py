@@ -125,7 +125,13 @@ def test_sources_errors_and_sim():
         open_source("video", "/nonexistent.mp4")
     with pytest.raises(SourceError, match="cannot be opened"):
         open_source("device", "/dev/video99")
+    assert open_source("images", str(TABLETOP / "png")).depth() is None  # an RGB source
     sim = open_source("sim", seed=3)
+    assert sim.depth() is None  # nothing read yet
     frame = sim.read()
     assert frame.shape == (256, 256, 3) and frame.dtype == np.uint8
+    depth = sim.depth()  # registered to that frame: the pile's true depth plus ~1 mm of noise
+    truth = sim.pile.render()["depth"]
+    assert depth.shape == (256, 256) and depth.dtype == np.float32
+    assert 0.0005 < float(np.std(depth - truth)) < 0.002 and float(depth.max()) <= 1.01
     assert sim.camera_model().K[0, 0] == pytest.approx(500.0)

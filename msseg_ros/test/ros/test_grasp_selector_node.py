@@ -120,3 +120,51 @@ def test_detections_without_camera_info_are_dropped_and_counted(ros_context):
         ex.shutdown()
         node.destroy_node()
         probe.destroy_node()
+
+
+def test_camera_cell_ranks_with_its_depth_image(ros_context):
+    """Instance 1 (best affordance) lies under instance 2; with the frame's depth and
+    instances images, 2 comes first and 1 last; a frame whose depth never comes is ranked
+    by affordance after ``depth.wait``, and a depth image of the wrong size is counted."""
+    from sensor_msgs.msg import Image
+
+    from msseg_ros.ros.image_codec import array_to_image
+
+    node, probe, pubs, got, ex = _setup(ros_context, {"cell": "bin_picking", "depth.topic": "camera/depth/image_raw",
+                                                      "depth.wait": 0.5})
+    depth_pub = probe.create_publisher(Image, "camera/depth/image_raw", sensor_qos(4))
+    labels_pub = probe.create_publisher(Image, "segmentation/instances", results_qos())
+    try:
+        assert spin_until(ex, lambda: depth_pub.get_subscription_count() and labels_pub.get_subscription_count())
+        labels = np.zeros((40, 60), np.uint16)
+        height = np.zeros((40, 60), np.float32)
+        labels[10:30, 5:25], height[10:30, 5:25] = 1, 0.01
+        labels[12:28, 20:32], height[12:28, 20:32] = 2, 0.03
+        labels[10:30, 40:55], height[10:30, 40:55] = 3, 0.02
+        inst = Instances.from_labels(labels, [1, 1, 1], [0.9, 0.5, 0.6], [0.9, 0.5, 0.6])
+        pubs["info"].publish(CameraInfo(width=60, height=40, k=[500.0, 0, 29.5, 0, 500.0, 19.5, 0, 0, 1],
+                                        d=[0.0] * 5))
+        assert spin_until(ex, lambda: node.camera is not None)
+
+        def frame(stamp, depth=None):
+            header = Header(stamp=from_seconds(stamp))
+            _send_frame(pubs, inst, stamp)  # detections first: they wait for the images
+            spin_until(ex, lambda: False, timeout=0.2)
+            assert not got
+            if depth is not None:
+                depth_pub.publish(array_to_image(depth, "32FC1", header=header))
+                labels_pub.publish(array_to_image(inst.labels, "mono16", header=header))
+            assert spin_until(ex, lambda: got, timeout=10)
+            return msg_to_candidates(got.pop())
+
+        cand = frame(1.0, (1.0 - height).astype(np.float32))  # camera 1 m above the plane
+        assert list(cand["instance"]) == [2, 3, 1] and node.counters["ranked_with_depth"] == 1
+        cand = frame(2.0)  # no depth for this frame
+        assert list(cand["instance"]) == [1, 3, 2] and node.counters["ranked_without_depth"] == 1
+        cand = frame(3.0, np.ones((20, 20), np.float32))
+        assert list(cand["instance"]) == [1, 3, 2] and node.counters["bad_depth"] == 1
+        assert node.counters["ranked_without_depth"] == 2 and not node._waiting
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        probe.destroy_node()

@@ -27,6 +27,8 @@ it behind the camera are rejected and counted.
 
 Ranking: by affordance when the model gives one (bicameral), else by score times the
 class priority; classes not in ``classes_to_bins`` come last (the bridge skips them).
+With a depth image (camera cell): instances something lies on come after the others,
+and the key gains the weighted pick height (core.grasping.depth).
 """
 from __future__ import annotations
 
@@ -41,7 +43,11 @@ import numpy as np
 from msseg_ros.core import tables
 from msseg_ros.core.errors import ConfigError
 from msseg_ros.core.geometry.camera import CameraModel, Plane, Pose, pixels_to_plane
+from msseg_ros.core.grasping.depth import DepthEvidence, DepthRanking
 from msseg_ros.core.params.nodes import GRASP_SELECTOR as _SCHEMA
+
+#: a frame's depth evidence and the ranking that uses it
+DepthOrder = tuple[DepthRanking, DepthEvidence]
 
 
 def parse_bins(entries: list[str]) -> dict[str, int]:
@@ -85,7 +91,7 @@ class Filters:
                    parse_weights(list(p.class_priority)))
 
 
-def _rank(det: np.ndarray, f: Filters) -> np.ndarray:
+def _rank(det: np.ndarray, f: Filters, depth: DepthOrder | None = None) -> np.ndarray:
     """Order of rows, best first."""
     if len(det) == 0:
         return np.zeros(0, np.int64)
@@ -96,7 +102,12 @@ def _rank(det: np.ndarray, f: Filters) -> np.ndarray:
         key = np.where(np.isfinite(aff), aff, -np.inf)
     else:
         key = det["score"] * np.array([f.priority.get(n, 1.0) for n in names])
-    return np.lexsort((-key, ~sorted_cls))
+    if depth is None:
+        return np.lexsort((-key, ~sorted_cls))
+    ranking, evidence = depth
+    covered, height = evidence.for_rows(det["instance"])
+    key = key + ranking.height_weight * np.nan_to_num(height, nan=0.0)
+    return np.lexsort((-key, covered > ranking.max_covered, ~sorted_cls))
 
 
 def _filter(det: np.ndarray, f: Filters, counters: collections.Counter[Any]) -> np.ndarray:
@@ -105,11 +116,14 @@ def _filter(det: np.ndarray, f: Filters, counters: collections.Counter[Any]) -> 
     return det[keep]
 
 
-def ranked(det: np.ndarray, f: Filters, counters: collections.Counter[Any] | None = None) -> np.ndarray:
+def ranked(det: np.ndarray, f: Filters, counters: collections.Counter[Any] | None = None,
+           depth: DepthOrder | None = None) -> np.ndarray:
     """The detections (``tables.DETECTIONS`` rows, pixels) the grasp selector keeps, best
-    pick first: what a camera cell's candidates are made of, in their order."""
+    pick first: what a camera cell's candidates are made of, in their order. With
+    ``depth`` (the frame's depth evidence and how to use it): instances something lies on
+    last, then by the model's key plus the weighted pick height (core.grasping.depth)."""
     det = _filter(det, f, collections.Counter() if counters is None else counters)
-    return det[_rank(det, f)]
+    return det[_rank(det, f, depth)]
 
 
 @dataclass
@@ -319,9 +333,11 @@ def line_candidates(det: np.ndarray, belt_position: float, geo: LineGeometry,
 
 
 def camera_candidates(det: np.ndarray, camera: CameraModel, camera_in_world: Pose, plane: Plane,
-                      f: Filters, next_id: int, counters: collections.Counter[Any]) -> tuple[np.ndarray, int]:
-    """Detections of one camera frame -> (candidates, next free pick_id)."""
-    det = ranked(det, f, counters)
+                      f: Filters, next_id: int, counters: collections.Counter[Any],
+                      depth: DepthOrder | None = None) -> tuple[np.ndarray, int]:
+    """Detections of one camera frame -> (candidates, next free pick_id); ``depth``: see
+    :func:`ranked`."""
+    det = ranked(det, f, counters, depth)
     if len(det) == 0:
         return tables.empty(tables.CANDIDATES, 0), next_id
     pts, why = pixels_to_plane(camera, camera_in_world, np.column_stack([det["u"], det["v"]]), plane)

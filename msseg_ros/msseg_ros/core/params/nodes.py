@@ -277,6 +277,21 @@ GRASP_SELECTOR = Schema(
         Param("camera_extrinsics.rotation", T.FLOAT_ARRAY, [1.0, 0.0, 0.0, 0.0],
               "Camera optical frame orientation in world, quaternion x y z w (default: looking down).",
               length=4, check=lambda v: None if abs(sum(x * x for x in v) - 1) < 1e-3 else "must be a unit quaternion"),
+        Param("depth.topic", T.STR, "", "Camera cells: a depth image registered to the colour frames "
+              "(REP 118: 32FC1 m or 16UC1 mm, the frame's size and stamp); with it, candidates something lies "
+              "on rank last and higher ones first (core.grasping.depth). Empty: rank without depth.",
+              read_only=True),
+        Param("depth.wait", T.FLOAT, 0.5, "Detections wait this long for their frame's depth and instances "
+              "images, s; then they are ranked without depth (counted: ranked_without_depth).",
+              min=0.0, max=10.0),
+        Param("depth.step", T.FLOAT, 0.005, "A neighbour higher than an instance's edge by more than this "
+              "lies on it, m.", min=0.0005, max=0.5),
+        Param("depth.reach_px", T.INT, 3, "How far outside a mask that neighbour is looked for, px.", min=1, max=50),
+        Param("depth.max_covered", T.FLOAT, 0.02, "Instances with a larger share of their edge covered rank "
+              "after all others.", min=0.0, max=1.0),
+        Param("depth.height_weight", T.FLOAT, 100.0, "Added to the rank key per m of pick height above the "
+              "work plane (100: 1 cm outweighs a whole unit of affordance; 0: height ignored).",
+              min=0.0, max=10000.0),
     ],
 )
 

@@ -7,7 +7,8 @@ Every source gives RGB uint8 frames ``(H, W, 3)`` and, when it knows them, intri
 * ``device``: an OpenCV capture index ("0") or URL (RTSP/HTTP).
 * ``sim``: the bin-pile world (scene ``scene`` of seed ``seed``); ``apply_pick(u, v)``
   replays a finished pick on its own copy of the pile (the physics is deterministic, so
-  it matches the simulator's pile without sharing state).
+  it matches the simulator's pile without sharing state). It is an RGB-D camera: its
+  ``depth()`` is the registered depth of the frame last read, with sensor noise.
 """
 from __future__ import annotations
 
@@ -36,6 +37,11 @@ class FrameSource:
         raise NotImplementedError
 
     def camera_model(self) -> CameraModel | None:
+        return None
+
+    def depth(self) -> np.ndarray | None:
+        """The depth image registered to the frame last read ((H, W) float32, m along the
+        optical axis, NaN = no value; REP 118), or None for a source without depth."""
         return None
 
     def close(self) -> None:
@@ -116,12 +122,20 @@ class SimSource(FrameSource):
         self.world = BinPileWorld(self.config)
         self.scene_index = scene
         self.pile = self.world.scene(scene)
+        self._depth: np.ndarray | None = None
+        self._depth_rng = np.random.default_rng([seed, scene, 1])  # not the pile's: RGB stays as it was
 
     def read(self) -> np.ndarray:
         if not self.pile.instances:  # emptied: the next bin arrives
             self.scene_index += 1
             self.pile = self.world.scene(self.scene_index)
-        return self.pile.render()["rgb"]
+        view = self.pile.render()
+        noise = self._depth_rng.normal(0.0, self.config.depth_noise, view["depth"].shape)
+        self._depth = (view["depth"] + noise).astype(np.float32)
+        return view["rgb"]
+
+    def depth(self) -> np.ndarray | None:
+        return self._depth
 
     def apply_pick(self, u: float, v: float) -> bool:
         return self.pile.pick(u, v).success

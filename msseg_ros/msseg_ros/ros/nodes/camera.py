@@ -1,7 +1,9 @@
 """camera: frames from a registered source, with camera_info.
 
 Publishes camera/image_raw (rgb8, sensor QoS) and camera/camera_info (the same stamp and
-frame_id; transient-local so that late subscribers get it). Continuous at ``fps``, or in
+frame_id; transient-local so that late subscribers get it); a source with depth (sim)
+also camera/depth/image_raw (32FC1, m along the optical axis, NaN = no value, registered
+to the colour frame: REP 118), with the same header. Continuous at ``fps``, or in
 ``on_pick`` mode one frame at start and one per finished pick on robot/pick_results.
 A source that fails to read is counted and retried; the end of a non-looping file source
 stops publishing (reported in /diagnostics).
@@ -47,6 +49,7 @@ class CameraNode(MssegNode):
         self.ended = False
         self._img_pub = self.create_publisher(Image, "camera/image_raw", sensor_qos(1))
         self._info_pub = self.create_publisher(CameraInfo, "camera/camera_info", latched_qos())
+        self._depth_pub = self.create_publisher(Image, "camera/depth/image_raw", sensor_qos(1))
         if p.trigger == "continuous":
             self._timer = self.create_timer(1.0 / p.fps, self.capture)
         else:
@@ -98,7 +101,11 @@ class CameraNode(MssegNode):
         msg.header.frame_id = self.params.frame_id
         if not self.fits_transport(len(msg.data), "frame"):
             return
+        depth = self.source.depth()
         self._img_pub.publish(msg)
+        if depth is not None:
+            self._depth_pub.publish(array_to_image(depth, "32FC1", header=msg.header))
+            self.counters["depth_frames"] += 1
         if self.model is not None:
             self._info_pub.publish(camera_info_msg(self.model, msg.header))
         self.counters["frames"] += 1

@@ -4,7 +4,10 @@ Subscribes segmentation/detections (the table carries the frame size and which i
 reach the frame's last row, so the label image is not needed here), and, per cell,
 conveyor/joint_states (line: a time-indexed belt position buffer) or camera/camera_info
 (camera: detections wait for it up to ``camera_info_timeout``, then are dropped and
-counted). Publishes grasps/candidates (msseg_interfaces/PickCandidateArray, frame
+counted). A camera cell with ``depth.topic`` set also subscribes that depth image and
+segmentation/instances: detections wait up to ``depth.wait`` for both of their frame
+(same stamp), then rank by what lies on what and how high (core.grasping.depth); those
+that waited in vain rank without depth and are counted. Publishes grasps/candidates (msseg_interfaces/PickCandidateArray, frame
 ``world``, the input's stamp), grasps/poses (same order, tool z down) and grasps/markers.
 The geometry and ranking live in msseg_ros.core.grasping.select.
 """
@@ -20,14 +23,21 @@ from typing import Any
 import numpy as np
 from geometry_msgs.msg import Pose as PoseMsg
 from geometry_msgs.msg import PoseArray
-from sensor_msgs.msg import CameraInfo, JointState
+from sensor_msgs.msg import CameraInfo, Image, JointState
 from visualization_msgs.msg import Marker, MarkerArray
 
 from msseg_interfaces.msg import InstanceArray, PickCandidateArray
 from msseg_ros.core.errors import ConfigError
 from msseg_ros.core.geometry.belt import BeltBuffer, OutOfBufferError
 from msseg_ros.core.geometry.camera import CameraModel, Plane, Pose
+from msseg_ros.core.grasping.depth import (
+    DepthImageError,
+    DepthRanking,
+    HeightMapper,
+    depth_evidence,
+)
 from msseg_ros.core.grasping.select import (
+    DepthOrder,
     Filters,
     LineGeometry,
     PickIdTracker,
@@ -36,6 +46,7 @@ from msseg_ros.core.grasping.select import (
 )
 from msseg_ros.core.params.nodes import schema_for
 from msseg_ros.core.segmentation.overlay import class_colours
+from msseg_ros.ros.image_codec import ImageCodecError, image_to_array
 from msseg_ros.ros.node_base import OK, WARN, MssegNode, run_node
 from msseg_ros.ros.qos import latched_qos, results_qos, sensor_qos
 from msseg_ros.ros.result_messages import ResultMessageError, candidates_to_msg, msg_to_detections
@@ -50,8 +61,12 @@ def camera_model_from_info(msg: CameraInfo) -> CameraModel:
 class GraspSelectorNode(MssegNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("grasp_selector", schema_for("grasp_selector"), **kwargs)
-        self._waiting: dict[tuple[int, int], tuple[float, InstanceArray]] = {}  # for camera_info
+        self._waiting: dict[tuple[int, int], tuple[float, InstanceArray]] = {}  # for camera_info, depth
         self.camera: CameraModel | None = None
+        self._heights: HeightMapper | None = None
+        #: the latest depth and instances images by stamp, for the detections of their frame
+        self._depth_images: collections.OrderedDict[tuple[int, int], Image] = collections.OrderedDict()
+        self._label_images: collections.OrderedDict[tuple[int, int], Image] = collections.OrderedDict()
         self.belt = BeltBuffer(self.params.line.buffer_span)
         self.tracker = PickIdTracker(self.params.line.match_radius)
         self.next_id = 1
@@ -67,7 +82,14 @@ class GraspSelectorNode(MssegNode):
             self.create_subscription(JointState, "conveyor/joint_states", self._on_joints, sensor_qos(100))
         else:
             self.create_subscription(CameraInfo, "camera/camera_info", self._on_info, latched_qos())
-        self.create_timer(0.1, self._expire)
+            if self.uses_depth:
+                self.create_subscription(Image, self.params.depth.topic, self._on_depth, sensor_qos(4))
+                self.create_subscription(Image, "segmentation/instances", self._on_labels, results_qos())
+        self.create_timer(0.05, self._expire)
+
+    @property
+    def uses_depth(self) -> bool:
+        return self.params.cell == "bin_picking" and bool(self.params.depth.topic)
 
     def _configure(self, p) -> None:
         self.filters = Filters.from_params(p)
@@ -75,6 +97,8 @@ class GraspSelectorNode(MssegNode):
         self.plane = Plane(np.asarray(p.plane.point, float), np.asarray(p.plane.normal, float))
         self.camera_pose = Pose.from_xyz_quat(list(p.camera_extrinsics.translation),
                                               list(p.camera_extrinsics.rotation))
+        self.depth_ranking = DepthRanking.from_params(p.depth)
+        self._heights = None  # the pose or plane may have changed
 
     def on_parameters_change(self, proposed, changed):
         from msseg_ros.core.errors import MssegError
@@ -93,7 +117,12 @@ class GraspSelectorNode(MssegNode):
 
     def _on_info(self, msg: CameraInfo) -> None:
         if len(msg.k) == 9 and msg.k[0] > 0:
-            self.camera = camera_model_from_info(msg)
+            camera = camera_model_from_info(msg)
+            if self.camera is None or not (np.array_equal(camera.K, self.camera.K)
+                                           and np.array_equal(camera.D, self.camera.D)
+                                           and (camera.width, camera.height) == (self.camera.width,
+                                                                                 self.camera.height)):
+                self.camera, self._heights = camera, None
             self._drain()
         else:
             self.counters["bad_camera_info"] += 1
@@ -101,21 +130,64 @@ class GraspSelectorNode(MssegNode):
     def _key(self, header) -> tuple[int, int]:
         return (header.stamp.sec, header.stamp.nanosec)
 
+    def _on_depth(self, msg: Image) -> None:
+        self._keep(self._depth_images, msg)
+
+    def _on_labels(self, msg: Image) -> None:
+        self._keep(self._label_images, msg)
+
+    def _keep(self, images: collections.OrderedDict[tuple[int, int], Image], msg: Image) -> None:
+        images[self._key(msg.header)] = msg
+        while len(images) > 8:
+            images.popitem(last=False)
+        self._drain()
+
+    def _ready(self, key: tuple[int, int]) -> bool:
+        return self.camera is not None and (not self.uses_depth or (key in self._depth_images
+                                                                   and key in self._label_images))
+
     def _on_detections(self, msg: InstanceArray) -> None:
-        if self.params.cell == "bin_picking" and self.camera is None:
-            self._waiting[self._key(msg.header)] = (time.monotonic(), msg)  # candidates wait for camera_info
+        key = self._key(msg.header)
+        if self.params.cell == "bin_picking" and not self._ready(key):
+            self._waiting[key] = (time.monotonic(), msg)  # for camera_info, or the frame's depth
             return
         self.process(msg)
 
     def _expire(self) -> None:
         now = time.monotonic()
-        for key in [k for k, (t, _) in self._waiting.items() if now - t > self.params.camera_info_timeout]:
-            del self._waiting[key]
-            self.counters["dropped_no_camera_info"] += 1
+        for key, (t, msg) in sorted(self._waiting.items()):
+            if self.camera is None:
+                if now - t > self.params.camera_info_timeout:
+                    del self._waiting[key]
+                    self.counters["dropped_no_camera_info"] += 1
+            elif now - t > self.params.depth.wait:
+                del self._waiting[key]
+                self.process(msg)
 
     def _drain(self) -> None:
-        for key in sorted(self._waiting):
+        for key in sorted(k for k in self._waiting if self._ready(k)):
             self.process(self._waiting.pop(key)[1])
+
+    def _depth_order(self, det: np.ndarray, key: tuple[int, int]) -> DepthOrder | None:
+        """The frame's depth evidence, or None (counted) when its images did not come or
+        cannot be used: then the candidates rank as without depth."""
+        depth_msg, label_msg = self._depth_images.get(key), self._label_images.get(key)
+        if depth_msg is None or label_msg is None:
+            self.counters["ranked_without_depth"] += 1
+            return None
+        try:
+            assert self.camera is not None  # frames wait for camera_info
+            if self._heights is None:
+                self._heights = HeightMapper(self.camera, self.camera_pose, self.plane)
+            heights = self._heights(image_to_array(depth_msg))
+            evidence = depth_evidence(det, image_to_array(label_msg), heights, self.depth_ranking)
+        except (ImageCodecError, DepthImageError) as exc:
+            self.counters["bad_depth"] += 1
+            self.counters["ranked_without_depth"] += 1
+            self.get_logger().warning(f"depth not used: {exc}", throttle_duration_sec=5.0)
+            return None
+        self.counters["ranked_with_depth"] += 1
+        return self.depth_ranking, evidence
 
     # ---- work --------------------------------------------------------------------
     def process(self, det_msg: InstanceArray) -> None:
@@ -137,8 +209,9 @@ class GraspSelectorNode(MssegNode):
             cand = line_candidates(det, p0, self.line, self.filters, self.tracker, self.core_counters)
         else:
             assert self.camera is not None  # frames wait for camera_info
+            depth = self._depth_order(det, self._key(header)) if self.uses_depth else None
             cand, self.next_id = camera_candidates(det, self.camera, self.camera_pose, self.plane, self.filters,
-                                                   self.next_id, self.core_counters)
+                                                   self.next_id, self.core_counters, depth)
         self._save_state()
         header.frame_id = "world"
         self._cand_pub.publish(candidates_to_msg(cand, header))
@@ -191,7 +264,7 @@ class GraspSelectorNode(MssegNode):
 
     def diagnostics_status(self):
         extra = dict(self.core_counters)
-        extra["waiting_for_camera_info"] = len(self._waiting)
+        extra["waiting"] = len(self._waiting)
         if self.params.cell == "bin_picking" and self.camera is None:
             return WARN, "waiting for camera/camera_info", extra
         if self.params.cell == "sorting_line" and len(self.belt) == 0:

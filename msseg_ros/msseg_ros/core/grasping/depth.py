@@ -1,0 +1,210 @@
+"""Depth evidence for ranking camera picks: what lies on top, and how high a pick is.
+
+A registered depth image (REP 118: ``z`` along the optical axis, m, aligned pixel for pixel
+with the colour frame; NaN or 0 where the sensor has no value) becomes a height map above
+the work plane (:func:`height_map`, frame ``world``). Two things are read off it per
+instance of the frame's label image:
+
+* **covered share** (:func:`covered_share`): of the instance's edge pixels, the share that
+  has a pixel ``reach_px`` outside the mask higher by more than ``step`` m. Something lying
+  on an instance is higher than it where they meet; a suction pick on such an instance
+  lifts what lies on it too, or nothing (seed 001 learns the same cue from RGB as its
+  occlusion boundaries).
+* **pick height** (:func:`pick_heights`): the height of the surface at the pick pixel. The
+  topmost object of a pile is the one nothing lies on; bin pickers with depth pick from
+  the top down.
+
+:class:`DepthRanking` orders candidates with them: not covered first, then by the model's
+key plus ``height_weight`` times the pick height (m). Measured on simulated piles by
+benchmarks/bin_picks.py (docs/models.md).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from msseg_ros.core.errors import MssegError
+from msseg_ros.core.geometry.camera import CameraModel, Plane, Pose
+from msseg_ros.core.params.nodes import GRASP_SELECTOR as _SCHEMA
+
+#: the 8 neighbour directions (dv, du)
+_DIRECTIONS = ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))
+
+
+class DepthImageError(MssegError, ValueError):
+    """A depth image that does not fit its colour frame or camera; the message says why."""
+
+
+@dataclass(frozen=True)
+class DepthRanking:
+    """How depth orders camera pick candidates (grasp selector parameters ``depth.*``).
+
+    Attributes:
+        step: m; a neighbour higher than an instance's edge by more than this lies on it.
+        reach_px: px; how far outside the mask that neighbour is looked for (predicted
+            masks miss or overrun the true edge by a pixel or two).
+        max_covered: instances with a larger covered share rank after every other one.
+        height_weight: per m of pick height, added to the rank key (affordance or score):
+            100 makes 1 cm of height worth a whole unit of affordance (top first).
+    """
+
+    step: float = _SCHEMA.default("depth.step")
+    reach_px: int = _SCHEMA.default("depth.reach_px")
+    max_covered: float = _SCHEMA.default("depth.max_covered")
+    height_weight: float = _SCHEMA.default("depth.height_weight")
+
+    @classmethod
+    def from_params(cls, depth: Any) -> DepthRanking:
+        """From the grasp selector's ``depth`` parameter group."""
+        return cls(float(depth.step), int(depth.reach_px), float(depth.max_covered), float(depth.height_weight))
+
+
+@dataclass(frozen=True)
+class DepthEvidence:
+    """Per instance of one frame (index = instance id, 0 unused): ``covered`` share and
+    pick ``height`` above the work plane, m (NaN where the depth had no value)."""
+
+    covered: np.ndarray
+    height: np.ndarray
+
+    def for_rows(self, instance_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(covered, height) of the given instance ids; ids the label image lacks get
+        (0, NaN): no evidence either way."""
+        ids = np.asarray(instance_ids, np.int64)
+        inside = (ids > 0) & (ids < len(self.covered))
+        covered = np.zeros(len(ids))
+        height = np.full(len(ids), np.nan)
+        covered[inside] = self.covered[ids[inside]]
+        height[inside] = self.height[ids[inside]]
+        return covered, height
+
+
+def depth_to_metres(depth: np.ndarray) -> np.ndarray:
+    """A depth image as float32 metres, NaN where invalid: ``uint16`` is millimetres
+    (REP 118's 16UC1, 0 = no value), a float image is metres (non-finite or <= 0 = no
+    value)."""
+    d = np.asarray(depth)
+    if d.ndim != 2:
+        raise DepthImageError(f"depth image must be (H, W); got shape {d.shape}")
+    if d.dtype == np.uint16:
+        out = d.astype(np.float32) * np.float32(0.001)
+    elif np.issubdtype(d.dtype, np.floating):
+        out = d.astype(np.float32, copy=True)
+    else:
+        raise DepthImageError(f"depth image dtype {d.dtype}: expected uint16 (mm) or float (m)")
+    out[~np.isfinite(out) | (out <= 0)] = np.nan
+    return out
+
+
+class HeightMapper:
+    """Depth images of one camera -> height maps above the work plane (the pixel rays
+    are undistorted once, here)."""
+
+    def __init__(self, camera: CameraModel, camera_in_world: Pose, plane: Plane) -> None:
+        """Args:
+            camera: the colour camera's intrinsics; depth images must have its size.
+            camera_in_world: the camera optical frame's pose in ``world``.
+            plane: the work plane in ``world`` (the bin bottom).
+        """
+        self.camera, self.pose, self.plane = camera, camera_in_world, plane
+        vv, uu = np.mgrid[0:camera.height, 0:camera.width]
+        rays = camera.rays(np.column_stack([uu.ravel(), vv.ravel()]))
+        self._rays_z1 = rays / rays[:, 2:3]  # REP 118: depth is z, not the ray's length
+
+    def __call__(self, depth: np.ndarray) -> np.ndarray:
+        """(H, W) float32: the height of each pixel's surface point above the plane, m,
+        along its normal; NaN where the depth has no value.
+
+        Args:
+            depth: (H, W) along the optical axis, m or mm (:func:`depth_to_metres`),
+                registered to the camera (its size).
+        """
+        d = depth_to_metres(depth)
+        H, W = d.shape
+        if (W, H) != (self.camera.width, self.camera.height):
+            raise DepthImageError(f"depth image is {W}x{H} but the camera's frames are "
+                                  f"{self.camera.width}x{self.camera.height}")
+        points = self.pose.apply(self._rays_z1 * d.reshape(-1, 1))
+        return ((points - self.plane.point) @ self.plane.normal).reshape(H, W).astype(np.float32)
+
+
+def height_map(depth: np.ndarray, camera: CameraModel, camera_in_world: Pose, plane: Plane) -> np.ndarray:
+    """One depth image's heights above ``plane``: see :class:`HeightMapper`."""
+    return HeightMapper(camera, camera_in_world, plane)(depth)
+
+
+def _smoothed(height: np.ndarray) -> np.ndarray:
+    """A 3 x 3 median against single-pixel sensor noise; invalid pixels stay NaN."""
+    valid = np.isfinite(height)
+    out = cv2.medianBlur(np.where(valid, height, 0).astype(np.float32), 3)
+    out[~valid] = np.nan
+    return out
+
+
+def covered_share(labels: np.ndarray, height: np.ndarray, step: float, reach_px: int) -> np.ndarray:
+    """(N + 1,) float64, index = instance id (0 unused): of each instance's edge pixels
+    (those with a pixel ``reach_px`` away, in one of 8 directions, outside the instance),
+    the share where such a pixel is higher than the edge pixel by more than ``step`` m.
+
+    Args:
+        labels: (H, W) instance ids, 0 = background (the segmenter's instances image).
+        height: (H, W) height above the work plane, m (:func:`height_map`); NaN compares
+            as neither higher nor lower.
+    """
+    labels = np.asarray(labels)
+    if labels.shape != height.shape:
+        raise DepthImageError(f"instances image {labels.shape} and depth {height.shape} differ in size")
+    n = int(labels.max(initial=0))
+    h = _smoothed(height)
+    H, W = labels.shape
+    k = max(1, int(reach_px))
+    lab_p = np.pad(labels, k, constant_values=0)
+    h_p = np.pad(h, k, constant_values=np.nan)
+    edge = np.zeros((H, W), bool)
+    under = np.zeros((H, W), bool)
+    inside = labels > 0
+    with np.errstate(invalid="ignore"):
+        for dv, du in _DIRECTIONS:
+            lab_q = lab_p[k + dv * k:k + dv * k + H, k + du * k:k + du * k + W]
+            h_q = h_p[k + dv * k:k + dv * k + H, k + du * k:k + du * k + W]
+            out = inside & (lab_q != labels)
+            edge |= out
+            under |= out & (h_q > h + step)
+    flat = labels.ravel().astype(np.int64)
+    edges = np.bincount(flat, edge.ravel(), minlength=n + 1)
+    unders = np.bincount(flat, under.ravel(), minlength=n + 1)
+    share = unders / np.maximum(edges, 1)
+    share[0] = 0.0
+    return share
+
+
+def pick_heights(height: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """(N,) height at each pick pixel (u, v), m: the median of its valid 3 x 3 neighbours
+    (NaN when none is valid, or the pixel is outside the image)."""
+    H, W = height.shape
+    iu = np.rint(np.asarray(u, np.float64)).astype(np.int64)
+    iv = np.rint(np.asarray(v, np.float64)).astype(np.int64)
+    out = np.full(len(iu), np.nan)
+    for k, (a, b) in enumerate(zip(iu, iv, strict=True)):
+        if 0 <= a < W and 0 <= b < H:
+            patch = height[max(b - 1, 0):b + 2, max(a - 1, 0):a + 2]
+            if np.isfinite(patch).any():
+                out[k] = float(np.nanmedian(patch))
+    return out
+
+
+def depth_evidence(detections: np.ndarray, labels: np.ndarray, height: np.ndarray,
+                   ranking: DepthRanking) -> DepthEvidence:
+    """The evidence for one frame's detections (``tables.DETECTIONS``, pixels of the
+    instances image ``labels``) from its height map."""
+    covered = covered_share(labels, height, ranking.step, ranking.reach_px)
+    n = len(covered) - 1
+    pick = np.full(n + 1, np.nan)
+    if len(detections):
+        ids = detections["instance"].astype(np.int64)
+        ok = (ids > 0) & (ids <= n)
+        pick[ids[ok]] = pick_heights(height, detections["u"][ok], detections["v"][ok])
+    return DepthEvidence(covered, pick)
