@@ -1,7 +1,7 @@
 """Bin picking offline: how often the first pick a bin model ranks lifts an object.
 
     python msseg_ros/benchmarks/bin_picks.py [--piles 300] [--first-seed 1000] [--area-weights 1 0.15 0]
-        [--no-depth]
+        [--no-depth] [--loop N]
 
 Each pile is scene 0 of a simulated bin (``BinPileWorld``, seeds ``--first-seed`` on)
 from which a random number of instances was first lifted from the top, so fill levels
@@ -16,21 +16,30 @@ bottom, too little contact). Each weight is measured twice: ranked on the RGB mo
 output alone, and with the cell's depth ranking (grasp selector ``depth.*``:
 core.grasping.depth) on the camera's depth image with the sim's sensor noise.
 
+``--loop N``: the closed loop instead, offline, on the cell's simulated bins (seed 0,
+scenes 0 .. N-1, each full at the start, as ``msseg run bin_picking --mode sim`` meets
+them): frame, segment, rank, skip candidates within the FANUC bridge's tabu radius of a
+failed pick (its rule: every failed spot until a pick succeeds, then the last 5; all
+tabu: start over), pick, until the pile is empty or 4 attempts per instance were made.
+The success rate is picks that lifted over attempts, as cell_sim scores the run.
+
 No ROS: the core the nodes call, on the same piles for every weight, so the weights
 compare like for like. A 60-s ``msseg run bin_picking`` adds the loop (the next frame
 after each pick, the bridge's tabu on failed spots) and its timing.
 """
 import argparse
 import collections
+import math
 
 import numpy as np
 from tqdm import tqdm
 
 from msseg_ros.bench import add_json_argument, emit
 from msseg_ros.core.geometry.camera import Plane, Pose
-from msseg_ros.core.grasping.depth import DepthRanking, HeightMapper, depth_evidence
+from msseg_ros.core.grasping.depth import DepthRanking, HeightMapper, apply_depth
 from msseg_ros.core.grasping.select import Filters, ranked
 from msseg_ros.core.params.files import node_parameters
+from msseg_ros.core.robots.backends import FanucBackend
 from msseg_ros.core.segmentation.loading import load_segmenter
 from msseg_ros.core.sensing.sources import SimSource
 from msseg_ros.core.sim.bin_pile import BinPileConfig, BinPileWorld, Pile
@@ -52,6 +61,38 @@ def emptied_from_the_top(pile: Pile, count: int, rng: np.random.Generator) -> No
         pile.pick(float(u), float(v), cup_radius_px=1)
 
 
+def run_loop(pile: Pile, predict, rank, heights, noise_rng: np.random.Generator, cup: float) -> collections.Counter:
+    """One pile picked in the closed loop until empty (or 4 attempts per instance):
+    attempts, lifted, failures by cause and the longest run of failures."""
+    radius_px = FanucBackend.TABU_RADIUS_M / pile.config.pixel_size
+    tabu: list[tuple[float, float]] = []
+    c: collections.Counter = collections.Counter()
+    streak, limit = 0, 4 * len(pile.instances)
+    while pile.instances and c["attempts"] < limit:
+        view = pile.render()
+        height = heights(view["depth"] + noise_rng.normal(0.0, pile.config.depth_noise, view["depth"].shape))
+        det = rank(predict(view["rgb"]), height)
+        fresh = [r for r in det if not any(math.hypot(r["u"] - x, r["v"] - y) < radius_px for x, y in tabu)]
+        if not fresh:
+            if not len(det):
+                c["no_candidate"] += 1
+                break
+            tabu.clear()  # every candidate failed before: start over
+            continue
+        out = pile.pick(float(fresh[0]["u"]), float(fresh[0]["v"]), cup)
+        c["attempts"] += 1
+        if out.success:
+            c["lifted"] += 1
+            streak = 0
+            del tabu[:-FanucBackend.TABU_LENGTH]
+        else:
+            c["bin_bottom" if out.instance is None else "pinned" if not out.unoccluded else "poor_contact"] += 1
+            tabu.append((float(fresh[0]["u"]), float(fresh[0]["v"])))
+            streak += 1
+            c["longest_failure_run"] = max(c["longest_failure_run"], streak)
+    return c
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--piles", type=int, default=300)
@@ -60,6 +101,8 @@ def main() -> None:
     ap.add_argument("--area-weights", type=float, nargs="+", default=[1.0, 0.15, 0.0],
                     help="affordance area weights w to compare (s1 + w s2)")
     ap.add_argument("--no-depth", action="store_true", help="only the ranking without depth")
+    ap.add_argument("--loop", type=int, default=0, metavar="N",
+                    help="the closed loop on the cell's first N bins instead of first picks")
     add_json_argument(ap)
     args = ap.parse_args()
     params = default_params_file("bin_picking")
@@ -79,6 +122,8 @@ def main() -> None:
     heights = HeightMapper(camera, Pose.from_xyz_quat(list(selector.camera_extrinsics.translation),
                                                       list(selector.camera_extrinsics.rotation)),
                            Plane(np.asarray(selector.plane.point), np.asarray(selector.plane.normal)))
+    if args.loop:
+        return _loop(args, seg, filters, depth_ranking, heights, cup, options)
     for seed in tqdm(range(args.first_seed, args.first_seed + args.piles), desc="piles", unit="pile"):
         pile = BinPileWorld(BinPileConfig(seed=seed)).scene(0)
         emptied_from_the_top(pile, int(rng.integers(0, len(pile.instances))), rng)
@@ -89,9 +134,10 @@ def main() -> None:
             seg.config["area_weight"] = w
             inst = seg.predict(view["rgb"])
             for with_depth in (False,) if args.no_depth else (False, True):
-                det = inst.to_table()
-                depth = ((depth_ranking, depth_evidence(det, inst.labels, height, depth_ranking)) if with_depth
-                         else None)
+                det, depth = inst.to_table(), None
+                if with_depth:
+                    det, evidence = apply_depth(det, inst.labels, height, depth_ranking)
+                    depth = (depth_ranking, evidence)
                 det = ranked(det, filters, depth=depth)
                 if len(det) == 0:
                     outcomes[w, with_depth]["no_candidate"] += 1
@@ -112,6 +158,43 @@ def main() -> None:
          {"piles": args.piles, "first_seed": args.first_seed, "weights": args.weights, "options": options,
           "depth": vars(depth_ranking) if not args.no_depth else None,
           "outcomes": {name(*v): dict(c) for v, c in outcomes.items()}}, args.json)
+
+
+
+def _loop(args: argparse.Namespace, seg, filters: Filters, depth_ranking: DepthRanking, heights, cup: float,
+          options: dict) -> None:
+    totals = {}
+    for w in args.area_weights:
+        seg.config["area_weight"] = w
+        for with_depth in (False,) if args.no_depth else (False, True):
+            def rank(inst, height, with_depth=with_depth):
+                det, depth = inst.to_table(), None
+                if with_depth:
+                    det, evidence = apply_depth(det, inst.labels, height, depth_ranking)
+                    depth = (depth_ranking, evidence)
+                return ranked(det, filters, depth=depth)
+
+            total: collections.Counter = collections.Counter()
+            noise_rng = np.random.default_rng(1)
+            for scene in tqdm(range(args.loop), desc=f"w {w:g}{' depth' if with_depth else ''}", unit="bin"):
+                c = run_loop(BinPileWorld(BinPileConfig(seed=0)).scene(scene), seg.predict, rank, heights, noise_rng, cup)
+                longest = c.pop("longest_failure_run", 0)
+                total.update(c)
+                total["longest_failure_run"] = max(total["longest_failure_run"], longest)
+            totals[w, with_depth] = total
+    print(f"closed loop on bins 0..{args.loop - 1} of the cell's sim, {args.weights}, options {options}, "
+          f"depth {depth_ranking}: picks that lifted over attempts")
+
+    def name(w: float, with_depth: bool) -> str:
+        return f"w{w:g}" + ("_depth" if with_depth else "")
+
+    for (w, with_depth), c in totals.items():
+        print(f"  area weight {w:g}{', depth' if with_depth else ''}: {c['lifted'] / max(c['attempts'], 1):.3f}  "
+              f"({dict(c)})")
+    emit("bin_picks", {f"loop_success_{name(*v)}": c["lifted"] / max(c["attempts"], 1) for v, c in totals.items()},
+         {"bins": args.loop, "weights": args.weights, "options": options,
+          "depth": vars(depth_ranking) if not args.no_depth else None,
+          "outcomes": {name(*v): dict(c) for v, c in totals.items()}}, args.json)
 
 
 if __name__ == "__main__":

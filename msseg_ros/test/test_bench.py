@@ -68,9 +68,25 @@ def test_bin_picks_benchmark_accounts_for_every_pile(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["figures"]["options"]["alpha"] == result["figures"]["options"]["beta"] == 0.3  # the cell's
-    assert result["figures"]["depth"]["height_weight"] == 100.0  # the cell's
+    assert result["figures"]["depth"]["height_weight"] == 30.0  # the cell's
     for w in ("w1", "w0", "w1_depth", "w0_depth"):
         counts = result["figures"]["outcomes"][w]
         assert sum(counts.values()) == 3
         assert set(counts) <= {"lifted", "pinned", "bin_bottom", "poor_contact", "no_candidate"}
         assert result["ratios"][f"first_pick_success_{w}"] == counts.get("lifted", 0) / 3
+
+
+def test_bin_picks_closed_loop_accounts_for_every_attempt(tmp_path):
+    """benchmarks/bin_picks.py --loop: each attempt on the cell's first bin lifted an
+    object or failed for a named reason, and the ratio is lifted over attempts."""
+    out = tmp_path / "loop.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bin_picks.py"), "--loop", "1",
+                        "--area-weights", "0.1", "--json", str(out)], capture_output=True, text=True, cwd=ROOT,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(out.read_text())
+    for name in ("w0.1", "w0.1_depth"):
+        c = result["figures"]["outcomes"][name]
+        failed = sum(c.get(k, 0) for k in ("pinned", "bin_bottom", "poor_contact"))
+        assert c["attempts"] == c["lifted"] + failed and c["lifted"] >= 5
+        assert result["ratios"][f"loop_success_{name}"] == c["lifted"] / c["attempts"]

@@ -124,3 +124,25 @@ def test_on_simulated_piles_the_top_ranked_pick_is_rarely_pinned():
         pinned_first += first in pinned
     assert np.mean(flagged_pinned) > 0.75 and np.mean(flagged_free) < 0.25
     assert pinned_first <= 3
+
+
+def test_pick_points_move_onto_the_upper_of_two_joined_instances():
+    """A mask that joins a plate (1 cm) with a box lying on it (3 cm): its pick pixel, the
+    centroid, lies on the plate; on the mask's top it lies inside the box."""
+    from msseg_ros.core.grasping.depth import apply_depth, top_pick_points
+
+    labels = np.zeros((40, 60), np.uint16)
+    height = np.zeros((40, 60), np.float32)
+    labels[5:35, 5:45], height[5:35, 5:45] = 1, 0.01
+    height[10:30, 30:44] = 0.03  # the box, inside the joined mask
+    det = Instances.from_labels(labels, [1], [0.9], affordance=[0.9]).to_table()
+    assert height[int(det["v"][0]), int(det["u"][0])] == np.float32(0.01)  # the centroid: on the plate
+    moved = top_pick_points(det, labels, height, band=0.008)
+    u, v = int(moved["u"][0]), int(moved["v"][0])
+    assert 33 <= u <= 40 and 15 <= v <= 24 and height[v, u] == np.float32(0.03)  # inside the box, away from its edges
+    assert det["u"][0] != moved["u"][0]  # a copy: the input is unchanged
+    assert top_pick_points(det, labels, height, band=0.0)["u"][0] == det["u"][0]  # band 0: as the segmenter gave
+    nan = np.full_like(height, np.nan)
+    assert top_pick_points(det, labels, nan, band=0.008)["u"][0] == det["u"][0]  # no depth: kept
+    moved, ev = apply_depth(det, labels, height, DepthRanking())
+    assert ev.height[1] == pytest.approx(0.03, abs=1e-3)  # the evidence is read at the moved pixel

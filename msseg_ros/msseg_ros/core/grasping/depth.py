@@ -14,6 +14,10 @@ instance of the frame's label image:
   topmost object of a pile is the one nothing lies on; bin pickers with depth pick from
   the top down.
 
+Before both, :func:`top_pick_points` moves each pick pixel to the most interior pixel of
+its mask's highest part (within ``top_band`` of the mask's top): where a model's mask
+joins an instance with one it lies on, the suction cup goes to the upper one.
+
 :class:`DepthRanking` orders candidates with them: not covered first, then by the model's
 key plus ``height_weight`` times the pick height (m). Measured on simulated piles by
 benchmarks/bin_picks.py (docs/models.md).
@@ -48,18 +52,22 @@ class DepthRanking:
             masks miss or overrun the true edge by a pixel or two).
         max_covered: instances with a larger covered share rank after every other one.
         height_weight: per m of pick height, added to the rank key (affordance or score):
-            100 makes 1 cm of height worth a whole unit of affordance (top first).
+            30 makes 3 cm of height (a box's thickness) worth a whole unit of affordance.
+        top_band: m; the pick pixel moves into the mask's part within this of its top
+            (:func:`top_pick_points`); 0 keeps the segmenter's pick pixels.
     """
 
     step: float = _SCHEMA.default("depth.step")
     reach_px: int = _SCHEMA.default("depth.reach_px")
     max_covered: float = _SCHEMA.default("depth.max_covered")
     height_weight: float = _SCHEMA.default("depth.height_weight")
+    top_band: float = _SCHEMA.default("depth.top_band")
 
     @classmethod
     def from_params(cls, depth: Any) -> DepthRanking:
         """From the grasp selector's ``depth`` parameter group."""
-        return cls(float(depth.step), int(depth.reach_px), float(depth.max_covered), float(depth.height_weight))
+        return cls(float(depth.step), int(depth.reach_px), float(depth.max_covered), float(depth.height_weight),
+                   float(depth.top_band))
 
 
 @dataclass(frozen=True)
@@ -196,10 +204,43 @@ def pick_heights(height: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray
     return out
 
 
+#: the 95th percentile of a mask's heights is its top (a few noisy or stray pixels above it
+#: do not count)
+TOP_PERCENTILE = 95.0
+
+
+def top_pick_points(detections: np.ndarray, labels: np.ndarray, height: np.ndarray, band: float) -> np.ndarray:
+    """A copy of ``detections`` (``tables.DETECTIONS``) whose pick pixels (u, v) are the
+    most interior pixels of each mask's top: its pixels within ``band`` m of the mask's
+    top height (:data:`TOP_PERCENTILE`). A mask whose top is thinner than 2 px, or that
+    has no valid depth, keeps its pick pixel."""
+    out = detections.copy()
+    if band <= 0:
+        return out
+    H, W = labels.shape
+    for row in out:
+        x0, y0 = max(int(row["x0"]), 0), max(int(row["y0"]), 0)
+        x1, y1 = min(int(np.ceil(row["x1"])), W), min(int(np.ceil(row["y1"])), H)
+        mask = labels[y0:y1, x0:x1] == row["instance"]
+        h = height[y0:y1, x0:x1]
+        valid = mask & np.isfinite(h)
+        if not valid.any():
+            continue
+        top = np.percentile(h[valid], TOP_PERCENTILE)
+        with np.errstate(invalid="ignore"):
+            plateau = (valid & (h >= top - band)).astype(np.uint8)
+        inside = cv2.distanceTransform(np.pad(plateau, 1), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+        if inside.max() >= 2.0:
+            v, u = np.unravel_index(int(np.argmax(inside)), inside.shape)
+            row["u"], row["v"] = x0 + u, y0 + v
+    return out
+
+
 def depth_evidence(detections: np.ndarray, labels: np.ndarray, height: np.ndarray,
                    ranking: DepthRanking) -> DepthEvidence:
     """The evidence for one frame's detections (``tables.DETECTIONS``, pixels of the
-    instances image ``labels``) from its height map."""
+    instances image ``labels``, pick pixels as ranked: :func:`top_pick_points` first)
+    from its height map."""
     covered = covered_share(labels, height, ranking.step, ranking.reach_px)
     n = len(covered) - 1
     pick = np.full(n + 1, np.nan)
@@ -208,3 +249,11 @@ def depth_evidence(detections: np.ndarray, labels: np.ndarray, height: np.ndarra
         ok = (ids > 0) & (ids <= n)
         pick[ids[ok]] = pick_heights(height, detections["u"][ok], detections["v"][ok])
     return DepthEvidence(covered, pick)
+
+
+def apply_depth(detections: np.ndarray, labels: np.ndarray, height: np.ndarray,
+                ranking: DepthRanking) -> tuple[np.ndarray, DepthEvidence]:
+    """One frame's detections with their pick pixels on their masks' tops
+    (:func:`top_pick_points`, ``ranking.top_band``) and the depth evidence for them."""
+    moved = top_pick_points(detections, labels, height, ranking.top_band)
+    return moved, depth_evidence(moved, labels, height, ranking)

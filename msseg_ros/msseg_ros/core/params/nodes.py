@@ -289,9 +289,12 @@ GRASP_SELECTOR = Schema(
         Param("depth.reach_px", T.INT, 3, "How far outside a mask that neighbour is looked for, px.", min=1, max=50),
         Param("depth.max_covered", T.FLOAT, 0.02, "Instances with a larger share of their edge covered rank "
               "after all others.", min=0.0, max=1.0),
-        Param("depth.height_weight", T.FLOAT, 100.0, "Added to the rank key per m of pick height above the "
-              "work plane (100: 1 cm outweighs a whole unit of affordance; 0: height ignored).",
+        Param("depth.height_weight", T.FLOAT, 30.0, "Added to the rank key per m of pick height above the "
+              "work plane (30: 3 cm weigh as much as a whole unit of affordance; 0: height ignored).",
               min=0.0, max=10000.0),
+        Param("depth.top_band", T.FLOAT, 0.008, "Each pick pixel moves to the most interior pixel of its "
+              "mask's part within this of the mask's top, m (a mask that joins an instance with one it lies on: "
+              "the upper one); 0: the segmenter's pick pixels.", min=0.0, max=1.0),
     ],
 )
 

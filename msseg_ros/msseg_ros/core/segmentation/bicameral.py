@@ -88,13 +88,17 @@ class _ConvBNReLU(nn.Sequential):
 class Unpool2x(nn.Module):
     """Max-unpooling by 2 with a 2x2 pooling's indices: (B, C, h, w) -> (B, C, 2h, 2w),
     each value at its index, zeros elsewhere; the same as ``nn.MaxUnpool2d(2, 2)`` for
-    even sizes, written as a scatter so that it exports to ONNX (torch's unpooling checks
-    its output size with Python conditions a tracer cannot follow)."""
+    even sizes. Written without scatter, as a nearest-neighbour upsampling masked where
+    the upsampled index equals the pixel's own flat index (each index is one pixel of its
+    2x2 window): elementwise operations export to ONNX and run fast in ONNX Runtime and
+    OpenVINO, where a dynamic-shape ScatterElements did not (torch's unpooling also
+    checks its output size with Python conditions a tracer cannot follow)."""
 
     def forward(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        out = x.new_zeros((b, c, 4 * h * w))
-        return out.scatter(2, indices.flatten(2), x.flatten(2)).view(b, c, 2 * h, 2 * w)
+        h, w = x.shape[-2:]
+        flat = torch.arange(4 * h * w, device=x.device).view(2 * h, 2 * w)
+        here = indices.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1) == flat
+        return x.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1) * here
 
 
 class BicameralNet(nn.Module):

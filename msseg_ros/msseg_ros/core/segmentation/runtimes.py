@@ -13,7 +13,8 @@ Python, so every runtime gives the same :class:`Instances`.
 * ``onnxruntime``: the module exported to ONNX (TorchScript-based exporter, opset 17)
   and run by an ONNX Runtime CPU session with torch's thread count. The exported file is
   cached as ``{cache_dir}/{key}.onnx``; the key is a hash of the model's config and
-  weights, so a changed checkpoint is exported again and an unchanged one never.
+  weights (and the export's revision), so a changed checkpoint is exported again and an
+  unchanged one never.
 * ``openvino``: the same ONNX file (same cache), read and compiled by OpenVINO for its
   CPU plugin with torch's thread count (shapes stay dynamic: frames of any size).
 * ``onnxruntime_int8``: ONNX Runtime on a post-training int8 quantisation of that file,
@@ -59,9 +60,16 @@ def user_cache_dir() -> Path:
     return Path(base) / "msseg_ros"
 
 
+#: bumped when an exported graph changes for the same weights (a module's forward written
+#: anew), so that exports cached before are not reused
+EXPORT_REVISION = 2
+
+
 def model_key(config: dict[str, Any], state: dict[str, Any]) -> str:
-    """A hash of a model's config and weights (hex, 16 characters)."""
+    """A hash of a model's config and weights and :data:`EXPORT_REVISION` (hex, 16
+    characters)."""
     h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    h.update(f"export revision {EXPORT_REVISION}".encode())
     for name in sorted(state):
         v = state[name]
         a = v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)

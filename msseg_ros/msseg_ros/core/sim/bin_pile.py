@@ -3,6 +3,10 @@
 In the spirit of seed 001's "Mikado" data (§5.1): instances of one product (sachets,
 sticks or boxes) are dropped one after another into a bin; each rests on what is below
 it and is deformed at random; a z-buffer gives the visible instance masks and the depth.
+Instances do not tilt: one rests at the 75th percentile of the surface under it and
+drapes over whatever sticks up higher (its underside follows that surface, its thickness
+on top), so nothing interpenetrates and an instance dropped later lies above an earlier
+one wherever they overlap, as the depth shows.
 Textures, backgrounds and lighting are random per scene, so a model cannot just
 subtract the background.
 
@@ -185,14 +189,17 @@ class Pile:
         return Instance(iid, u, v, angle, fp, relief, (x / s, y / s))
 
     def settle(self) -> None:
-        """Drop every instance, in order, onto what is below it (z-buffer)."""
+        """Drop every instance, in order, onto what is below it (z-buffer): it rests at
+        the 75th percentile of the surface under its footprint and drapes over what is
+        higher (until 2026-12-04 it cut through that instead: an earlier instance then
+        poked through a later one, which lay on it yet looked lower)."""
         H, W = self.config.height, self.config.width
         surface = np.zeros((H, W))
         for inst in self.instances:
             under = surface[inst.footprint]
             inst.base = float(np.percentile(under, 75)) if under.size else 0.0
             z = np.full((H, W), -np.inf)
-            z[inst.footprint] = inst.base + inst.relief[inst.footprint]
+            z[inst.footprint] = np.maximum(inst.base, under) + inst.relief[inst.footprint]
             inst.z = z
             surface = np.maximum(surface, np.where(inst.footprint, z, 0.0))
 
@@ -211,10 +218,8 @@ class Pile:
 
     def occluded_ids(self, labels: np.ndarray) -> set[int]:
         """Instances more than 2 % of whose footprint is covered by instances that lie on
-        them (dropped later: :meth:`settle`). An earlier instance's relief can poke through
-        a later one's footprint (instances do not tilt here); that alone does not pin the
-        later one, or two such instances would pin each other for good and the pile would
-        never empty."""
+        them (dropped later: :meth:`settle`); the last one dropped is never pinned, so a
+        pile can always be emptied from the top."""
         out = set()
         later: set[int] = set()
         for inst in reversed(self.instances):

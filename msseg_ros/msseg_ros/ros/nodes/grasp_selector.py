@@ -30,12 +30,7 @@ from msseg_interfaces.msg import InstanceArray, PickCandidateArray
 from msseg_ros.core.errors import ConfigError
 from msseg_ros.core.geometry.belt import BeltBuffer, OutOfBufferError
 from msseg_ros.core.geometry.camera import CameraModel, Plane, Pose
-from msseg_ros.core.grasping.depth import (
-    DepthImageError,
-    DepthRanking,
-    HeightMapper,
-    depth_evidence,
-)
+from msseg_ros.core.grasping.depth import DepthImageError, DepthRanking, HeightMapper, apply_depth
 from msseg_ros.core.grasping.select import (
     DepthOrder,
     Filters,
@@ -168,26 +163,27 @@ class GraspSelectorNode(MssegNode):
         for key in sorted(k for k in self._waiting if self._ready(k)):
             self.process(self._waiting.pop(key)[1])
 
-    def _depth_order(self, det: np.ndarray, key: tuple[int, int]) -> DepthOrder | None:
-        """The frame's depth evidence, or None (counted) when its images did not come or
-        cannot be used: then the candidates rank as without depth."""
+    def _with_depth(self, det: np.ndarray, key: tuple[int, int]) -> tuple[np.ndarray, DepthOrder | None]:
+        """The frame's detections with pick pixels on their masks' tops, and its depth
+        evidence; or the detections as they came and None (counted) when its images did
+        not come or cannot be used: then the candidates rank as without depth."""
         depth_msg, label_msg = self._depth_images.get(key), self._label_images.get(key)
         if depth_msg is None or label_msg is None:
             self.counters["ranked_without_depth"] += 1
-            return None
+            return det, None
         try:
             assert self.camera is not None  # frames wait for camera_info
             if self._heights is None:
                 self._heights = HeightMapper(self.camera, self.camera_pose, self.plane)
             heights = self._heights(image_to_array(depth_msg))
-            evidence = depth_evidence(det, image_to_array(label_msg), heights, self.depth_ranking)
+            moved, evidence = apply_depth(det, image_to_array(label_msg), heights, self.depth_ranking)
         except (ImageCodecError, DepthImageError) as exc:
             self.counters["bad_depth"] += 1
             self.counters["ranked_without_depth"] += 1
             self.get_logger().warning(f"depth not used: {exc}", throttle_duration_sec=5.0)
-            return None
+            return det, None
         self.counters["ranked_with_depth"] += 1
-        return self.depth_ranking, evidence
+        return moved, (self.depth_ranking, evidence)
 
     # ---- work --------------------------------------------------------------------
     def process(self, det_msg: InstanceArray) -> None:
@@ -209,7 +205,9 @@ class GraspSelectorNode(MssegNode):
             cand = line_candidates(det, p0, self.line, self.filters, self.tracker, self.core_counters)
         else:
             assert self.camera is not None  # frames wait for camera_info
-            depth = self._depth_order(det, self._key(header)) if self.uses_depth else None
+            depth = None
+            if self.uses_depth:
+                det, depth = self._with_depth(det, self._key(header))
             cand, self.next_id = camera_candidates(det, self.camera, self.camera_pose, self.plane, self.filters,
                                                    self.next_id, self.core_counters, depth)
         self._save_state()
