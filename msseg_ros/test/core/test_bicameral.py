@@ -48,11 +48,17 @@ def test_pooling_indices_are_reused_and_shapes():
     assert len(calls) == 8  # 4 unpoolings in each decoder, with the encoder's indices
 
 
-def test_unpooling_is_torchs_max_unpooling():
-    from msseg_ros.core.segmentation.bicameral import Unpool2x
+def test_pooling_and_unpooling_are_torchs():
+    """The exportable pooling gives torch's values and indices, ties (zeros after a ReLU)
+    included; the unpooling is torch's max-unpooling."""
+    from msseg_ros.core.segmentation.bicameral import Unpool2x, max_pool2x_with_indices
 
-    x = torch.randn(2, 3, 8, 12)
+    x = torch.relu(torch.randn(2, 3, 8, 12))
+    x[0, 0, :2, :2] = 0.0  # an all-zero window
+    x[1, 2, 2:4, 4:6] = torch.tensor([[0.5, 0.7], [0.7, 0.1]])  # a tie off the first pixel
     pooled, idx = nn.functional.max_pool2d(x, 2, 2, return_indices=True)
+    ours = max_pool2x_with_indices(x)
+    assert torch.equal(ours[0], pooled) and torch.equal(ours[1], idx)
     assert torch.equal(Unpool2x()(pooled, idx), nn.functional.max_unpool2d(pooled, idx, 2, 2))
 
 

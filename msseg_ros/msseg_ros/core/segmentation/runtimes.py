@@ -13,8 +13,7 @@ Python, so every runtime gives the same :class:`Instances`.
 * ``onnxruntime``: the module exported to ONNX (TorchScript-based exporter, opset 17)
   and run by an ONNX Runtime CPU session with torch's thread count. The exported file is
   cached as ``{cache_dir}/{key}.onnx``; the key is a hash of the model's config and
-  weights (and the export's revision), so a changed checkpoint is exported again and an
-  unchanged one never.
+  weights, so a changed checkpoint is exported again and an unchanged one never.
 * ``openvino``: the same ONNX file (same cache), read and compiled by OpenVINO for its
   CPU plugin with torch's thread count (shapes stay dynamic: frames of any size).
 * ``onnxruntime_int8``: ONNX Runtime on a post-training int8 quantisation of that file,
@@ -60,8 +59,8 @@ def user_cache_dir() -> Path:
     return Path(base) / "msseg_ros"
 
 
-#: bumped when an exported graph changes for the same weights (a module's forward written
-#: anew), so that exports cached before are not reused
+#: bumped when an exported graph changes for the same weights (a forward pass written
+#: anew), so that exports cached before are not reused; 2: bicameral's pooling
 EXPORT_REVISION = 2
 
 
