@@ -1,7 +1,7 @@
 """Pipeline overhead and keep-up of the simulated sorting line, at the demo configuration.
 
     python msseg_ros/benchmarks/pipeline.py [--duration 45] [--one-process] [--runtime onnxruntime]
-        [--params-file config/sorting_line.yaml config/sorting_line_0p5mm.yaml]
+        [--params-file config/sorting_line.yaml config/sorting_line_0p5mm.yaml] [--replay]
 
 One `msseg run sorting_line --mode sim` (shipped Mask R-CNN, real processes and DDS),
 then, in this process, the same model's forward time alone on frames of the same size.
@@ -15,6 +15,12 @@ then, in this process, the same model's forward time alone on frames of the same
    p50): >= 1 keeps up with the belt. Dropped frames: frames the segmenter received but
    replaced by a newer one before it was free (its newest-frame policy), over the
    frames it received; frames published before its model was loaded are counted apart.
+
+``--replay``: the sensor streams of a first sim run are recorded (``--record``, encoder
+and frames), then the pipeline runs on that bag (``--mode replay``), so the simulated
+scanner and world no longer share the 2 cores with it, as on a line whose sensor is
+hardware. End-to-end is then measured by a probe in this process, by stamp: from a
+frame's arrival to its candidates' arrival (the replay publishes each frame complete).
 """
 import argparse
 import json
@@ -49,51 +55,125 @@ def main() -> None:
     ap.add_argument("--runtime", default="torch", help="the segmenter's model.runtime (and the forward's)")
     ap.add_argument("--params-file", nargs="+", default=None, metavar="FILE",
                     help="the cell's parameter files, layered (default: the shipped one)")
+    ap.add_argument("--replay", action="store_true", help="run the pipeline on a recorded bag of the sim's sensors")
     add_json_argument(ap)
     args = ap.parse_args()
     params = [str(packaged(f)) for f in args.params_file] if args.params_file else [default_params_file("sorting_line")]
     lines, pitch, speed, world = _line_params(params)
+    overlap = node_parameters(params, "line_scanner").overlap_lines
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "msseg_ros.cli.main", "run", "sorting_line", "--mode", "sim", "--quiet",
-               "--segmenter", args.segmenter, "--duration", str(args.duration), "--report", tmp,
+        cmd = [sys.executable, "-m", "msseg_ros.cli.main", "run", "sorting_line", "--quiet",
+               "--segmenter", args.segmenter, "--duration", str(args.duration),
                "--set", f"segmenter.model.runtime={args.runtime}", "--params-file", *params,
                *(["--one-process"] if args.one_process else [])]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
-        if proc.returncode != 0:
-            sys.exit(f"pipeline benchmark: msseg run failed: {proc.stderr[-2000:]}")
-        report = json.loads((Path(tmp) / "report.json").read_text())
+        probe_ms = None
+        if args.replay:
+            bag = str(Path(tmp) / "sensors")
+            _run([*cmd, "--mode", "sim", "--report", str(Path(tmp) / "recorded"), "--record", bag,
+                  "--record-topics", "conveyor/joint_states", "line_scanner/frames"])
+            k = cmd.index("--duration")
+            replay = cmd[:k] + cmd[k + 2:]  # until the bag has played
+            report, probe_ms = _replay_with_probe([*replay, "--mode", "replay", "--bag", bag,
+                                                   "--report", str(Path(tmp) / "report")], Path(tmp) / "report")
+        else:
+            _run([*cmd, "--mode", "sim", "--report", tmp])
+            report = json.loads((Path(tmp) / "report.json").read_text())
     nodes = report["nodes"]
-    seg, grasp, scanner = nodes["segmenter"], nodes["grasp_selector"], nodes["line_scanner"]
+    seg, grasp = nodes["segmenter"], nodes["grasp_selector"]
+    published = int(nodes["line_scanner"]["frames"]) if "line_scanner" in nodes else int(seg["frames"]) + int(
+        seg.get("frames_skipped", 0))
     model = load_segmenter(seg["model"], runtime=args.runtime)
     frame = SortingLineWorld(world.with_overrides(feed_rate=12.0, seed=3)).render(0, lines).image
     binning = node_parameters(params, "segmenter").binning
     model_input = bin_frame(frame, binning)  # what the node's model is given (its binning)
     forward_ms = 1e3 * median_time(lambda: model.predict(model_input), 7)
     acquisition_ms = 1e3 * lines * pitch / speed
-    e2e_ms = report["pipeline_latency"]["p50_ms"] - acquisition_ms
+    e2e_ms = probe_ms if probe_ms is not None else report["pipeline_latency"]["p50_ms"] - acquisition_ms
     work_ms = float(seg["latency_p50_ms"]) + float(grasp["latency_p50_ms"])
-    period_ms = 1e3 / float(scanner["rate_hz"])
+    period_ms = 1e3 * lines * pitch / speed * (1 - overlap / lines)  # the belt's frame period
     received = int(seg["frames"]) + int(seg.get("frames_skipped", 0))
     dropped = int(seg.get("frames_skipped", 0)) / max(received, 1)
-    mode = "one process" if args.one_process else "a process per node"
+    mode = ("one process" if args.one_process else "a process per node") + (", replayed" if args.replay else "")
     print(f"sorting line at {1e3 * pitch:g} mm ({lines} x {world.columns} px frames), {args.segmenter} on "
           f"{args.runtime}, {mode}, {args.duration:g} s: "
-          f"{scanner['frames']} frames published, "
+          f"{published} frames published, "
           f"{received} received by the segmenter, {seg['frames']} segmented")
-    print(f"end-to-end p50 (frame complete -> candidates): {e2e_ms:.0f} ms "
-          f"(stamp -> candidates {report['pipeline_latency']['p50_ms']:.0f} ms, acquisition {acquisition_ms:.0f} ms)")
+    if probe_ms is not None:
+        print(f"end-to-end p50 (frame arrives -> its candidates arrive, probed): {e2e_ms:.0f} ms")
+    else:
+        print(f"end-to-end p50 (frame complete -> candidates): {e2e_ms:.0f} ms "
+              f"(stamp -> candidates {report['pipeline_latency']['p50_ms']:.0f} ms, acquisition {acquisition_ms:.0f} ms)")
     print(f"segmenter forward alone p50: {forward_ms:.0f} ms (on {model_input.shape[1]} x {model_input.shape[0]} px); "
           f"in the node: {float(seg['latency_p50_ms']):.0f} ms; grasp selector {float(grasp['latency_p50_ms']):.1f} ms")
     print(f"frame period {period_ms:.0f} ms, work per frame {work_ms:.0f} ms; dropped {dropped:.1%} of the "
-          f"frames received; {int(scanner['frames']) - received} published before the segmenter was ready")
+          f"frames received; {published - received} published before the segmenter was ready")
     emit("pipeline", {"pipeline_overhead": e2e_ms / forward_ms, "keep_up_real_time_factor": period_ms / work_ms,
                       "dropped_frame_fraction": dropped},
          {"end_to_end_p50_ms": round(e2e_ms, 1), "forward_p50_ms": round(forward_ms, 1),
           "segmenter_node_p50_ms": float(seg["latency_p50_ms"]), "frame_period_ms": round(period_ms, 1),
-          "frames_published": int(scanner["frames"]), "frames_received": received,
+          "frames_published": published, "frames_received": received, "replay": args.replay,
           "frames_segmented": int(seg["frames"]), "score": report["score"], "one_process": args.one_process,
           "runtime": args.runtime, "line_pitch_mm": 1e3 * pitch, "frame_shape": list(frame.shape),
           "binning": binning}, args.json)
+
+
+def _run(cmd: list[str]) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
+    if proc.returncode != 0:
+        sys.exit(f"pipeline benchmark: msseg run failed: {proc.stderr[-2000:]}")
+
+
+def _replay_with_probe(cmd: list[str], report_dir: Path) -> tuple[dict, float]:
+    """Run ``cmd`` (a replay) while a probe node here notes when each frame and its
+    candidates arrive, by stamp; returns the run's report and the p50 of the gaps, ms.
+    Frames are taken raw (the stamp read from the CDR header), so the probe does not
+    deserialise them."""
+    import struct
+    import threading
+    import time
+
+    import numpy as np
+    import rclpy
+    import rclpy.executors
+    from sensor_msgs.msg import Image
+
+    from msseg_interfaces.msg import PickCandidateArray
+    from msseg_ros.graph import dds_environment
+    from msseg_ros.ros.qos import results_qos, sensor_qos
+
+    env = dict(os.environ, **dds_environment(), ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID", "61"))
+    os.environ.update(env)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(env["ROS_DOMAIN_ID"]))
+    node = rclpy.create_node("pipeline_probe", context=context)
+    frames: dict[tuple[int, int], float] = {}
+    candidates: dict[tuple[int, int], float] = {}
+
+    def on_frame(raw: bytes) -> None:  # CDR: 4 bytes of encapsulation, then header.stamp
+        frames.setdefault(struct.unpack_from("<iI", raw, 4), time.monotonic())
+
+    def on_candidates(msg: PickCandidateArray) -> None:
+        candidates.setdefault((msg.header.stamp.sec, msg.header.stamp.nanosec), time.monotonic())
+
+    node.create_subscription(Image, "line_scanner/frames", on_frame, sensor_qos(10), raw=True)
+    node.create_subscription(PickCandidateArray, "grasps/candidates", on_candidates, results_qos(100))
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinning = threading.Thread(target=executor.spin, daemon=True)
+    spinning.start()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+    if proc.returncode != 0:
+        sys.exit(f"pipeline benchmark: msseg run failed: {proc.stderr[-2000:]}")
+    gaps = [1e3 * (candidates[k] - frames[k]) for k in frames if k in candidates]
+    if not gaps:
+        sys.exit(f"pipeline benchmark: the probe saw {len(frames)} frames and {len(candidates)} candidate "
+                 "messages, none of one frame")
+    return json.loads((report_dir / "report.json").read_text()), float(np.median(gaps))
 
 
 if __name__ == "__main__":
