@@ -141,6 +141,8 @@ def _replay_with_probe(cmd: list[str], report_dir: Path) -> tuple[dict, float]:
     from msseg_ros.graph import dds_environment
     from msseg_ros.ros.qos import results_qos, sensor_qos
 
+    # the probe and the run share a DDS domain (the caller's, else 61: not the default 0, where a
+    # user's own graph may run) and the large-frame profile, read by rclpy from this process's env
     env = dict(os.environ, **dds_environment(), ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID", "61"))
     os.environ.update(env)
     context = rclpy.Context()

@@ -135,3 +135,20 @@ def test_sources_errors_and_sim():
     assert depth.shape == (256, 256) and depth.dtype == np.float32
     assert 0.0005 < float(np.std(depth - truth)) < 0.002 and float(depth.max()) <= 1.01
     assert sim.camera_model().K[0, 0] == pytest.approx(500.0)
+
+
+def test_sim_depth_over_the_transport_limit_is_counted_not_sent(ros_context):
+    """The sim's 256 x 256 depth image (32FC1, 262,144 bytes) is larger than its rgb8 frame
+    (196,608 bytes): with a limit between the two, frames go out and depth images are
+    counted, not sent."""
+    node, probe, got, ex = _run(ros_context, {"source": "sim", "fps": 20.0, "max_message_bytes": 200_000})
+    depths = []
+    probe.create_subscription(Image, "camera/depth/image_raw", depths.append, sensor_qos(10))
+    try:
+        assert spin_until(ex, lambda: len(got["img"]) >= 3, timeout=30)
+        assert depths == [] and node.counters["depth_frames"] == 0
+        assert node.counters["messages_too_large"] >= 3
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        probe.destroy_node()

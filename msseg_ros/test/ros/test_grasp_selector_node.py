@@ -130,8 +130,9 @@ def test_camera_cell_ranks_with_its_depth_image(ros_context):
 
     from msseg_ros.ros.image_codec import array_to_image
 
+    # a long wait: the check that nothing came out early holds on a slow machine too
     node, probe, pubs, got, ex = _setup(ros_context, {"cell": "bin_picking", "depth.topic": "camera/depth/image_raw",
-                                                      "depth.wait": 0.5})
+                                                      "depth.wait": 3.0})
     depth_pub = probe.create_publisher(Image, "camera/depth/image_raw", sensor_qos(4))
     labels_pub = probe.create_publisher(Image, "segmentation/instances", results_qos())
     try:

@@ -104,8 +104,10 @@ class CameraNode(MssegNode):
         depth = self.source.depth()
         self._img_pub.publish(msg)
         if depth is not None:
-            self._depth_pub.publish(array_to_image(depth, "32FC1", header=msg.header))
-            self.counters["depth_frames"] += 1
+            depth_msg = array_to_image(depth, "32FC1", header=msg.header)
+            if self.fits_transport(len(depth_msg.data), "depth image"):  # 4 bytes a pixel: larger than the rgb8 frame
+                self._depth_pub.publish(depth_msg)
+                self.counters["depth_frames"] += 1
         if self.model is not None:
             self._info_pub.publish(camera_info_msg(self.model, msg.header))
         self.counters["frames"] += 1

@@ -1,14 +1,15 @@
 """grasp_selector: detections -> pick candidates in ``world``, best first.
 
 Subscribes segmentation/detections (the table carries the frame size and which instances
-reach the frame's last row, so the label image is not needed here), and, per cell,
-conveyor/joint_states (line: a time-indexed belt position buffer) or camera/camera_info
-(camera: detections wait for it up to ``camera_info_timeout``, then are dropped and
-counted). A camera cell with ``depth.topic`` set also subscribes that depth image and
-segmentation/instances: detections wait up to ``depth.wait`` for both of their frame
-(same stamp), then rank by what lies on what and how high (core.grasping.depth); those
-that waited in vain rank without depth and are counted. Publishes grasps/candidates (msseg_interfaces/PickCandidateArray, frame
-``world``, the input's stamp), grasps/poses (same order, tool z down) and grasps/markers.
+reach the frame's last row), and, per cell, conveyor/joint_states (line: a time-indexed
+belt position buffer) or camera/camera_info (camera: detections wait for it up to
+``camera_info_timeout``, then are dropped and counted). A camera cell with
+``depth.topic`` set also subscribes that depth image and segmentation/instances (the
+only case that needs the label image): detections wait up to ``depth.wait`` for both of
+their frame (same stamp), then rank by what lies on what and how high
+(core.grasping.depth); those that waited in vain rank without depth and are counted.
+Publishes grasps/candidates (msseg_interfaces/PickCandidateArray, frame ``world``, the
+input's stamp), grasps/poses (same order, tool z down) and grasps/markers.
 The geometry and ranking live in msseg_ros.core.grasping.select.
 """
 from __future__ import annotations
