@@ -68,6 +68,10 @@ class TrainOptions:
         augment: augmentation probabilities.
         adversarial: adversarial loss weights (off by default; see :class:`Adversarial`).
         eval_images: validation images per evaluation (0: all).
+        deterministic: ``auto`` (deterministic kernels on the CPU only), ``on`` or ``off``.
+            On CUDA, torch's deterministic mode sends torchvision's RoI align to its
+            pure-PyTorch fallback, which made a Mask R-CNN step several seconds on an H200
+            (docs/models.md); ``auto`` leaves CUDA runs seeded but not bit-repeatable.
     """
 
     epochs: int = 10
@@ -89,6 +93,11 @@ class TrainOptions:
     augment: Augment = field(default_factory=Augment)
     adversarial: Adversarial = field(default_factory=Adversarial)
     eval_images: int = 0
+    deterministic: str = "auto"
+
+    def deterministic_on(self, device: str) -> bool:
+        """Whether torch's deterministic algorithms are on for a run on ``device``."""
+        return self.deterministic == "on" or (self.deterministic == "auto" and device.split(":")[0] == "cpu")
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any] | None) -> TrainOptions:
@@ -127,6 +136,8 @@ class TrainOptions:
             raise ConfigError(f"train.lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
         if self.precision not in ("fp32", "bf16"):
             raise ConfigError(f"train.precision must be fp32 or bf16, got {self.precision!r}")
+        if self.deterministic not in ("auto", "on", "off"):
+            raise ConfigError(f"train.deterministic must be auto, on or off, got {self.deterministic!r}")
         if self.save_dtype not in ("float32", "float16"):
             raise ConfigError(f"train.save_dtype must be float32 or float16, got {self.save_dtype!r}")
         for name in ("hflip", "vflip", "affine", "patchwork"):

@@ -173,13 +173,15 @@ def complete_model_config(model_cfg: dict[str, Any], ds: CocoFrames) -> dict[str
     return cfg
 
 
-def seed_everything(seed: int) -> np.random.Generator:
+def seed_everything(seed: int, deterministic: bool = True) -> np.random.Generator:
+    """Seeds Python, numpy and torch; ``deterministic`` switches torch's deterministic
+    algorithms on (warnings only where an op has none) or off. Returns the run's generator."""
     import torch
 
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
     return np.random.default_rng(seed)
 
 
@@ -290,10 +292,10 @@ def _train_gradient(cls: type[Segmenter], model_cfg: dict[str, Any], cfg: TrainC
 
     t = cfg.options
     out = cfg.out
-    rng = seed_everything(t.seed)
+    device = resolve_device(t.device)
+    rng = seed_everything(t.seed, t.deterministic_on(device))
     if t.threads:
         torch.set_num_threads(t.threads)
-    device = resolve_device(t.device)
     seg = cls.from_config(model_cfg, device=device)
     if not isinstance(seg, TorchSegmenter):
         raise ConfigError(f"{cls.type_name} is trained by gradient steps but is no TorchSegmenter")
