@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from msseg_ros.bench import add_json_argument, emit
 from msseg_ros.core.geometry.camera import Plane, Pose
-from msseg_ros.core.grasping.depth import DepthRanking, HeightMapper, apply_depth
+from msseg_ros.core.grasping.depth import DepthRanking, HeightMapper, apply_depth, height_blobs
 from msseg_ros.core.grasping.select import Filters, ranked
 from msseg_ros.core.params.files import node_parameters
 from msseg_ros.core.robots.backends import FanucBackend
@@ -59,6 +59,19 @@ def emptied_from_the_top(pile: Pile, count: int, rng: np.random.Generator) -> No
         inside = ndimage.distance_transform_edt(labels == free[int(rng.integers(len(free)))].id)
         v, u = np.unravel_index(np.argmax(inside), inside.shape)
         pile.pick(float(u), float(v), cup_radius_px=1)
+
+
+def depth_ranked(inst, height: np.ndarray | None, depth_ranking: DepthRanking, filters: Filters) -> np.ndarray:
+    """The candidates of one frame's instances as the grasp selector ranks them: with a
+    height map, on their masks' tops by depth, and the depth's own blobs when the model
+    found nothing (``fallback_height``); without one (None), by the model alone."""
+    det, labels, depth = inst.to_table(), inst.labels, None
+    if height is not None:
+        if len(det) == 0 and depth_ranking.fallback_height > 0:
+            det, labels = height_blobs(height, depth_ranking.fallback_height, depth_ranking.fallback_min_area)
+        det, evidence = apply_depth(det, labels, height, depth_ranking)
+        depth = (depth_ranking, evidence)
+    return ranked(det, filters, depth=depth)
 
 
 def run_loop(pile: Pile, predict, rank, heights, noise_rng: np.random.Generator, cup: float) -> collections.Counter:
@@ -134,11 +147,7 @@ def main() -> None:
             seg.config["area_weight"] = w
             inst = seg.predict(view["rgb"])
             for with_depth in (False,) if args.no_depth else (False, True):
-                det, depth = inst.to_table(), None
-                if with_depth:
-                    det, evidence = apply_depth(det, inst.labels, height, depth_ranking)
-                    depth = (depth_ranking, evidence)
-                det = ranked(det, filters, depth=depth)
+                det = depth_ranked(inst, height if with_depth else None, depth_ranking, filters)
                 if len(det) == 0:
                     outcomes[w, with_depth]["no_candidate"] += 1
                     continue
@@ -168,11 +177,7 @@ def _loop(args: argparse.Namespace, seg, filters: Filters, depth_ranking: DepthR
         seg.config["area_weight"] = w
         for with_depth in (False,) if args.no_depth else (False, True):
             def rank(inst, height, with_depth=with_depth):
-                det, depth = inst.to_table(), None
-                if with_depth:
-                    det, evidence = apply_depth(det, inst.labels, height, depth_ranking)
-                    depth = (depth_ranking, evidence)
-                return ranked(det, filters, depth=depth)
+                return depth_ranked(inst, height if with_depth else None, depth_ranking, filters)
 
             total: collections.Counter = collections.Counter()
             noise_rng = np.random.default_rng(1)

@@ -8,9 +8,11 @@ from msseg_ros.core.grasping.depth import (
     DepthImageError,
     DepthRanking,
     HeightMapper,
+    apply_depth,
     covered_share,
     depth_evidence,
     depth_to_metres,
+    height_blobs,
     height_map,
     pick_heights,
 )
@@ -146,3 +148,39 @@ def test_pick_points_move_onto_the_upper_of_two_joined_instances():
     assert top_pick_points(det, labels, nan, band=0.008)["u"][0] == det["u"][0]  # no depth: kept
     moved, ev = apply_depth(det, labels, height, DepthRanking())
     assert ev.height[1] == pytest.approx(0.03, abs=1e-3)  # the evidence is read at the moved pixel
+
+
+def test_height_blobs_find_what_stands_on_the_plane():
+    """Two objects and sensor noise: two blobs, largest first, their boxes and areas, pick
+    pixels inside them; noise below the threshold and a blob under the minimum area are none."""
+    rng = np.random.default_rng(0)
+    height = rng.normal(0.0, 0.001, (60, 80))
+    height[10:30, 5:35] += 0.02  # 20 x 30 px, 2 cm
+    height[40:50, 50:60] += 0.012  # 10 x 10 px
+    height[5:7, 70:72] += 0.03  # 2 x 2 px: opened away
+    height[55, 2] = np.nan
+    det, labels = height_blobs(height, 0.005, 30, class_id=3)
+    assert len(det) == 2 and labels.dtype == np.uint16 and labels.shape == (60, 80)
+    assert list(det["area"]) == [600, 100] and list(det["instance"]) == [1, 2]
+    assert (det["x0"][0], det["y0"][0], det["x1"][0], det["y1"][0]) == (5, 10, 35, 30)
+    assert set(det["class_id"]) == {3} and np.all(det["score"] == 1) and np.all(np.isnan(det["affordance"]))
+    for row in det:
+        assert labels[int(row["v"]), int(row["u"])] == row["instance"]
+    assert len(height_blobs(height, 0.005, 101)[0]) == 1
+    assert len(height_blobs(rng.normal(0.0, 0.001, (60, 80)), 0.005, 30)[0]) == 0
+
+
+def test_a_pile_the_model_misses_still_gets_its_top_object_first():
+    """Blobs of a simulated pile, ranked with depth: the first pick lies on an object, at
+    the top of its blob (a blob may join several touching objects)."""
+    src = SimSource(seed=3)
+    src.read()
+    truth, top_height = src.pile.heights()
+    heights = HeightMapper(src.camera_model(), DOWN, FLOOR)(src.depth())
+    det, labels = height_blobs(heights, 0.005, 30)
+    assert len(det) >= 1
+    moved, ev = apply_depth(det, labels, heights, DepthRanking())
+    first = ranked(moved, Filters(), depth=(DepthRanking(), ev))[0]
+    u, v = int(first["u"]), int(first["v"])
+    assert truth[v, u] > 0  # on an object
+    assert heights[v, u] > np.nanpercentile(heights[labels == first["instance"]], 80)

@@ -1,5 +1,6 @@
 """grasp_selector over real rclpy."""
 import numpy as np
+import pytest
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, JointState
@@ -165,6 +166,45 @@ def test_camera_cell_ranks_with_its_depth_image(ros_context):
         cand = frame(3.0, np.ones((20, 20), np.float32))
         assert list(cand["instance"]) == [1, 3, 2] and node.counters["bad_depth"] == 1
         assert node.counters["ranked_without_depth"] == 2 and not node._waiting
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        probe.destroy_node()
+
+
+@pytest.mark.parametrize("fallback, expected", [(0.005, 1), (0.0, 0)])
+def test_a_frame_without_detections_takes_the_depths_blobs(ros_context, fallback, expected):
+    """With ``depth.fallback_height``, an empty detection table and a depth image with one
+    object give one candidate on that object (counted); without it, none."""
+    from sensor_msgs.msg import Image
+
+    from msseg_ros.ros.image_codec import array_to_image
+
+    node, probe, pubs, got, ex = _setup(ros_context, {
+        "cell": "bin_picking", "depth.topic": "camera/depth/image_raw", "depth.wait": 3.0,
+        "depth.fallback_height": fallback})
+    depth_pub = probe.create_publisher(Image, "camera/depth/image_raw", sensor_qos(4))
+    labels_pub = probe.create_publisher(Image, "segmentation/instances", results_qos())
+    try:
+        assert spin_until(ex, lambda: depth_pub.get_subscription_count() and labels_pub.get_subscription_count())
+        pubs["info"].publish(CameraInfo(width=60, height=40, k=[500.0, 0, 29.5, 0, 500.0, 19.5, 0, 0, 1],
+                                        d=[0.0] * 5))
+        assert spin_until(ex, lambda: node.camera is not None)
+        height = np.zeros((40, 60), np.float32)
+        height[10:30, 30:50] = 0.02
+        nothing = Instances.from_labels(np.zeros((40, 60), np.uint16), [], [])
+        header = Header(stamp=from_seconds(1.0))
+        _send_frame(pubs, nothing, 1.0)
+        depth_pub.publish(array_to_image((1.0 - height).astype(np.float32), "32FC1", header=header))
+        labels_pub.publish(array_to_image(nothing.labels, "mono16", header=header))
+        assert spin_until(ex, lambda: got, timeout=10)
+        cand = msg_to_candidates(got.pop())
+        assert len(cand) == expected and node.counters["depth_fallback_candidates"] == expected
+        if expected:
+            # the blob's centre (u 39.5, v 19.5 px, within a pixel) through the camera 1 m
+            # above the plane: 2 mm a pixel
+            assert abs(cand["x"][0] - (39.5 - 29.5) / 500.0) <= 0.0011
+            assert abs(cand["y"][0]) <= 0.0011 and cand["class_id"][0] == 1
     finally:
         ex.shutdown()
         node.destroy_node()

@@ -21,6 +21,11 @@ joins an instance with one it lies on, the suction cup goes to the upper one.
 :class:`DepthRanking` orders candidates with them: not covered first, then by the model's
 key plus ``height_weight`` times the pick height (m). Measured on simulated piles by
 benchmarks/bin_picks.py (docs/models.md).
+
+When the segmenter finds nothing in a frame, :func:`height_blobs` offers the height map's
+own blobs (connected pixels higher than ``fallback_height`` above the work plane) as
+detections, so that an object the model misses does not stop a cell whose camera sees
+only that object (the cell waits for a pick that never comes).
 """
 from __future__ import annotations
 
@@ -55,6 +60,9 @@ class DepthRanking:
             30 makes 3 cm of height (a box's thickness) worth a whole unit of affordance.
         top_band: m; the pick pixel moves into the mask's part within this of its top
             (:func:`top_pick_points`); 0 keeps the segmenter's pick pixels.
+        fallback_height: m; a frame without detections takes the height map's blobs
+            higher than this as detections (:func:`height_blobs`); 0: off.
+        fallback_min_area: px; smaller blobs are left out.
     """
 
     step: float = _SCHEMA.default("depth.step")
@@ -62,12 +70,14 @@ class DepthRanking:
     max_covered: float = _SCHEMA.default("depth.max_covered")
     height_weight: float = _SCHEMA.default("depth.height_weight")
     top_band: float = _SCHEMA.default("depth.top_band")
+    fallback_height: float = _SCHEMA.default("depth.fallback_height")
+    fallback_min_area: int = _SCHEMA.default("depth.fallback_min_area")
 
     @classmethod
     def from_params(cls, depth: Any) -> DepthRanking:
         """From the grasp selector's ``depth`` parameter group."""
         return cls(float(depth.step), int(depth.reach_px), float(depth.max_covered), float(depth.height_weight),
-                   float(depth.top_band))
+                   float(depth.top_band), float(depth.fallback_height), int(depth.fallback_min_area))
 
 
 @dataclass(frozen=True)
@@ -257,3 +267,39 @@ def apply_depth(detections: np.ndarray, labels: np.ndarray, height: np.ndarray,
     (:func:`top_pick_points`, ``ranking.top_band``) and the depth evidence for them."""
     moved = top_pick_points(detections, labels, height, ranking.top_band)
     return moved, depth_evidence(moved, labels, height, ranking)
+
+
+def height_blobs(height: np.ndarray, min_height: float, min_area_px: int,
+                 class_id: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Detections (``tables.DETECTIONS``) and their (H, W) uint16 label image from a
+    height map alone: 8-connected pixels higher than ``min_height`` m above the work
+    plane, after a 3 x 3 opening (lone noisy pixels), blobs of ``min_area_px`` or more,
+    largest first. Each has class ``class_id``, score 1 (no model score), no affordance,
+    and its pick pixel at its most interior pixel (:func:`top_pick_points` then moves it to
+    the top).
+    Objects that touch form one blob; its top is the upper one.
+
+    The camera must see only the work area: a bin wall in view is a blob too."""
+    from msseg_ros.core import tables
+
+    H, W = height.shape
+    with np.errstate(invalid="ignore"):
+        above = (np.isfinite(height) & (height > min_height)).astype(np.uint8)
+    above = cv2.morphologyEx(above, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    n, comp, stats, _ = cv2.connectedComponentsWithStats(above, connectivity=8)
+    inside = cv2.distanceTransform(np.pad(above, 1), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
+    keep = [k for k in range(1, n) if stats[k, cv2.CC_STAT_AREA] >= min_area_px]
+    keep.sort(key=lambda k: -int(stats[k, cv2.CC_STAT_AREA]))
+    labels = np.zeros((H, W), np.uint16)
+    det = tables.empty(tables.DETECTIONS, len(keep))
+    for i, k in enumerate(keep, start=1):
+        labels[comp == k] = i
+        x, y, w, h, area = (int(v) for v in stats[k])
+        row = det[i - 1]
+        row["instance"], row["class_id"], row["score"] = i, class_id, 1.0
+        v, u = np.unravel_index(int(np.argmax(np.where(comp == k, inside, -1.0))), comp.shape)
+        row["u"], row["v"] = u, v
+        row["x0"], row["y0"], row["x1"], row["y1"] = x, y, x + w, y + h
+        row["area"], row["frame_width"], row["frame_height"] = area, W, H
+        row["touches_last_row"] = int(y + h >= H)
+    return det, labels

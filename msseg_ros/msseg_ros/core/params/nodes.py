@@ -295,6 +295,11 @@ GRASP_SELECTOR = Schema(
         Param("depth.top_band", T.FLOAT, 0.008, "Each pick pixel moves to the most interior pixel of its "
               "mask's part within this of the mask's top, m (a mask that joins an instance with one it lies on: "
               "the upper one); 0: the segmenter's pick pixels.", min=0.0, max=1.0),
+        Param("depth.fallback_height", T.FLOAT, 0.0, "A frame without detections takes the depth's own blobs "
+              "higher than this above the work plane as candidates of the first class, m (an object the model "
+              "misses must not stop the cell; the camera must see only the bin). 0: off.", min=0.0, max=1.0),
+        Param("depth.fallback_min_area", T.INT, 30, "Depth blobs smaller than this are no candidates, px.",
+              min=1, max=10_000_000),
     ],
 )
 

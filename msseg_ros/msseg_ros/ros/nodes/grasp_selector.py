@@ -8,6 +8,8 @@ belt position buffer) or camera/camera_info (camera: detections wait for it up t
 only case that needs the label image): detections wait up to ``depth.wait`` for both of
 their frame (same stamp), then rank by what lies on what and how high
 (core.grasping.depth); those that waited in vain rank without depth and are counted.
+With ``depth.fallback_height`` > 0, a frame without detections takes the depth's blobs
+as candidates (counted: depth_fallback_frames, depth_fallback_candidates).
 Publishes grasps/candidates (msseg_interfaces/PickCandidateArray, frame ``world``, the
 input's stamp), grasps/poses (same order, tool z down) and grasps/markers.
 The geometry and ranking live in msseg_ros.core.grasping.select.
@@ -31,7 +33,13 @@ from msseg_interfaces.msg import InstanceArray, PickCandidateArray
 from msseg_ros.core.errors import ConfigError
 from msseg_ros.core.geometry.belt import BeltBuffer, OutOfBufferError
 from msseg_ros.core.geometry.camera import CameraModel, Plane, Pose
-from msseg_ros.core.grasping.depth import DepthImageError, DepthRanking, HeightMapper, apply_depth
+from msseg_ros.core.grasping.depth import (
+    DepthImageError,
+    DepthRanking,
+    HeightMapper,
+    apply_depth,
+    height_blobs,
+)
 from msseg_ros.core.grasping.select import (
     DepthOrder,
     Filters,
@@ -177,7 +185,13 @@ class GraspSelectorNode(MssegNode):
             if self._heights is None:
                 self._heights = HeightMapper(self.camera, self.camera_pose, self.plane)
             heights = self._heights(image_to_array(depth_msg))
-            moved, evidence = apply_depth(det, image_to_array(label_msg), heights, self.depth_ranking)
+            labels = image_to_array(label_msg)
+            r = self.depth_ranking
+            if len(det) == 0 and r.fallback_height > 0:  # the model saw nothing: is the bin empty?
+                det, labels = height_blobs(heights, r.fallback_height, r.fallback_min_area)
+                self.counters["depth_fallback_frames"] += int(len(det) > 0)
+                self.counters["depth_fallback_candidates"] += len(det)
+            moved, evidence = apply_depth(det, labels, heights, r)
         except (ImageCodecError, DepthImageError) as exc:
             self.counters["bad_depth"] += 1
             self.counters["ranked_without_depth"] += 1
