@@ -1,7 +1,7 @@
 """Bin picking offline: how often the first pick a bin model ranks lifts an object.
 
     python msseg_ros/benchmarks/bin_picks.py [--piles 300] [--first-seed 1000] [--area-weights 1 0.15 0]
-        [--no-depth] [--loop N]
+        [--no-depth] [--loop N [--sim-seed S]]
 
 Each pile is scene 0 of a simulated bin (``BinPileWorld``, seeds ``--first-seed`` on)
 from which a random number of instances was first lifted from the top, so fill levels
@@ -16,12 +16,13 @@ bottom, too little contact). Each weight is measured twice: ranked on the RGB mo
 output alone, and with the cell's depth ranking (grasp selector ``depth.*``:
 core.grasping.depth) on the camera's depth image with the sim's sensor noise.
 
-``--loop N``: the closed loop instead, offline, on the cell's simulated bins (seed 0,
-scenes 0 .. N-1, each full at the start, as ``msseg run bin_picking --mode sim`` meets
-them): frame, segment, rank, skip candidates within the FANUC bridge's tabu radius of a
-failed pick (its rule: every failed spot until a pick succeeds, then the last 5; all
-tabu: start over), pick, until the pile is empty or 4 attempts per instance were made.
-The success rate is picks that lifted over attempts, as cell_sim scores the run.
+``--loop N``: the closed loop instead, offline, on the cell's simulated bins (seed
+``--sim-seed``, the cell's default 0; scenes 0 .. N-1, each full at the start, as
+``msseg run bin_picking --mode sim`` meets them): frame, segment, rank, skip candidates
+within the FANUC bridge's tabu radius of a failed pick (its rule: every failed spot until
+a pick succeeds, then the last 5; all tabu: start over), pick, until the pile is empty
+or 4 attempts per instance were made. The success rate is picks that lifted over
+attempts, as cell_sim scores the run.
 
 No ROS: the core the nodes call, on the same piles for every weight, so the weights
 compare like for like. A 60-s ``msseg run bin_picking`` adds the loop (the next frame
@@ -116,6 +117,8 @@ def main() -> None:
     ap.add_argument("--no-depth", action="store_true", help="only the ranking without depth")
     ap.add_argument("--loop", type=int, default=0, metavar="N",
                     help="the closed loop on the cell's first N bins instead of first picks")
+    ap.add_argument("--sim-seed", type=int, default=0,
+                    help="--loop: the cell's sim seed (camera.sim.seed and cell_sim.sim.seed of the graph run)")
     add_json_argument(ap)
     args = ap.parse_args()
     params = default_params_file("bin_picking")
@@ -182,12 +185,13 @@ def _loop(args: argparse.Namespace, seg, filters: Filters, depth_ranking: DepthR
             total: collections.Counter = collections.Counter()
             noise_rng = np.random.default_rng(1)
             for scene in tqdm(range(args.loop), desc=f"w {w:g}{' depth' if with_depth else ''}", unit="bin"):
-                c = run_loop(BinPileWorld(BinPileConfig(seed=0)).scene(scene), seg.predict, rank, heights, noise_rng, cup)
+                c = run_loop(BinPileWorld(BinPileConfig(seed=args.sim_seed)).scene(scene), seg.predict, rank, heights,
+                             noise_rng, cup)
                 longest = c.pop("longest_failure_run", 0)
                 total.update(c)
                 total["longest_failure_run"] = max(total["longest_failure_run"], longest)
             totals[w, with_depth] = total
-    print(f"closed loop on bins 0..{args.loop - 1} of the cell's sim, {args.weights}, options {options}, "
+    print(f"closed loop on bins 0..{args.loop - 1} of the cell's sim (seed {args.sim_seed}), {args.weights}, options {options}, "
           f"depth {depth_ranking}: picks that lifted over attempts")
 
     def name(w: float, with_depth: bool) -> str:
@@ -197,7 +201,7 @@ def _loop(args: argparse.Namespace, seg, filters: Filters, depth_ranking: DepthR
         print(f"  area weight {w:g}{', depth' if with_depth else ''}: {c['lifted'] / max(c['attempts'], 1):.3f}  "
               f"({dict(c)})")
     emit("bin_picks", {f"loop_success_{name(*v)}": c["lifted"] / max(c["attempts"], 1) for v, c in totals.items()},
-         {"bins": args.loop, "weights": args.weights, "options": options,
+         {"bins": args.loop, "sim_seed": args.sim_seed, "weights": args.weights, "options": options,
           "depth": vars(depth_ranking) if not args.no_depth else None,
           "outcomes": {name(*v): dict(c) for v, c in totals.items()}}, args.json)
 
