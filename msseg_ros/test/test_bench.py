@@ -87,6 +87,7 @@ def test_bin_picks_closed_loop_accounts_for_every_attempt(tmp_path):
                        timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(out.read_text())
+    assert result["figures"]["sim_seed"] == 0  # the cell's default bins
     for name in ("w0.1", "w0.1_depth"):
         c = result["figures"]["outcomes"][name]
         failed = sum(c.get(k, 0) for k in ("pinned", "bin_bottom", "poor_contact"))
