@@ -35,6 +35,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from msseg_ros.core import tables
 from msseg_ros.core.errors import MssegError
 from msseg_ros.core.geometry.camera import CameraModel, Plane, Pose
 from msseg_ros.core.params.nodes import GRASP_SELECTOR as _SCHEMA
@@ -276,12 +277,9 @@ def height_blobs(height: np.ndarray, min_height: float, min_area_px: int,
     plane, after a 3 x 3 opening (lone noisy pixels), blobs of ``min_area_px`` or more,
     largest first. Each has class ``class_id``, score 1 (no model score), no affordance,
     and its pick pixel at its most interior pixel (:func:`top_pick_points` then moves it to
-    the top).
-    Objects that touch form one blob; its top is the upper one.
+    the top). Objects that touch form one blob; its top is the upper one.
 
     The camera must see only the work area: a bin wall in view is a blob too."""
-    from msseg_ros.core import tables
-
     H, W = height.shape
     with np.errstate(invalid="ignore"):
         above = (np.isfinite(height) & (height > min_height)).astype(np.uint8)
