@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from msseg_ros.bench import add_json_argument, emit
 from msseg_ros.core.geometry.camera import Plane, Pose
-from msseg_ros.core.grasping.depth import DepthRanking, HeightMapper, apply_depth, height_blobs
+from msseg_ros.core.grasping.depth import DepthRanking, HeightMapper, apply_depth
 from msseg_ros.core.grasping.select import Filters, ranked
 from msseg_ros.core.params.files import node_parameters
 from msseg_ros.core.robots.backends import FanucBackend
@@ -66,11 +66,9 @@ def depth_ranked(inst, height: np.ndarray | None, depth_ranking: DepthRanking, f
     """The candidates of one frame's instances as the grasp selector ranks them: with a
     height map, on their masks' tops by depth, and the depth's own blobs when the model
     found nothing (``fallback_height``); without one (None), by the model alone."""
-    det, labels, depth = inst.to_table(), inst.labels, None
+    det, depth = inst.to_table(), None
     if height is not None:
-        if len(det) == 0 and depth_ranking.fallback_height > 0:
-            det, labels = height_blobs(height, depth_ranking.fallback_height, depth_ranking.fallback_min_area)
-        det, evidence = apply_depth(det, labels, height, depth_ranking)
+        det, evidence = apply_depth(det, inst.labels, height, depth_ranking)
         depth = (depth_ranking, evidence)
     return ranked(det, filters, depth=depth)
 

@@ -184,3 +184,20 @@ def test_a_pile_the_model_misses_still_gets_its_top_object_first():
     u, v = int(first["u"]), int(first["v"])
     assert truth[v, u] > 0  # on an object
     assert heights[v, u] > np.nanpercentile(heights[labels == first["instance"]], 80)
+
+
+def test_apply_depth_stands_the_blobs_in_only_for_an_empty_frame():
+    """No detections: with ``fallback_height`` the blobs are ranked, without it nothing;
+    a frame with detections keeps them and never gets blobs."""
+    height = np.zeros((40, 60))
+    height[10:30, 30:50] = 0.02
+    empty = Instances.from_labels(np.zeros((40, 60), np.uint16), [], [])
+    on, off = DepthRanking(fallback_height=0.005), DepthRanking(fallback_height=0.0)
+    moved, ev = apply_depth(empty.to_table(), empty.labels, height, on)
+    assert len(moved) == 1 and moved["area"][0] == 400 and ev.height[1] == pytest.approx(0.02)
+    assert len(apply_depth(empty.to_table(), empty.labels, height, off)[0]) == 0
+    labels = np.zeros((40, 60), np.uint16)
+    labels[10:30, 30:40] = 1
+    one = Instances.from_labels(labels, [1], [0.9])
+    moved, _ = apply_depth(one.to_table(), one.labels, height, on)
+    assert len(moved) == 1 and moved["area"][0] == 200 and moved["score"][0] == pytest.approx(0.9)

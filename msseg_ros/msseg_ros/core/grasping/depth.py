@@ -265,7 +265,12 @@ def depth_evidence(detections: np.ndarray, labels: np.ndarray, height: np.ndarra
 def apply_depth(detections: np.ndarray, labels: np.ndarray, height: np.ndarray,
                 ranking: DepthRanking) -> tuple[np.ndarray, DepthEvidence]:
     """One frame's detections with their pick pixels on their masks' tops
-    (:func:`top_pick_points`, ``ranking.top_band``) and the depth evidence for them."""
+    (:func:`top_pick_points`, ``ranking.top_band``) and the depth evidence for them.
+    With no detections and ``ranking.fallback_height`` > 0, the height map's own blobs
+    (:func:`height_blobs`) take their place: then the rows returned are blobs (their
+    ``instance`` a blob id, not a value of ``labels``)."""
+    if len(detections) == 0 and ranking.fallback_height > 0:
+        detections, labels = height_blobs(height, ranking.fallback_height, ranking.fallback_min_area)
     moved = top_pick_points(detections, labels, height, ranking.top_band)
     return moved, depth_evidence(moved, labels, height, ranking)
 
@@ -288,15 +293,17 @@ def height_blobs(height: np.ndarray, min_height: float, min_area_px: int,
     inside = cv2.distanceTransform(np.pad(above, 1), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)[1:-1, 1:-1]
     keep = [k for k in range(1, n) if stats[k, cv2.CC_STAT_AREA] >= min_area_px]
     keep.sort(key=lambda k: -int(stats[k, cv2.CC_STAT_AREA]))
-    labels = np.zeros((H, W), np.uint16)
+    blob_id = np.zeros(n, np.uint16)
+    blob_id[keep] = np.arange(1, len(keep) + 1)
+    labels = blob_id[comp]
     det = tables.empty(tables.DETECTIONS, len(keep))
     for i, k in enumerate(keep, start=1):
-        labels[comp == k] = i
         x, y, w, h, area = (int(v) for v in stats[k])
         row = det[i - 1]
         row["instance"], row["class_id"], row["score"] = i, class_id, 1.0
-        v, u = np.unravel_index(int(np.argmax(np.where(comp == k, inside, -1.0))), comp.shape)
-        row["u"], row["v"] = u, v
+        box = np.where(comp[y:y + h, x:x + w] == k, inside[y:y + h, x:x + w], -1.0)
+        v, u = np.unravel_index(int(np.argmax(box)), box.shape)
+        row["u"], row["v"] = x + u, y + v
         row["x0"], row["y0"], row["x1"], row["y1"] = x, y, x + w, y + h
         row["area"], row["frame_width"], row["frame_height"] = area, W, H
         row["touches_last_row"] = int(y + h >= H)

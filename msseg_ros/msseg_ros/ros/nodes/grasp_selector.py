@@ -33,13 +33,7 @@ from msseg_interfaces.msg import InstanceArray, PickCandidateArray
 from msseg_ros.core.errors import ConfigError
 from msseg_ros.core.geometry.belt import BeltBuffer, OutOfBufferError
 from msseg_ros.core.geometry.camera import CameraModel, Plane, Pose
-from msseg_ros.core.grasping.depth import (
-    DepthImageError,
-    DepthRanking,
-    HeightMapper,
-    apply_depth,
-    height_blobs,
-)
+from msseg_ros.core.grasping.depth import DepthImageError, DepthRanking, HeightMapper, apply_depth
 from msseg_ros.core.grasping.select import (
     DepthOrder,
     Filters,
@@ -185,13 +179,10 @@ class GraspSelectorNode(MssegNode):
             if self._heights is None:
                 self._heights = HeightMapper(self.camera, self.camera_pose, self.plane)
             heights = self._heights(image_to_array(depth_msg))
-            labels = image_to_array(label_msg)
-            r = self.depth_ranking
-            if len(det) == 0 and r.fallback_height > 0:  # the model saw nothing: is the bin empty?
-                det, labels = height_blobs(heights, r.fallback_height, r.fallback_min_area)
-                self.counters["depth_fallback_frames"] += int(len(det) > 0)
-                self.counters["depth_fallback_candidates"] += len(det)
-            moved, evidence = apply_depth(det, labels, heights, r)
+            moved, evidence = apply_depth(det, image_to_array(label_msg), heights, self.depth_ranking)
+            if len(det) == 0 and len(moved):  # the model saw nothing; the depth's blobs stand in
+                self.counters["depth_fallback_frames"] += 1
+                self.counters["depth_fallback_candidates"] += len(moved)
         except (ImageCodecError, DepthImageError) as exc:
             self.counters["bad_depth"] += 1
             self.counters["ranked_without_depth"] += 1
