@@ -1,7 +1,7 @@
 """Plain vs adversarial Mask R-CNN (seed 002): same data, step budget and seeds.
 
     python msseg_ros/benchmarks/gan_comparison.py [--cells line bins] [--steps 150] [--seeds 0 1 2]
-        [--out runs/gan_comparison]
+        [--base-steps 340] [--base-minutes 0] [--base-only] [--device cpu] [--out runs/gan_comparison]
 
 Each run is one ``msseg train`` and one ``msseg eval`` (printed as they start; a rerun
 skips the runs whose metrics exist, so a stopped comparison resumes):
@@ -14,8 +14,14 @@ skips the runs whose metrics exist, so a stopped comparison resumes):
   bins: from a base model this script trains first (plain, ``--base-steps`` steps from
   scratch, seed 100, cached in OUT/bins/base): 150 steps from scratch find nothing on the
   piles (mask AP 0.000, measured), so, as on the line, both arms fine-tune one model.
-* eval: ``msseg eval OUT/CELL/ARM-sS/model.safetensors --data TEST --score-threshold 0.5``
-  (mask AP, AP50, AP75, AP by size; the boundary F-score of matched masks at score 0.5).
+  ``--base-minutes M`` also stops the base after M minutes (``train.max_minutes``); the
+  steps it reached are in OUT/bins/base/state.json, and ``--base-steps`` of that number
+  then counts the base as done (and reproduces it without the time limit); ``--base-only``
+  stops after it (so that one run per seed can follow side by side). Training runs
+  on ``train.device: auto`` (a GPU where there is one).
+* eval: ``msseg eval OUT/CELL/ARM-sS/model.safetensors --data TEST --score-threshold 0.5
+  --device DEVICE`` (mask AP, AP50, AP75, AP by size; the boundary F-score of matched masks
+  at score 0.5).
 
 Data (held-out test splits use seeds no training set uses)::
 
@@ -61,8 +67,9 @@ def _msseg(*args: str) -> None:
         raise SystemExit(f"msseg {args[0]} failed ({done.returncode}):\n{done.stdout[-3000:]}")
 
 
-def train_base(cell: str, steps: int, out: Path) -> Path:
-    """The plain model both arms of ``cell`` start from (trained once, cached)."""
+def train_base(cell: str, steps: int, out: Path, minutes: float = 0.0) -> Path:
+    """The plain model both arms of ``cell`` start from (trained once, cached); ``minutes``
+    (> 0) stops it early, at whatever step it reached."""
     spec = CELLS[cell]
     run = out / cell / "base"
     state = run / "state.json"
@@ -70,14 +77,15 @@ def train_base(cell: str, steps: int, out: Path) -> Path:
     if done < steps:
         sets = [f"data.train={spec['train']}", "data.val=", f"out={run}", f"train.max_steps={steps}",
                 f"train.seed={BASE_SEED}", "model.score_threshold=0.05", "train.epochs=1000",
-                "train.adversarial.box=0", "train.adversarial.mask=0"]
+                "train.adversarial.box=0", "train.adversarial.mask=0", f"train.max_minutes={minutes}"]
         resume = ["--resume"] if (run / "last.safetensors").is_file() else []
         _msseg("train", f"config/training/{spec['config']}_maskrcnn.yaml", *resume,
                *[a for s in sets for a in ("--set", s)])
     return run / "model.safetensors"
 
 
-def run_one(cell: str, arm: str, seed: int, steps: int, out: Path, init: str | None) -> dict:
+def run_one(cell: str, arm: str, seed: int, steps: int, out: Path, init: str | None,
+            device: str = "cpu") -> dict:
     """Train and evaluate one arm; returns its eval summary (cached in metrics.json)."""
     spec = CELLS[cell]
     run = out / cell / f"{arm}-s{seed}"
@@ -92,7 +100,7 @@ def run_one(cell: str, arm: str, seed: int, steps: int, out: Path, init: str | N
             sets.append(f"train.init={init}")
         _msseg("train", config, *[a for s in sets for a in ("--set", s)])
         _msseg("eval", str(run / "model.safetensors"), "--data", spec["test"], "--score-threshold", "0.5",
-               "--out", str(run / "eval"))
+               "--device", device, "--out", str(run / "eval"))
     summary = json.loads(metrics.read_text())["summary"]
     state = json.loads((run / "state.json").read_text())
     minutes = state["history"][-1]["minutes"] if state["history"] else None
@@ -160,7 +168,11 @@ def main() -> None:
     ap.add_argument("--cells", nargs="+", default=["line", "bins"], choices=sorted(CELLS))
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--base-steps", type=int, default=340, help="steps of the bins base model (5 epochs)")
+    ap.add_argument("--base-minutes", type=float, default=0.0,
+                    help="also stop the bins base after this many minutes (0: no limit)")
+    ap.add_argument("--base-only", action="store_true", help="train the bins base, then stop")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--device", default="cpu", help="msseg eval's device: cpu, cuda or auto")
     ap.add_argument("--out", default="runs/gan_comparison")
     add_json_argument(ap)
     args = ap.parse_args()
@@ -175,14 +187,21 @@ def main() -> None:
         results[cell] = {"plain": {}, "gan": {}}
         init = CELLS[cell]["init"]
         if init == "base":
-            init = str(train_base(cell, args.base_steps, out))
+            init = str(train_base(cell, args.base_steps, out, args.base_minutes))
+            if args.base_only:
+                print(f"{cell}: base {init}")
+                continue
+        elif args.base_only:
+            continue
         for seed in args.seeds:  # seeds outermost: a stopped run leaves whole pairs
             for arm in ("plain", "gan"):
-                results[cell][arm][str(seed)] = run_one(cell, arm, seed, args.steps, out, init)
+                results[cell][arm][str(seed)] = run_one(cell, arm, seed, args.steps, out, init, args.device)
         gain = [results[cell]["gan"][str(s)]["segm_AP"] - results[cell]["plain"][str(s)]["segm_AP"]
                 for s in args.seeds]
         ratios[f"{cell}_mask_ap_gain"] = float(np.mean(gain))
         print(f"{cell}: figure {masks_figure(cell, out, args.seeds[0])}")
+    if args.base_only:
+        return
     text = table(results, args.cells, args.seeds, args.steps)
     (out / "table.md").write_text(text + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")

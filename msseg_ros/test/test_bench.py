@@ -95,6 +95,30 @@ def test_bin_picks_closed_loop_accounts_for_every_attempt(tmp_path):
         assert result["ratios"][f"loop_success_{name}"] == c["lifted"] / c["attempts"]
 
 
+def test_gan_comparison_base_stops_at_its_time_limit_and_counts_as_done(tmp_path):
+    """benchmarks/gan_comparison.py --base-only --base-minutes: the bins base stops at the
+    time limit, short of its step budget, and keeps a model; a rerun whose --base-steps is
+    the step it reached trains nothing more, and no arm runs (seeds can then run side by
+    side from that base)."""
+    for name, seed, split in (("bins_train", 1, "0.5,0.5,0"), ("bins_test", 97, "0,0,1")):
+        r = _msseg("sim-data", "bin_picking", "--out", str(tmp_path / "data" / name), "--count", "4",
+                   "--seed", str(seed), "--split", split)
+        assert r.returncode == 0, r.stderr[-2000:]
+    script = [sys.executable, str(ROOT / "benchmarks" / "gan_comparison.py"), "--cells", "bins", "--base-only"]
+    r = subprocess.run(script + ["--base-steps", "100000", "--base-minutes", "0.05"], capture_output=True,
+                       text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    base = tmp_path / "runs" / "gan_comparison" / "bins" / "base"
+    state = json.loads((base / "state.json").read_text())
+    assert state["step"] < 100000 and (base / "model.safetensors").is_file()
+    stamp = (base / "state.json").stat().st_mtime_ns
+    r = subprocess.run(script + ["--base-steps", str(state["step"])], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "$ msseg train" not in r.stdout and (base / "state.json").stat().st_mtime_ns == stamp
+    assert sorted(p.name for p in base.parent.iterdir()) == ["base"]  # no arm
+
+
 def test_pipeline_benchmark_on_replayed_sensors(tmp_path):
     """benchmarks/pipeline.py --replay: a sim run records the sensors, the pipeline runs on
     that bag, and a probe pairs each frame with its candidates by stamp."""
