@@ -1,4 +1,4 @@
-"""Runtimes: each shipped torch model's predict time on torch, ONNX Runtime, OpenVINO and int8.
+"""Runtimes: each shipped torch model's predict time on torch, ONNX Runtime, OpenVINO (f32 and bf16) and int8.
 
     python msseg_ros/benchmarks/runtimes.py [--frames 6] [--repeats 3] [--bin-size 256] [--no-int8]
 
@@ -7,7 +7,8 @@ each model's cell (the sorting line's 250 x 274 x 11, the bin camera's ``--bin-s
 square RGB). ratio = torch / runtime (> 1: that runtime faster). The first call of a model
 on an exported runtime exports it (cached); that is not timed. ``onnxruntime_int8`` is
 calibrated first (``msseg quantize``'s path) on as many frames of other seeds. A runtime
-that is not installed is left out, with its reason.
+that is not installed, or not for this CPU (``openvino_bf16`` without bf16 instructions),
+is left out, with its reason.
 """
 import argparse
 import tempfile
@@ -46,7 +47,7 @@ def main() -> None:
         from msseg_ros.core.segmentation.base import RUNTIMES
 
         exported = []
-        for rt in ("onnxruntime", "openvino") + (() if args.no_int8 else ("onnxruntime_int8",)):
+        for rt in ("onnxruntime", "openvino", "openvino_bf16") + (() if args.no_int8 else ("onnxruntime_int8",)):
             reason = RUNTIMES.get(rt).unavailable_reason()
             if reason:
                 print(f"{rt}: left out ({reason})")

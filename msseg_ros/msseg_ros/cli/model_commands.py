@@ -58,7 +58,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     help="with --calibrate: store the threshold in the checkpoint as operating_threshold")
     ev.add_argument("--device", default="cpu", help="auto, cpu or cuda")
     ev.add_argument("--runtime", default="torch",
-                    help="inference runtime: torch, onnxruntime, openvino or onnxruntime_int8 (after `msseg quantize`)")
+                    help="inference runtime: torch, onnxruntime, openvino, openvino_bf16 (CPUs with bf16) or "
+                         "onnxruntime_int8 (after `msseg quantize`)")
     ev.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="model config override at load time (e.g. score_threshold=0.3)")
     ev.set_defaults(func=cmd_eval)

@@ -613,6 +613,7 @@ RUNTIMES: Registry[Any] = Registry("runtime", required=("build",))
 RUNTIMES.add_lazy("torch", "msseg_ros.core.segmentation.runtimes:TorchRuntime")
 RUNTIMES.add_lazy("onnxruntime", "msseg_ros.core.segmentation.runtimes:OnnxRuntime")
 RUNTIMES.add_lazy("openvino", "msseg_ros.core.segmentation.runtimes:OpenVinoRuntime")
+RUNTIMES.add_lazy("openvino_bf16", "msseg_ros.core.segmentation.runtimes:OpenVinoBf16Runtime")
 RUNTIMES.add_lazy("onnxruntime_int8", "msseg_ros.core.segmentation.runtimes:OnnxRuntimeInt8")
 
 
