@@ -10,6 +10,7 @@ from msseg_ros.core.segmentation.base import (
     masks_to_labels,
     merge_touching,
     pick_pixels,
+    snap_to_foreground,
 )
 
 
@@ -323,3 +324,66 @@ def test_subset_keeps_the_geometry_from_labels_would_compute():
         np.testing.assert_array_equal(getattr(sub, name), getattr(ref, name), err_msg=name)
     np.testing.assert_array_equal(sub.pick_points, ref.pick_points)
     np.testing.assert_array_equal(sub.pick_points, picks[[0, 2]])
+
+
+def test_a_mask_beside_a_thin_wire_snaps_onto_it():
+    """A one-pixel wire the mask head drew a pixel too low and with a gap: the snapped
+    instance is the wire, pixel for pixel."""
+    fg = np.zeros((20, 40), bool)
+    fg[10, 5:31] = True  # the wire
+    pred = np.zeros((20, 40), np.uint16)
+    pred[11, 5:31] = 1
+    pred[11, 15:17] = 0  # a gap
+    out = snap_to_foreground(Instances.from_labels(pred, [3], [0.9]), fg, 1)
+    assert len(out) == 1 and out.class_ids.tolist() == [3] and out.scores.tolist() == pytest.approx([0.9])
+    np.testing.assert_array_equal(out.labels == 1, fg)
+
+
+def test_snapping_keeps_masks_far_from_the_foreground_and_never_takes_another_instances_pixels():
+    fg = np.zeros((20, 20), bool)
+    fg[2:8, 2:8] = True
+    labels = np.zeros((20, 20), np.uint16)
+    labels[2:8, 2:5] = 1  # most of the object
+    labels[2:8, 5:6] = 2  # a neighbour holding a column of it
+    labels[14:18, 14:18] = 3  # an object the foreground does not see
+    inst = Instances.from_labels(labels, [1, 2, 1], [0.9, 0.8, 0.7])
+    out = snap_to_foreground(inst, fg, 2)
+    assert np.count_nonzero(out.labels == 3) == 16  # far from any foreground: kept
+    assert np.all(out.labels[2:8, 5] == 2)  # instance 2's pixels stay its own
+    assert np.all(out.labels[fg] > 0) and not np.any(out.labels[8, :]) and not np.any(out.labels[:, 8])
+    assert snap_to_foreground(inst, fg, 0) is inst  # off
+
+
+def test_a_model_snaps_to_the_frames_foreground_when_its_config_says_so():
+    """snap_above / snap_below: the foreground of either channel, on the validated frame."""
+    class Blobby(Thresholder):
+        """One instance one pixel wider than the object on every side."""
+
+        def predict(self, frame):
+            from scipy import ndimage as ndi
+
+            obj = frame[..., 0] > 0.5
+            return Instances.from_labels(ndi.binary_dilation(obj).astype(np.uint16), [1], [1.0])
+
+    f = np.zeros((12, 12, 2), np.float32)
+    f[3:8, 3:8, 0] = 1.0  # "height" channel
+    f[..., 1] = 100.0
+    f[3:8, 8, 1] = 10.0  # a column only the "X-ray" channel sees
+    cfg = {"in_channels": 2, "classes": ["a"]}
+    assert Blobby(cfg)(f).areas.tolist() == [45]  # off: 7 x 7 minus the corners
+    above = Blobby({**cfg, "snap_px": 1, "snap_above_channel": 0, "snap_above": 0.5})(f)
+    assert above.areas.tolist() == [25]
+    both = Blobby({**cfg, "snap_px": 1, "snap_above_channel": 0, "snap_above": 0.5, "snap_below_channel": 1,
+                   "snap_below": 50.0})(f)
+    assert both.areas.tolist() == [30]
+
+
+@pytest.mark.parametrize("extra, match", [
+    ({"snap_px": 1}, "needs 'snap_above_channel' or 'snap_below_channel'"),
+    ({"snap_px": 1, "snap_above_channel": 1}, "snap_above_channel"),
+    ({"snap_px": -1}, "snap_px"),
+    ({"snap_px": 1, "snap_below_channel": 0, "snap_below": "low"}, "snap_below"),
+])
+def test_snap_options_are_checked(extra, match):
+    with pytest.raises(ModelConfigError, match=match):
+        Thresholder.validate_config({"in_channels": 1, "classes": ["a"], **extra})

@@ -426,6 +426,53 @@ def merge_touching(instances: Instances, min_contact_px: int, gap_px: int = 0) -
     return Instances.from_labels(remap[lab], classes, scores, aff, instances.invalid_pixels)
 
 
+def foreground_mask(frame: np.ndarray, config: Mapping[str, Any]) -> np.ndarray | None:
+    """(H, W) bool: the pixels the frame's own physics calls object, by the config's
+    ``snap_above_channel`` / ``snap_above`` (e.g. height above the belt, mm) and
+    ``snap_below_channel`` / ``snap_below`` (e.g. X-ray transmission below the empty
+    belt's), either true; None when neither channel is set. NaN is background."""
+    fg = None
+    hi, lo = int(config.get("snap_above_channel", -1)), int(config.get("snap_below_channel", -1))
+    with np.errstate(invalid="ignore"):
+        if hi >= 0:
+            fg = frame[..., hi] > float(config["snap_above"])
+        if lo >= 0:
+            below = frame[..., lo] < float(config["snap_below"])
+            fg = below if fg is None else fg | below
+    return fg
+
+
+def snap_to_foreground(instances: Instances, foreground: np.ndarray, reach_px: int) -> Instances:
+    """Fit the masks to the foreground the sensor sees (the line's height and X-ray).
+
+    A mask head draws its masks on a coarse grid (28 x 28 per box in Mask R-CNN): on the
+    line's 2 mm pixels it overruns an object's edge by a pixel and breaks a copper wire
+    one or two pixels wide into pieces with gaps, or draws it a pixel beside the wire.
+    Here (1) each instance grows, ``reach_px`` times by one pixel, into foreground pixels
+    no instance holds (where two instances reach the same pixel, the higher label takes
+    it); (2) then its pixels off the foreground but next to it (within 1 px: the overrun)
+    are dropped, while pixels far from any foreground stay (an object the foreground
+    misses keeps its mask). Instances left without a pixel are dropped.
+
+    Args:
+        instances: one frame's instances.
+        foreground: (H, W) bool, :func:`foreground_mask`.
+        reach_px: growth steps, px; 0 returns ``instances`` unchanged.
+    """
+    if reach_px <= 0 or not len(instances):
+        return instances
+    from scipy import ndimage as ndi
+
+    labels = instances.labels.astype(np.int32)
+    for _ in range(reach_px):
+        grown = ndi.grey_dilation(labels, size=3)
+        take = foreground & (labels == 0) & (grown > 0)
+        labels[take] = grown[take]
+    labels[ndi.binary_dilation(foreground, iterations=1) & ~foreground] = 0  # the overrun
+    return Instances.from_labels(labels, instances.class_ids, instances.scores, instances.affordance,
+                                 instances.invalid_pixels)
+
+
 def masks_to_labels(masks: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Paint (N, H, W) bool masks into a label map, best score on top.
 
@@ -508,7 +555,8 @@ class Segmenter(abc.ABC):
 
     def __call__(self, frame: np.ndarray, binning: int = 1) -> Instances:
         """Validate ``frame`` (see the NaN policy), predict, join touching pieces of one object
-        (``merge_touching_px``, :func:`merge_touching`), and clear invalid pixels.
+        (``merge_touching_px``, :func:`merge_touching`), fit the masks to the frame's
+        foreground (``snap_px``, :func:`snap_to_foreground`), and clear invalid pixels.
 
         ``binning`` > 1: all of that on the frame binned by ``binning`` (:func:`bin_frame`;
         pixel settings such as ``merge_touching_px`` hold on the binned grid), with the
@@ -521,6 +569,12 @@ class Segmenter(abc.ABC):
         f, invalid = self.check_frame(frame)
         inst = merge_touching(self.predict(f), int(self.config.get("merge_touching_px", 0)),
                               int(self.config.get("merge_gap_px", 0)))
+        snap_px = int(self.config.get("snap_px", 0))
+        if snap_px:
+            fg = foreground_mask(f, self.config)
+            if fg is not None:
+                fg &= ~invalid
+                inst = snap_to_foreground(inst, fg, snap_px)
         n_bad = int(invalid.sum())
         if n_bad:
             labels = inst.labels.copy()
@@ -543,6 +597,17 @@ class Segmenter(abc.ABC):
         require(cfg, "merge_touching_px", int, lambda v: 0 <= v <= 10_000)
         cfg.setdefault("merge_gap_px", 0)
         require(cfg, "merge_gap_px", int, lambda v: 0 <= v <= 16)
+        c = cfg["in_channels"]
+        cfg.setdefault("snap_px", 0)
+        require(cfg, "snap_px", int, lambda v: 0 <= v <= 16)
+        for side in ("above", "below"):
+            cfg.setdefault(f"snap_{side}_channel", -1)
+            require(cfg, f"snap_{side}_channel", int, lambda v: -1 <= v < c)
+            cfg.setdefault(f"snap_{side}", 0.0)
+            require(cfg, f"snap_{side}", (int, float))
+        if cfg["snap_px"] and cfg["snap_above_channel"] < 0 and cfg["snap_below_channel"] < 0:
+            raise ModelConfigError("model config 'snap_px' > 0 needs 'snap_above_channel' or 'snap_below_channel' "
+                                   "(the channels that tell object from background)")
         return cfg
 
     @classmethod
