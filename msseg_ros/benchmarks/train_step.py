@@ -1,6 +1,6 @@
 """Training step: where the time of one step goes, per torch model, and what settings gain.
 
-    python msseg_ros/benchmarks/train_step.py [--models embeddings,maskrcnn,bicameral] [--steps 4]
+    python msseg_ros/benchmarks/train_step.py [--models embeddings,maskrcnn,bicameral] [--steps 4] [--device cpu]
 
 For each model (the shipped training configs' architecture and batch size, on generated
 frames of the cell's size): one step is profiled (torch.profiler; self CPU time grouped
@@ -8,7 +8,10 @@ as convolution, batch norm, RoI/box ops, loss, optimiser, other) beside the batc
 preparation (augmentation and targets, done in a background thread by ``msseg train``).
 Then steps/s with each setting (channels_last memory format, bf16 autocast) against the
 default fp32 step, interleaved in this one run: ratio > 1 means the setting is faster.
-For Mask R-CNN also the adversarial step (seed 002's critics, the weights of
+``--device cuda``: the same on a GPU (steps timed to the GPU's end with a synchronise);
+the profile then also gives ``gpu_busy``, the GPU kernels' time over the step's: well
+under 1 means the step waits on the CPU (Python, kernel launches, small per-instance
+work), not on the GPU. For Mask R-CNN also the adversarial step (seed 002's critics, the weights of
 config/training/sorting_line_maskrcnn_gan.yaml): ``maskrcnn_adversarial_step_time_ratio``
 is its time over the plain step's (> 1: slower).
 """
@@ -50,12 +53,12 @@ def _group(name: str) -> str:
     return "other"
 
 
-def _setup(kind: str, data: Path, frames: int):
+def _setup(kind: str, data: Path, frames: int, device: str = "cpu"):
     cell, cfg, opts = MODELS[kind]
     generate(cell, data / kind, frames, 5, split=(1, 0, 0), previews=0)
     ds = CocoFrames(data / kind / "annotations" / "learning.json")
     cfg = complete_model_config(cfg, ds)
-    seg = SEGMENTERS.get(kind).from_config(cfg)
+    seg = SEGMENTERS.get(kind).from_config(cfg, device=device)
     mean = cfg["image_mean"]
     options = TrainOptions(augment=Augment(hflip=0.5, vflip=0.5), **opts)
     ctx = TrainingContext(ds, options, np.random.default_rng(0), np.asarray(mean, np.float32))
@@ -68,6 +71,8 @@ def _step(seg, batch, opt, channels_last: bool, bf16: bool, adversary=None, crit
         batch = tuple(b.contiguous(memory_format=torch.channels_last) if isinstance(b, torch.Tensor) and b.dim() == 4
                       else b for b in batch) if isinstance(batch, tuple) else batch
     gradient_step(seg, batch, opt, "bf16" if bf16 else "fp32", adversary, critic_opt)
+    if seg.device.startswith("cuda"):
+        torch.cuda.synchronize()  # the GPU's work, not just its launch
     return time.perf_counter() - t0
 
 
@@ -96,13 +101,14 @@ def main() -> None:
     ap.add_argument("--models", default="embeddings,maskrcnn,bicameral")
     ap.add_argument("--steps", type=int, default=4, help="timed steps per setting (after one warm-up)")
     ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (a GPU)")
     add_json_argument(ap)
     args = ap.parse_args()
     ratios: dict[str, float] = {}
     figures: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.models.split(","):
-            seg, ctx, options = _setup(kind, Path(tmp), args.frames)
+            seg, ctx, options = _setup(kind, Path(tmp), args.frames, args.device)
             seg.net.train()
             opt = torch.optim.Adam(seg.net.parameters(), lr=1e-5)
             idx = list(range(options.batch_size))
@@ -110,11 +116,17 @@ def main() -> None:
             batch = seg.training_batch(idx, ctx)
             prep_s = time.perf_counter() - t0
             _step(seg, batch, opt, False, False)  # warm-up
-            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if args.device.startswith("cuda"):
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+            with torch.profiler.profile(activities=activities) as prof:
                 step_s = _step(seg, batch, opt, False, False)
             by_group: collections.Counter = collections.Counter()
+            gpu_us = 0.0
             for ev in prof.key_averages():
                 by_group[_group(ev.key)] += ev.self_cpu_time_total
+                if str(getattr(ev, "device_type", "")).endswith("CUDA"):  # the kernels' own rows
+                    gpu_us += ev.self_device_time_total
             total = sum(by_group.values()) or 1
             shares = {g: round(v / total, 3) for g, v in by_group.most_common()}
             settings = {"fp32": (False, False), "channels_last": (True, False), "bf16_autocast": (False, True)}
@@ -140,11 +152,16 @@ def main() -> None:
             figures[kind] = {"step_s": round(med["fp32"], 3), "profiled_step_s": round(step_s, 3),
                              "batch_prep_s": round(prep_s, 3), "time_shares": shares,
                              "steps_per_s": {k: round(1 / v, 3) for k, v in med.items()},
-                             "batch_size": options.batch_size, "frame_shape": list(ctx.dataset[0][0].shape)}
+                             "batch_size": options.batch_size, "frame_shape": list(ctx.dataset[0][0].shape),
+                             "device": args.device}
+            if args.device.startswith("cuda"):
+                figures[kind]["gpu_busy"] = round(gpu_us / 1e6 / step_s, 3)
+                print(f"{kind}: GPU kernels busy {100 * gpu_us / 1e6 / step_s:.0f} % of the profiled step")
             print(f"{kind}: {med['fp32']:.2f} s/step fp32 (batch {options.batch_size}), batch prep {prep_s:.2f} s; "
                   f"time: " + ", ".join(f"{g} {100 * v:.0f} %" for g, v in shares.items()))
             print("  steps/s: " + ", ".join(f"{k} {1 / v:.3f}" for k, v in med.items()))
     figures["threads"] = torch.get_num_threads()
+    figures["device"] = args.device
     emit("train_step", ratios, figures, args.json)
 
 
