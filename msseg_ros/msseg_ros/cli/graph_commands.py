@@ -139,18 +139,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     runner.start()
     started = ", ".join(rn.spec.name for rn in runner.nodes)
     print(f"msseg run: {spec.cell} ({spec.mode}) started: {started}", file=sys.stderr)
-    # replay with no duration: until the bag has played, then a few seconds for the
-    # frames still in the pipeline
-    # (or until the replay reports an error: it will play nothing more)
+    # replay with no duration: until the bag has played, then until the frames still in
+    # the pipeline are through (or until the replay reports an error: it will play nothing more)
     until = (lambda: monitor.node_message("replay") == "finished" or monitor.node_level("replay") == 2) \
         if spec.mode == "replay" and args.duration is None else None
+
+    def progress() -> tuple[str | None, ...]:  # what the pipeline's nodes have handled so far
+        return tuple(monitor.node_value(n, "frames") for n in ("segmenter", "grasp_selector"))
+
     try:
         if live_table:
             with Live(monitor.table(), console=console, refresh_per_second=1) as live:
-                _wait_with(runner, args.duration, lambda: live.update(monitor.table()), 1.0, until)
+                _wait_with(runner, args.duration, lambda: live.update(monitor.table()), 1.0, until, progress)
         else:
             _wait_with(runner, args.duration, lambda: print(monitor.line(), file=sys.stderr, flush=True), 10.0,
-                       until)
+                       until, progress)
     except NodeDiedError as exc:  # the others are stopped; what was measured is kept
         monitor.stop()
         clean_stale_segments()
@@ -223,20 +226,33 @@ def preflight(spec: GraphSpec) -> None:
         bag.close()
 
 
-#: seconds a replay run goes on after the bag has played (frames still in the pipeline)
+#: seconds a replay run goes on after the bag has played, at least, and after the
+#: pipeline's counters last moved (frames still in the pipeline; diagnostics come at ~1 Hz)
 REPLAY_DRAIN_S = 5.0
+#: ... and at most, however slowly a loaded machine drains its queues
+REPLAY_DRAIN_MAX_S = 120.0
 
 
-def _wait_with(runner, duration: float | None, every, period: float, until=None) -> None:
+def _wait_with(runner, duration: float | None, every, period: float, until=None, progress=None) -> None:
     """runner.wait in slices, calling ``every`` between them; ``until()`` true ends the
-    wait ``REPLAY_DRAIN_S`` later."""
+    wait ``REPLAY_DRAIN_S`` after ``progress()`` (the pipeline's counters) last changed,
+    and ``REPLAY_DRAIN_MAX_S`` after ``until()`` at the latest, so that on a slow machine
+    the frames queued when the bag ended are still handled."""
     import time
 
     end = None if duration is None else time.monotonic() + duration
     next_every = time.monotonic() + period
+    cap, last = None, None
     while True:
         if until is not None and until():
             end, until = time.monotonic() + REPLAY_DRAIN_S, None
+            cap = time.monotonic() + REPLAY_DRAIN_MAX_S
+            last = progress() if progress is not None else None
+        elif cap is not None and progress is not None:
+            seen = progress()
+            if seen != last:  # still draining: wait on from now
+                last = seen
+                end = min(cap, time.monotonic() + REPLAY_DRAIN_S)
         now = time.monotonic()
         left = 0.5 if end is None else min(0.5, end - now)
         if left <= 0 or runner.wait(min(left, max(next_every - now, 0.01))):

@@ -150,6 +150,11 @@ class KpiMonitor:
         with self._lock:
             return self.nodes.get(name, {}).get("_message")
 
+    def node_value(self, name: str, key: str) -> str | None:
+        """One value of node ``name``'s latest /diagnostics (e.g. its ``frames`` counter), or None."""
+        with self._lock:
+            return self.nodes.get(name, {}).get(key)
+
     def node_level(self, name: str) -> int | None:
         """The latest /diagnostics level of node ``name`` (0 OK, 1 WARN, 2 ERROR), or None."""
         with self._lock:
