@@ -146,7 +146,7 @@ def main() -> None:
         height = heights(view["depth"] + noise_rng.normal(0.0, config.depth_noise, view["depth"].shape))
         for w in args.area_weights:
             seg.config["area_weight"] = w
-            inst = seg.predict(view["rgb"])
+            inst = seg(view["rgb"])
             for with_depth in (False,) if args.no_depth else (False, True):
                 det = depth_ranked(inst, height if with_depth else None, depth_ranking, filters)
                 if len(det) == 0:
@@ -183,7 +183,7 @@ def _loop(args: argparse.Namespace, seg, filters: Filters, depth_ranking: DepthR
             total: collections.Counter = collections.Counter()
             noise_rng = np.random.default_rng(1)
             for scene in tqdm(range(args.loop), desc=f"w {w:g}{' depth' if with_depth else ''}", unit="bin"):
-                c = run_loop(BinPileWorld(BinPileConfig(seed=args.sim_seed)).scene(scene), seg.predict, rank, heights,
+                c = run_loop(BinPileWorld(BinPileConfig(seed=args.sim_seed)).scene(scene), seg, rank, heights,
                              noise_rng, cup)
                 longest = c.pop("longest_failure_run", 0)
                 total.update(c)

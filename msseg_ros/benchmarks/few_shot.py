@@ -1,22 +1,27 @@
 """Few-shot real: a model pretrained on synthetic bin piles, fine-tuned on a few real photos.
 
-    python msseg_ros/benchmarks/few_shot.py [--minutes 15] [--seed 0] [--out runs/few_shot]
+    python msseg_ros/benchmarks/few_shot.py [--models maskrcnn bicameral] [--minutes 15] [--seed 0]
+                                            [--out runs/few_shot]
 
 Not run by `msseg bench` without its name. Data: the 9 real RGB-D tabletop photos in
 ../shared/data/tabletop_rgbd, labelled from their depth and mended by hand
 (`msseg label-depth` with config/datasets/tabletop_rgbd_edits.yaml; docs/datasets.md);
-photos 2, 6 and 8 (31 objects) are the test split, the other six (44 objects) train.
+photos 2, 6 and 8 (32 objects) are the test split, the other six (43 objects) train.
 
-Arms, each one `msseg train` (bicameral F25, 256 x 256 crops, batch 4, the same budget of
-``--minutes`` CPU minutes, seed ``--seed``) and one `msseg eval` on the real test photos
-(mask AP over all scores; α = β = 0.3, the shipped bin model's setting):
+Per model family, three arms, each one `msseg train` with the same budget of ``--minutes``
+CPU minutes and seed ``--seed``, then one `msseg eval` on the real test photos (mask AP
+over all scores; contingency at 0.5):
 
-* ``zero_shot``: the shipped ``bin_picking_bicameral`` (trained on generated piles only);
+* ``zero_shot``: the shipped bin model (trained on generated piles only), as it is;
 * ``scratch``: the same network from random weights, on the six real photos;
-* ``fine_tuned``: from ``bin_picking_bicameral`` (``train.init``), on the six real photos.
+* ``fine_tuned``: from the shipped bin model (``train.init``), on the six real photos.
+
+Families: ``maskrcnn`` (config/training/tabletop_maskrcnn.yaml, from ``bin_picking_maskrcnn``;
+half resolution, copy-paste augmentation) and ``bicameral`` (tabletop_bicameral_f25.yaml,
+from ``bin_picking_bicameral``, α = β = 0.3 as the shipped bin model).
 
 A rerun skips the arms whose metrics exist. Writes OUT/results.json and OUT/table.md.
-Ratios: ``fine_tuned_minus_scratch_mask_ap``, ``fine_tuned_minus_zero_shot_mask_ap``.
+Ratios: per family ``<family>_fine_tuned_mask_ap`` and ``<family>_fine_tuned_minus_scratch_mask_ap``.
 """
 import argparse
 import json
@@ -29,7 +34,14 @@ from msseg_ros.bench import add_json_argument, emit
 ROOT = Path.cwd()
 SHARED = ROOT.parent / "shared" / "data" / "tabletop_rgbd"
 TEST = ("image_0002_rgb.png", "image_0006_rgb.png", "image_0008_rgb.png")
-METRICS = ("segm_AP", "segm_AP50", "segm_AP75", "bbox_AP", "mask_boundary_F")
+METRICS = ("segm_AP", "segm_AP50", "segm_AP75", "bbox_AP", "mask_boundary_F", "missed_pct")
+#: per model family: its training config, the shipped bin model it starts from, eval overrides
+FAMILIES = {
+    "maskrcnn": ("msseg_ros/config/training/tabletop_maskrcnn.yaml", "bin_picking_maskrcnn", ()),
+    "bicameral": ("msseg_ros/config/training/tabletop_bicameral_f25.yaml", "bin_picking_bicameral",
+                  ("--set", "alpha=0.3", "--set", "beta=0.3")),
+}
+ARMS = ("zero_shot", "scratch", "fine_tuned")
 
 
 def _msseg(*args: str) -> None:
@@ -41,8 +53,13 @@ def _msseg(*args: str) -> None:
         raise SystemExit(f"few_shot: `msseg {args[0]}` failed (exit {done.returncode})")
 
 
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", choices=sorted(FAMILIES), default=["maskrcnn", "bicameral"])
     ap.add_argument("--minutes", type=float, default=15.0, help="CPU minutes of training per arm")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="runs/few_shot")
@@ -58,33 +75,39 @@ def main() -> None:
                "--edits", "msseg_ros/config/datasets/tabletop_rgbd_edits.yaml", "--test", ",".join(TEST),
                "--out", str(data))
     test, images = str(data / "annotations" / "test.json"), str(SHARED / "png")
-    arms = {"zero_shot": None, "scratch": [], "fine_tuned": ["--set", "train.init=config/models/bin_picking_bicameral.safetensors"]}
-    results = {}
-    for arm, extra in arms.items():
-        metrics = out / arm / "eval" / "metrics.json"
-        if not metrics.is_file():
-            weights = "bin_picking_bicameral"
-            if extra is not None:
-                run = out / arm
-                _msseg("train", "msseg_ros/config/training/tabletop_bicameral_f25.yaml",
-                       "--set", f"data.train={data / 'annotations' / 'train.json'}", "--set", f"data.image_root={images}",
-                       "--set", f"train.max_minutes={args.minutes}", "--set", f"train.seed={args.seed}",
-                       "--set", f"out={run}", *extra)
-                weights = str(run / "model.safetensors")
-            _msseg("eval", weights, "--data", test, "--image-root", images, "--score-threshold", "0.5",
-                   "--set", "alpha=0.3", "--set", "beta=0.3", "--out", str(out / arm / "eval"))
-        summary = json.loads(metrics.read_text())["summary"]
-        results[arm] = {k: summary.get(k) for k in METRICS}
-    lines = ["| arm | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
-    for arm, r in results.items():
-        lines.append(f"| {arm} | " + " | ".join("n/a" if r[k] is None else f"{r[k]:.3f}" for k in METRICS) + " |")
+    results: dict[str, dict[str, dict]] = {}
+    for family in args.models:
+        config, pretrained, eval_sets = FAMILIES[family]
+        results[family] = {}
+        for arm in ARMS:
+            run = out / family / arm
+            metrics = run / "eval" / "metrics.json"
+            if not metrics.is_file():
+                weights = pretrained
+                if arm != "zero_shot":
+                    init = ["--set", f"train.init=config/models/{pretrained}.safetensors"] if arm == "fine_tuned" else []
+                    _msseg("train", config, "--set", f"data.train={data / 'annotations' / 'train.json'}",
+                           "--set", f"data.image_root={images}", "--set", f"train.max_minutes={args.minutes}",
+                           "--set", f"train.seed={args.seed}", "--set", f"out={run}", *init)
+                    weights = str(run / "model.safetensors")
+                _msseg("eval", weights, "--data", test, "--image-root", images, "--score-threshold", "0.5",
+                       *eval_sets, "--out", str(run / "eval"))
+            summary = json.loads(metrics.read_text())["summary"]
+            results[family][arm] = {k: summary.get(k) for k in METRICS}
+    lines = ["| model | arm | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
+    for family, arms in results.items():
+        for arm, r in arms.items():
+            lines.append(f"| {family} | {arm} | " + " | ".join(_fmt(r[k]) for k in METRICS) + " |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print("\n".join(lines))
-    ap_of = {arm: r["segm_AP"] or 0.0 for arm, r in results.items()}
-    emit("few_shot", {"fine_tuned_minus_scratch_mask_ap": ap_of["fine_tuned"] - ap_of["scratch"],
-                      "fine_tuned_minus_zero_shot_mask_ap": ap_of["fine_tuned"] - ap_of["zero_shot"]},
-         {"minutes": args.minutes, "seed": args.seed, "test_images": list(TEST), "results": results}, args.json)
+    ratios = {}
+    for family, arms in results.items():
+        ap_of = {arm: r["segm_AP"] or 0.0 for arm, r in arms.items()}
+        ratios[f"{family}_fine_tuned_mask_ap"] = ap_of["fine_tuned"]
+        ratios[f"{family}_fine_tuned_minus_scratch_mask_ap"] = ap_of["fine_tuned"] - ap_of["scratch"]
+    emit("few_shot", ratios, {"minutes": args.minutes, "seed": args.seed, "test_images": list(TEST),
+                              "results": results}, args.json)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """Augmentations of seed 000 §5.2: flips, affine (rotation ±180°, shift up to 40 %) and
-patchwork (objects from several images pasted without overlap onto an empty belt).
+patchwork (objects from several images pasted without overlap onto an empty belt); and
+copy-paste (Ghiasi et al., "Simple Copy-Paste is a Strong Data Augmentation Method for
+Instance Segmentation", CVPR 2021): objects from other images pasted, rescaled, in front
+of a frame's own scene, for datasets too small to show many arrangements.
 
 All work on (H, W, C) float32 frames and (N, H, W) bool masks; the fill value of pixels
 that come from outside the frame is the per-channel ``fill`` (the empty belt).
@@ -80,6 +83,64 @@ def patchwork(samples: list[tuple[np.ndarray, dict[str, Any]]], shape: tuple[int
     return frame, np.array(masks, bool).reshape(-1, H, W), np.array(labels, np.int64)
 
 
+def copy_paste(frame: np.ndarray, masks: np.ndarray, labels: np.ndarray,
+               samples: list[tuple[np.ndarray, dict[str, Any]]], rng: np.random.Generator,
+               n_max: int = 6, scale: tuple[float, float] = (0.5, 1.5), min_visible: float = 0.3
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paste 1..``n_max`` objects cut from ``samples`` onto ``frame``, each at a random
+    place and a random scale in ``scale``, in front of what is there (pasted pixels leave
+    the frame's own masks). An instance of the frame left with less than ``min_visible``
+    of its pixels is dropped (mostly hidden: no longer a fair target).
+
+    Args:
+        frame: (H, W, C) float32.
+        masks: (N, H, W) bool, the frame's instances.
+        labels: (N,) int64 class ids.
+        samples: (frame, target) pairs to cut objects from (target has ``masks`` and ``labels``).
+
+    Returns:
+        (frame, masks (M, H, W), labels (M,)): the frame's visible instances, then the pasted ones.
+    """
+    H, W = frame.shape[:2]
+    frame = frame.copy()
+    own = masks.copy()
+    own_area = own.reshape(len(own), -1).sum(1)
+    pasted: list[np.ndarray] = []
+    pasted_labels: list[int] = []
+    for _ in range(int(rng.integers(1, n_max + 1))):
+        img, tgt = samples[int(rng.integers(len(samples)))]
+        if len(tgt["labels"]) == 0:
+            continue
+        k = int(rng.integers(len(tgt["labels"])))
+        ys, xs = np.nonzero(tgt["masks"][k])
+        if len(ys) == 0:
+            continue
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        s = float(rng.uniform(*scale))
+        h, w = max(1, round((y1 - y0) * s)), max(1, round((x1 - x0) * s))
+        if h >= H or w >= W:
+            continue
+        patch = cv2.resize(img[y0:y1, x0:x1], (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, -1)
+        local = cv2.resize(tgt["masks"][k][y0:y1, x0:x1].astype(np.uint8), (w, h),
+                           interpolation=cv2.INTER_NEAREST) > 0
+        if local.sum() < 4:
+            continue
+        oy, ox = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
+        region = frame[oy:oy + h, ox:ox + w]
+        region[local] = patch[local]
+        new = np.zeros((H, W), bool)
+        new[oy:oy + h, ox:ox + w] = local
+        own &= ~new
+        for m in pasted:
+            m &= ~new
+        pasted.append(new)
+        pasted_labels.append(int(tgt["labels"][k]))
+    keep = own.reshape(len(own), -1).sum(1) >= np.maximum(min_visible * own_area, 4)
+    all_masks = np.concatenate([own[keep], np.array(pasted, bool).reshape(-1, H, W)])
+    all_labels = np.concatenate([labels[keep], np.array(pasted_labels, np.int64)])
+    return frame, all_masks, all_labels
+
+
 def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
     out = np.zeros((len(masks), 4), np.float32)
     for k, m in enumerate(masks):
@@ -90,8 +151,8 @@ def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
 
 def augment_instances(frame: np.ndarray, target: dict[str, Any], context: TrainingContext
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One training sample augmented per ``context.options.augment``: patchwork, flips,
-    affine, in that order, each drawn from ``context.rng``. Instances left with fewer than
+    """One training sample augmented per ``context.options.augment``: patchwork,
+    copy-paste, flips, affine, in that order, each drawn from ``context.rng``. Instances left with fewer than
     4 pixels are dropped.
 
     Returns:
@@ -102,6 +163,9 @@ def augment_instances(frame: np.ndarray, target: dict[str, Any], context: Traini
     if a.patchwork and rng.random() < a.patchwork:
         samples = [context.pool[int(rng.integers(len(context.pool)))] for _ in range(6)]
         frame, masks, labels = patchwork(samples, frame.shape[:2], fill, rng)
+    if a.copy_paste and rng.random() < a.copy_paste:
+        samples = [context.pool[int(rng.integers(len(context.pool)))] for _ in range(6)]
+        frame, masks, labels = copy_paste(frame, masks, labels, samples, rng)
     if rng.random() < a.hflip:
         frame, masks = flip(frame, masks, horizontal=True)
     if rng.random() < a.vflip:

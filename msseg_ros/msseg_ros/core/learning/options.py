@@ -19,12 +19,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Augment:
-    """Probabilities of each augmentation per training sample (seed 000 §7.3)."""
+    """Probabilities of each augmentation per training sample (seed 000 §7.3; copy_paste:
+    Ghiasi et al. 2021, see core/learning/augment.py)."""
 
     hflip: float = 0.5
     vflip: float = 0.5
     affine: float = 0.0
     patchwork: float = 0.0
+    copy_paste: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ class TrainOptions:
             raise ConfigError(f"train.deterministic must be auto, on or off, got {self.deterministic!r}")
         if self.save_dtype not in ("float32", "float16"):
             raise ConfigError(f"train.save_dtype must be float32 or float16, got {self.save_dtype!r}")
-        for name in ("hflip", "vflip", "affine", "patchwork"):
+        for name in ("hflip", "vflip", "affine", "patchwork", "copy_paste"):
             p = getattr(self.augment, name)
             if not 0.0 <= p <= 1.0:
                 raise ConfigError(f"train.augment.{name} is a probability in [0, 1], got {p}")
@@ -187,7 +189,7 @@ class TrainingContext:
         options: the train section.
         rng: the one generator a seeded run draws from (in the batch-preparing thread).
         fill: (C,) the background value of each input channel (augmentations fill with it).
-        pool: samples for patchwork augmentation (empty when patchwork is off).
+        pool: samples for patchwork and copy-paste augmentation (empty when both are off).
     """
 
     dataset: CocoFrames

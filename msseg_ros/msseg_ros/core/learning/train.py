@@ -313,7 +313,7 @@ def _train_gradient(cls: type[Segmenter], model_cfg: dict[str, Any], cfg: TrainC
     elif t.init:
         _load_init(packaged(t.init), seg, log)
     fill = np.asarray(model_cfg.get("fill_values") or model_cfg["image_mean"], np.float32)
-    pool = [train_ds[i] for i in range(min(len(train_ds), 32))] if t.augment.patchwork else []
+    pool = [train_ds[i] for i in range(min(len(train_ds), 32))] if t.augment.patchwork or t.augment.copy_paste else []
     context = TrainingContext(train_ds, t, rng, fill, pool)
     n_batches = math.ceil(len(train_ds) / t.batch_size)
     planned = t.epochs * n_batches
