@@ -20,7 +20,8 @@ Families: ``maskrcnn`` (config/training/tabletop_maskrcnn.yaml, from ``bin_picki
 half resolution, copy-paste augmentation) and ``bicameral`` (tabletop_bicameral_f25.yaml,
 from ``bin_picking_bicameral``, α = β = 0.3 as the shipped bin model).
 
-A rerun skips the arms whose metrics exist. Writes OUT/results.json and OUT/table.md.
+A rerun skips the arms whose metrics exist. Writes OUT/results.json, OUT/table.md and
+OUT/masks.jpg (the fine-tuned Mask R-CNN's masks beside the labels on the test photos).
 Ratios: per family ``<family>_fine_tuned_mask_ap`` and ``<family>_fine_tuned_minus_scratch_mask_ap``.
 """
 import argparse
@@ -51,6 +52,40 @@ def _msseg(*args: str) -> None:
     if done.returncode != 0:
         print(done.stdout[-3000:], file=sys.stderr)
         raise SystemExit(f"few_shot: `msseg {args[0]}` failed (exit {done.returncode})")
+
+
+def figure(weights: str, test: Path, images: Path, path: Path, min_score: float = 0.5) -> None:
+    """Each test photo twice, side by side: the hand-mended labels' outlines (left) and the
+    model's masks scoring >= ``min_score`` (right); JPEG, 400 x 300 per photo."""
+    import cv2
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    from msseg_ros.core.segmentation.loading import load_segmenter
+
+    seg = load_segmenter(weights)
+    doc = json.loads(test.read_text())
+    rows = []
+    for im in doc["images"]:
+        rgb = cv2.cvtColor(cv2.imread(str(images / im["file_name"])), cv2.COLOR_BGR2RGB)
+        inst = seg(rgb.astype(np.float32))
+        pred, truth = rgb.copy(), rgb.copy()
+        colours = np.random.default_rng(1).integers(60, 255, (max(len(inst), 1), 3))
+        for k in np.flatnonzero(inst.scores >= min_score):
+            m = inst.labels == k + 1
+            pred[m] = (0.5 * pred[m] + 0.5 * colours[k]).astype(np.uint8)
+            contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            cv2.drawContours(pred, contours, -1, (255, 255, 255), 1)
+        for a in doc["annotations"]:
+            if a["image_id"] == im["id"]:
+                rle = a["segmentation"]
+                if not isinstance(rle, dict):
+                    rle = mask_utils.merge(mask_utils.frPyObjects(rle, im["height"], im["width"]))
+                contours, _ = cv2.findContours(mask_utils.decode(rle).astype(np.uint8), cv2.RETR_EXTERNAL,
+                                               cv2.CHAIN_APPROX_NONE)
+                cv2.drawContours(truth, contours, -1, (255, 255, 0), 2)
+        rows.append(np.hstack([cv2.resize(truth, (400, 300)), cv2.resize(pred, (400, 300))]))
+    cv2.imwrite(str(path), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
 
 
 def _fmt(v) -> str:
@@ -101,6 +136,10 @@ def main() -> None:
     (out / "table.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print("\n".join(lines))
+    best = out / "maskrcnn" / "fine_tuned" / "model.safetensors"
+    if best.is_file():
+        figure(str(best), data / "annotations" / "test.json", SHARED / "png", out / "masks.jpg")
+        print(f"figure: {out / 'masks.jpg'} (labels left, the fine-tuned Mask R-CNN right)")
     ratios = {}
     for family, arms in results.items():
         ap_of = {arm: r["segm_AP"] or 0.0 for arm, r in arms.items()}
