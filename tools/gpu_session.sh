@@ -7,20 +7,7 @@
 #   OUT=/tmp/gpu_out bash tools/gpu_session.sh           on the GPU machine, repository root
 #   SMALL=1 OUT=/tmp/gpu_out bash tools/gpu_session.sh   a tiny rehearsal on a CPU (venv .venv)
 # Wheels in .whl/ (packages the GPU machine lacks, e.g. pycocotools) are installed first.
-set -u
-OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
-L=runs/gpu_logs; mkdir -p $L
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 TQDM_MININTERVAL=20
-if [ -d .whl ] && [ "${SMALL:-0}" = 0 ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/msseg_ros
-  PY=python3
-else
-  PY=${PY:-.venv/bin/python}
-fi
-M="$PY -m msseg_ros.cli.main"
-T0=$(date +%s)
-log() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a $L/timeline.txt; }
+THREADS=2 . "$(dirname "$0")/gpu_common.sh"
 if [ "${SMALL:-0}" = 1 ]; then
   N_SL=40; N_SLT=8; N_B=16; N_BT=6; N_GB=16; W=2
   BASE_MIN=0.3; LINE_MIN=0.4; EMB_MIN=0.4; BIC_MIN=0.3; ARM_STEPS=2; DEV=cpu; DEADLINE=900

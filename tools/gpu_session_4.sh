@@ -10,20 +10,7 @@
 # What is small comes back in $OUT/runs.tgz, the models as fp16 files in $OUT.
 #   OUT=/tmp/gpu_out bash tools/gpu_session_4.sh           on the GPU machine, repository root
 #   SMALL=1 OUT=/tmp/gpu_out bash tools/gpu_session_4.sh   a tiny rehearsal on a CPU (venv .venv)
-set -u
-OUT=${OUT:-/tmp/gpu_out}; mkdir -p "$OUT"
-L=runs/gpu_logs; mkdir -p $L
-export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=3 MKL_NUM_THREADS=3 TQDM_MININTERVAL=20
-if [ -d .whl ] && [ "${SMALL:-0}" = 0 ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH=/tmp/site:$PWD/msseg_ros
-  PY=python3
-else
-  PY=${PY:-.venv/bin/python}
-fi
-M="$PY -m msseg_ros.cli.main"
-T0=$(date +%s)
-log() { echo "[$(( $(date +%s) - T0 )) s] $*" | tee -a $L/timeline.txt; }
+THREADS=3 . "$(dirname "$0")/gpu_common.sh"
 if [ "${SMALL:-0}" = 1 ]; then
   N_SL=40; N_B=16; N_BT=6; W=2; MIN_MR=0.3; MIN_BIC=0.3; MIN_LINE=0.3; MIN_EMB=0.3; DEV=cpu; DEADLINE=900
 else
