@@ -53,3 +53,16 @@ def test_copy_paste_through_the_training_options():
     assert len(masks) == len(labels) and masks.shape[1:] == (32, 32)
     with pytest.raises(ConfigError, match="copy_paste is a probability"):
         TrainOptions.from_mapping({"augment": {"copy_paste": 1.5}})
+
+
+def test_an_empty_frame_gets_pasted_objects_and_a_pasted_object_hidden_by_a_later_one_goes():
+    empty = np.zeros((0, 20, 20), bool), np.zeros(0, np.int64)
+    frame = np.zeros((20, 20, 3), np.float32)
+    out, masks, labels = copy_paste(frame, *empty, [_sample(20, 20, (0, 0, 0, 0), 0.0, 1)],
+                                    np.random.default_rng(0), n_max=3)
+    assert masks.shape == (0, 20, 20) and labels.shape == (0,)  # nothing to cut: nothing pasted
+    big = _sample(20, 20, (1, 19, 1, 19), 5.0, 4)                  # 18 x 18: every paste covers the middle
+    for seed in range(10):
+        _, masks, labels = copy_paste(frame, *empty, [big], np.random.default_rng(seed), n_max=6, scale=(1.0, 1.0))
+        assert len(labels) >= 1 and labels.tolist() == [4] * len(labels)
+        assert np.all(masks.reshape(len(masks), -1).sum(1) >= 0.3 * 18 * 18)  # none mostly hidden

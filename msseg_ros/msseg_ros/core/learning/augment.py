@@ -89,8 +89,8 @@ def copy_paste(frame: np.ndarray, masks: np.ndarray, labels: np.ndarray,
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Paste 1..``n_max`` objects cut from ``samples`` onto ``frame``, each at a random
     place and a random scale in ``scale``, in front of what is there (pasted pixels leave
-    the frame's own masks). An instance of the frame left with less than ``min_visible``
-    of its pixels is dropped (mostly hidden: no longer a fair target).
+    the masks under them). An instance, the frame's own or an earlier pasted one, left with
+    less than ``min_visible`` of its pixels is dropped (mostly hidden: no longer a fair target).
 
     Args:
         frame: (H, W, C) float32.
@@ -103,10 +103,9 @@ def copy_paste(frame: np.ndarray, masks: np.ndarray, labels: np.ndarray,
     """
     H, W = frame.shape[:2]
     frame = frame.copy()
-    own = masks.copy()
-    own_area = own.reshape(len(own), -1).sum(1)
-    pasted: list[np.ndarray] = []
-    pasted_labels: list[int] = []
+    all_masks = list(masks.copy())
+    all_labels = [int(v) for v in labels]
+    areas = [int(m.sum()) for m in masks]  # each instance's pixels before any paste
     for _ in range(int(rng.integers(1, n_max + 1))):
         img, tgt = samples[int(rng.integers(len(samples)))]
         if len(tgt["labels"]) == 0:
@@ -130,15 +129,14 @@ def copy_paste(frame: np.ndarray, masks: np.ndarray, labels: np.ndarray,
         region[local] = patch[local]
         new = np.zeros((H, W), bool)
         new[oy:oy + h, ox:ox + w] = local
-        own &= ~new
-        for m in pasted:
+        for m in all_masks:
             m &= ~new
-        pasted.append(new)
-        pasted_labels.append(int(tgt["labels"][k]))
-    keep = own.reshape(len(own), -1).sum(1) >= np.maximum(min_visible * own_area, 4)
-    all_masks = np.concatenate([own[keep], np.array(pasted, bool).reshape(-1, H, W)])
-    all_labels = np.concatenate([labels[keep], np.array(pasted_labels, np.int64)])
-    return frame, all_masks, all_labels
+        all_masks.append(new)
+        all_labels.append(int(tgt["labels"][k]))
+        areas.append(int(local.sum()))
+    out = np.array(all_masks, bool).reshape(-1, H, W)
+    keep = out.reshape(len(out), H * W).sum(1) >= np.maximum(min_visible * np.array(areas), 4)
+    return frame, out[keep], np.array(all_labels, np.int64)[keep]
 
 
 def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
