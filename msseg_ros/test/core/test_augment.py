@@ -1,8 +1,10 @@
-"""Training augmentations (core/learning/augment.py): what copy-paste puts where."""
+"""Training augmentations (core/learning/augment.py): what copy-paste puts where, what scale
+and photometric jitter do to frames and masks."""
+import cv2
 import numpy as np
 import pytest
 
-from msseg_ros.core.learning.augment import augment_instances, copy_paste
+from msseg_ros.core.learning.augment import augment_instances, copy_paste, photometric, scale_jitter
 from msseg_ros.core.learning.options import ConfigError, TrainingContext, TrainOptions
 
 
@@ -66,3 +68,35 @@ def test_an_empty_frame_gets_pasted_objects_and_a_pasted_object_hidden_by_a_late
         _, masks, labels = copy_paste(frame, *empty, [big], np.random.default_rng(seed), n_max=6, scale=(1.0, 1.0))
         assert len(labels) >= 1 and labels.tolist() == [4] * len(labels)
         assert np.all(masks.reshape(len(masks), -1).sum(1) >= 0.3 * 18 * 18)  # none mostly hidden
+
+
+def test_scale_jitter_enlarges_or_shrinks_frame_and_masks_together():
+    frame = np.zeros((40, 60, 11), np.float32)
+    frame[10:20, 20:30] = 5.0                               # one 10 x 10 object, 11 channels
+    masks = np.zeros((1, 40, 60), bool)
+    masks[0, 10:20, 20:30] = True
+    fill = np.full(11, -1.0, np.float32)
+    out, m = scale_jitter(frame, masks, np.random.default_rng(0), fill, scale=(2.0, 2.0))
+    assert out.shape == frame.shape and m.shape == masks.shape
+    assert m[0].sum() == 400                                # 20 x 20, inside this draw's window
+    inner = cv2.erode(m[0].astype(np.uint8), np.ones((3, 3), np.uint8),  # edges are interpolated
+                      borderType=cv2.BORDER_CONSTANT, borderValue=0) > 0
+    assert inner.sum() >= 16 * 18 and np.all(out[inner] == 5.0) and not np.any(out == -1.0)  # no fill
+    out, m = scale_jitter(frame, masks, np.random.default_rng(1), fill, scale=(0.5, 0.5))
+    assert m[0].sum() == 25 and np.all(out[m[0]] > 2.0)     # 5 x 5, over the object
+    assert np.sum(out[..., 0] == -1.0) == 40 * 60 - 20 * 30  # shrunk: the rest is fill
+    empty = np.zeros((0, 40, 60), bool)
+    assert scale_jitter(frame, empty, np.random.default_rng(2), fill)[1].shape == (0, 40, 60)
+
+
+def test_photometric_jitter_keeps_structure_and_changes_values():
+    rng = np.random.default_rng(0)
+    frame = rng.uniform(0, 255, (16, 16, 3)).astype(np.float32)
+    out = photometric(frame, np.random.default_rng(4))
+    assert out.shape == frame.shape and out.dtype == np.float32 and not np.allclose(out, frame)
+    for c in range(3):                                      # an affine map per channel: correlation 1
+        assert np.corrcoef(frame[..., c].ravel(), out[..., c].ravel())[0, 1] > 0.9999
+    same = photometric(frame, np.random.default_rng(4), contrast=(1, 1), brightness=(1, 1), cast=0.0)
+    np.testing.assert_allclose(same, frame, rtol=1e-5)
+    with pytest.raises(ConfigError, match="scale is a probability"):
+        TrainOptions.from_mapping({"augment": {"scale": 2.0}})

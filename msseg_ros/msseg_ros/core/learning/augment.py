@@ -2,7 +2,10 @@
 patchwork (objects from several images pasted without overlap onto an empty belt); and
 copy-paste (Ghiasi et al., "Simple Copy-Paste is a Strong Data Augmentation Method for
 Instance Segmentation", CVPR 2021): objects from other images pasted, rescaled, in front
-of a frame's own scene, for datasets too small to show many arrangements.
+of a frame's own scene, for datasets too small to show many arrangements; scale jitter
+(the whole frame resized, then cropped or padded back to its size: the "scale jittering" that
+paper pairs with copy-paste, here 0.5-1.5x) and photometric jitter (contrast, brightness and
+a per-channel cast), for few photos taken at one distance under one light.
 
 All work on (H, W, C) float32 frames and (N, H, W) bool masks; the fill value of pixels
 that come from outside the frame is the per-channel ``fill`` (the empty belt).
@@ -121,7 +124,7 @@ def copy_paste(frame: np.ndarray, masks: np.ndarray, labels: np.ndarray,
             continue
         patch = cv2.resize(img[y0:y1, x0:x1], (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, -1)
         local = cv2.resize(tgt["masks"][k][y0:y1, x0:x1].astype(np.uint8), (w, h),
-                           interpolation=cv2.INTER_NEAREST) > 0
+                           interpolation=cv2.INTER_NEAREST_EXACT) > 0
         if local.sum() < 4:
             continue
         oy, ox = int(rng.integers(0, H - h + 1)), int(rng.integers(0, W - w + 1))
@@ -139,6 +142,41 @@ def copy_paste(frame: np.ndarray, masks: np.ndarray, labels: np.ndarray,
     return frame, out[keep], np.array(all_labels, np.int64)[keep]
 
 
+def scale_jitter(frame: np.ndarray, masks: np.ndarray, rng: np.random.Generator, fill: np.ndarray,
+                 scale: tuple[float, float] = (0.5, 1.5)) -> tuple[np.ndarray, np.ndarray]:
+    """The frame and its masks resized by one factor drawn from ``scale``, then cut back to
+    (H, W) at a random place (enlarged) or placed at a random place on ``fill`` (shrunk).
+    Instances cut by the border keep their visible part."""
+    H, W, C = frame.shape
+    s = float(rng.uniform(*scale))
+    h, w = max(1, round(H * s)), max(1, round(W * s))
+    big = cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, C)
+    small = (np.stack([cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST_EXACT) > 0 for m in masks])
+             if len(masks) else np.zeros((0, h, w), bool))
+    out = np.broadcast_to(fill.astype(np.float32), (H, W, C)).copy()
+    out_masks = np.zeros((len(masks), H, W), bool)
+    # source window (enlarged) or destination offset (shrunk), per axis
+    sy = int(rng.integers(0, h - H + 1)) if h > H else 0
+    sx = int(rng.integers(0, w - W + 1)) if w > W else 0
+    dy = int(rng.integers(0, H - h + 1)) if h < H else 0
+    dx = int(rng.integers(0, W - w + 1)) if w < W else 0
+    ch, cw = min(h, H), min(w, W)
+    out[dy:dy + ch, dx:dx + cw] = big[sy:sy + ch, sx:sx + cw]
+    out_masks[:, dy:dy + ch, dx:dx + cw] = small[:, sy:sy + ch, sx:sx + cw]
+    return out, out_masks
+
+
+def photometric(frame: np.ndarray, rng: np.random.Generator, contrast: tuple[float, float] = (0.7, 1.3),
+                brightness: tuple[float, float] = (0.8, 1.2), cast: float = 0.1) -> np.ndarray:
+    """Contrast about each channel's mean, then one brightness gain for the frame times a
+    per-channel gain in 1 ± ``cast`` (a colour cast). Values are not clipped: the frame's
+    units are the model's input units, whatever their range."""
+    mean = frame.reshape(-1, frame.shape[2]).mean(0)
+    gain = float(rng.uniform(*brightness)) * rng.uniform(1 - cast, 1 + cast, frame.shape[2])
+    out = ((frame - mean) * float(rng.uniform(*contrast)) + mean) * gain
+    return out.astype(np.float32)
+
+
 def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
     out = np.zeros((len(masks), 4), np.float32)
     for k, m in enumerate(masks):
@@ -150,7 +188,7 @@ def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
 def augment_instances(frame: np.ndarray, target: dict[str, Any], context: TrainingContext
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One training sample augmented per ``context.options.augment``: patchwork,
-    copy-paste, flips, affine, in that order, each drawn from ``context.rng``. Instances left with fewer than
+    copy-paste, scale, flips, affine, photometric, in that order, each drawn from ``context.rng``. Instances left with fewer than
     4 pixels are dropped.
 
     Returns:
@@ -164,11 +202,15 @@ def augment_instances(frame: np.ndarray, target: dict[str, Any], context: Traini
     if a.copy_paste and rng.random() < a.copy_paste:
         samples = [context.pool[int(rng.integers(len(context.pool)))] for _ in range(6)]
         frame, masks, labels = copy_paste(frame, masks, labels, samples, rng)
+    if a.scale and rng.random() < a.scale:
+        frame, masks = scale_jitter(frame, masks, rng, fill)
     if rng.random() < a.hflip:
         frame, masks = flip(frame, masks, horizontal=True)
     if rng.random() < a.vflip:
         frame, masks = flip(frame, masks, horizontal=False)
     if a.affine and rng.random() < a.affine:
         frame, masks = affine(frame, masks, rng, fill)
+    if a.photometric and rng.random() < a.photometric:
+        frame = photometric(frame, rng)
     keep = masks.reshape(len(masks), -1).sum(1) >= 4 if len(masks) else np.zeros(0, bool)
     return frame, masks[keep], labels[keep]

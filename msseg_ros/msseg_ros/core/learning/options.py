@@ -19,14 +19,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Augment:
-    """Probabilities of each augmentation per training sample (seed 000 §7.3; copy_paste:
-    Ghiasi et al. 2021, see core/learning/augment.py)."""
+    """Probabilities of each augmentation per training sample (seed 000 §7.3; copy_paste,
+    scale and photometric: Ghiasi et al. 2021 and common practice, see
+    core/learning/augment.py)."""
 
     hflip: float = 0.5
     vflip: float = 0.5
     affine: float = 0.0
     patchwork: float = 0.0
     copy_paste: float = 0.0
+    scale: float = 0.0
+    photometric: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ class TrainOptions:
             raise ConfigError(f"train.deterministic must be auto, on or off, got {self.deterministic!r}")
         if self.save_dtype not in ("float32", "float16"):
             raise ConfigError(f"train.save_dtype must be float32 or float16, got {self.save_dtype!r}")
-        for name in ("hflip", "vflip", "affine", "patchwork", "copy_paste"):
+        for name in ("hflip", "vflip", "affine", "patchwork", "copy_paste", "scale", "photometric"):
             p = getattr(self.augment, name)
             if not 0.0 <= p <= 1.0:
                 raise ConfigError(f"train.augment.{name} is a probability in [0, 1], got {p}")
