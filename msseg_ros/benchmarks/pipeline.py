@@ -10,7 +10,13 @@ then, in this process, the same model's forward time alone on frames of the same
    from the moment a line frame is complete (its stamp is row 0's acquisition, so the
    frame's own acquisition time, frame_lines x line_pitch / belt speed, is subtracted) to
    its candidates arriving in another process. 1.0 would be a free pipeline. The forward
-   is timed on the frame as the node gives it to the model (binned by its ``binning``).
+   is timed on the frames the pipeline segmented (with ``--replay``: 12 of the bag's,
+   spread over it; else 12 frames of the same simulated world), each as the node gives it
+   to the model (binned by its ``binning``): the median over frames of each one's median.
+   Mask R-CNN's time grows with the objects in a frame, so a frame of another feed rate
+   would not do. Also reported: the overhead over the node's own call of the model
+   (``model(frame, binning)``: the forward plus the model's configured post-processing,
+   ``merge_touching_px`` and ``snap_px``, and the binning), i.e. what the graph adds.
 2. Keep-up: real-time factor = frame period / per-frame work (segmenter + grasp selector
    p50): >= 1 keeps up with the belt. Dropped frames: frames the segmenter received but
    replaced by a newer one before it was free (its newest-frame policy), over the
@@ -19,12 +25,17 @@ then, in this process, the same model's forward time alone on frames of the same
 ``--replay``: the sensor streams of a first sim run are recorded (``--record``, encoder
 and frames), then the pipeline runs on that bag (``--mode replay``), so the simulated
 scanner and world no longer share the 2 cores with it, as on a line whose sensor is
-hardware. End-to-end is then measured by a probe in this process, by stamp: from a
-frame's arrival to its candidates' arrival (the replay publishes each frame complete).
+hardware. End-to-end is then measured by a probe in this process, by stamp: from the
+moment the replay wrote a frame (it publishes each frame complete) to the moment the grasp
+selector wrote its candidates, both the DDS samples' source timestamps (the writers' system
+clock, one host). Arrival times at the probe would flatter the pipeline: the probe's own
+thread wakes late for a frame, while the segmenter has both cores busy, and on time for
+the candidates.
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,6 +48,8 @@ from msseg_ros.core.segmentation.base import bin_frame
 from msseg_ros.core.segmentation.loading import load_segmenter
 from msseg_ros.core.sim.sorting_line import SortingLineConfig, SortingLineWorld
 from msseg_ros.graph import default_params_file
+
+FORWARD_FRAMES = 12  # frames the forward alone is timed on
 
 
 def _line_params(params: list[str]) -> tuple[int, float, float, SortingLineConfig]:
@@ -67,6 +80,7 @@ def main() -> None:
                "--set", f"segmenter.model.runtime={args.runtime}", "--params-file", *params,
                *(["--one-process"] if args.one_process else [])]
         probe_ms = None
+        frames = None
         if args.replay:
             bag = str(Path(tmp) / "sensors")
             _run([*cmd, "--mode", "sim", "--report", str(Path(tmp) / "recorded"), "--record", bag,
@@ -75,6 +89,7 @@ def main() -> None:
             replay = cmd[:k] + cmd[k + 2:]  # until the bag has played
             report, probe_ms = _replay_with_probe([*replay, "--mode", "replay", "--bag", bag,
                                                    "--report", str(Path(tmp) / "report")], Path(tmp) / "report")
+            frames = _bag_frames(bag, "/line_scanner/frames", FORWARD_FRAMES)
         else:
             _run([*cmd, "--mode", "sim", "--report", tmp])
             report = json.loads((Path(tmp) / "report.json").read_text())
@@ -83,10 +98,16 @@ def main() -> None:
     published = int(nodes["line_scanner"]["frames"]) if "line_scanner" in nodes else int(seg["frames"]) + int(
         seg.get("frames_skipped", 0))
     model = load_segmenter(seg["model"], runtime=args.runtime)
-    frame = SortingLineWorld(world.with_overrides(feed_rate=12.0, seed=3)).render(0, lines).image
+    if frames is None:  # the world the sim ran (its seed and feed rate), frame after frame
+        sim = SortingLineWorld(world)
+        frames = [sim.render(k * (lines - overlap), lines).image for k in range(2, 2 + FORWARD_FRAMES)]
+    frame = frames[0]
     binning = node_parameters(params, "segmenter").binning
-    model_input = bin_frame(frame, binning)  # what the node's model is given (its binning)
-    forward_ms = 1e3 * median_time(lambda: model.predict(model_input), 7)
+    inputs = [bin_frame(f, binning) for f in frames]  # what the node's model is given (its binning)
+    model_input = inputs[0]
+    forward_ms = 1e3 * statistics.median(median_time(lambda x=x: model.predict(x), 3, warmup=1) for x in inputs)
+    # the node's own call: predict plus the model's post-processing (merge_touching_px, snap_px) and binning
+    call_ms = 1e3 * statistics.median(median_time(lambda f=f: model(f, binning=binning), 3, warmup=1) for f in frames)
     acquisition_ms = 1e3 * lines * pitch / speed
     e2e_ms = probe_ms if probe_ms is not None else report["pipeline_latency"]["p50_ms"] - acquisition_ms
     work_ms = float(seg["latency_p50_ms"]) + float(grasp["latency_p50_ms"])
@@ -99,22 +120,49 @@ def main() -> None:
           f"{published} frames published, "
           f"{received} received by the segmenter, {seg['frames']} segmented")
     if probe_ms is not None:
-        print(f"end-to-end p50 (frame arrives -> its candidates arrive, probed): {e2e_ms:.0f} ms")
+        print(f"end-to-end p50 (frame written -> its candidates written, DDS source timestamps): {e2e_ms:.0f} ms")
     else:
         print(f"end-to-end p50 (frame complete -> candidates): {e2e_ms:.0f} ms "
               f"(stamp -> candidates {report['pipeline_latency']['p50_ms']:.0f} ms, acquisition {acquisition_ms:.0f} ms)")
-    print(f"segmenter forward alone p50: {forward_ms:.0f} ms (on {model_input.shape[1]} x {model_input.shape[0]} px); "
+    print(f"segmenter forward alone p50: {forward_ms:.0f} ms (on {len(inputs)} of its frames, "
+          f"{model_input.shape[1]} x {model_input.shape[0]} px); "
+          f"with the model's post-processing (the node's call) {call_ms:.0f} ms; "
           f"in the node: {float(seg['latency_p50_ms']):.0f} ms; grasp selector {float(grasp['latency_p50_ms']):.1f} ms")
+    print(f"overhead over the forward {e2e_ms / forward_ms:.2f}, over the model's call {e2e_ms / call_ms:.2f}")
     print(f"frame period {period_ms:.0f} ms, work per frame {work_ms:.0f} ms; dropped {dropped:.1%} of the "
           f"frames received; {published - received} published before the segmenter was ready")
     emit("pipeline", {"pipeline_overhead": e2e_ms / forward_ms, "keep_up_real_time_factor": period_ms / work_ms,
-                      "dropped_frame_fraction": dropped},
+                      "dropped_frame_fraction": dropped, "pipeline_overhead_over_model_call": e2e_ms / call_ms},
          {"end_to_end_p50_ms": round(e2e_ms, 1), "forward_p50_ms": round(forward_ms, 1),
+          "model_call_p50_ms": round(call_ms, 1), "forward_frames": len(inputs),
           "segmenter_node_p50_ms": float(seg["latency_p50_ms"]), "frame_period_ms": round(period_ms, 1),
           "frames_published": published, "frames_received": received, "replay": args.replay,
           "frames_segmented": int(seg["frames"]), "score": report["score"], "one_process": args.one_process,
           "runtime": args.runtime, "line_pitch_mm": 1e3 * pitch, "frame_shape": list(frame.shape),
           "binning": binning}, args.json)
+
+
+def _bag_frames(bag: str, topic: str, count: int) -> list:
+    """``count`` frames of ``topic``, spread evenly over the bag, as (H, W, C) float32."""
+    import numpy as np
+
+    from msseg_ros.core.interfaces import typestore
+    from msseg_ros.core.replay import BagPlayback
+    from msseg_ros.ros.image_codec import image_to_array
+
+    store, playback = typestore(), BagPlayback(bag, [topic])
+    try:
+        raws = [raw for _, _, raw in playback._raw_messages({topic})]
+    finally:
+        playback.close()
+    if not raws:
+        sys.exit(f"pipeline benchmark: the recorded bag has no {topic} frames")
+    picks = np.linspace(0, len(raws) - 1, min(count, len(raws))).round().astype(int)
+    out = []
+    for k in picks:
+        arr = image_to_array(store.deserialize_cdr(raws[k], "sensor_msgs/msg/Image"), copy=True)
+        out.append((arr[..., None] if arr.ndim == 2 else arr).astype(np.float32))
+    return out
 
 
 def _run(cmd: list[str]) -> None:
@@ -125,12 +173,11 @@ def _run(cmd: list[str]) -> None:
 
 def _replay_with_probe(cmd: list[str], report_dir: Path) -> tuple[dict, float]:
     """Run ``cmd`` (a replay) while a probe node here notes when each frame and its
-    candidates arrive, by stamp; returns the run's report and the p50 of the gaps, ms.
-    Frames are taken raw (the stamp read from the CDR header), so the probe does not
-    deserialise them."""
+    candidates were written (DDS source timestamps, ns), by stamp; returns the run's report
+    and the p50 of the gaps, ms. Frames are taken raw (the stamp read from the CDR header),
+    so the probe does not deserialise them."""
     import struct
     import threading
-    import time
 
     import numpy as np
     import rclpy
@@ -151,11 +198,11 @@ def _replay_with_probe(cmd: list[str], report_dir: Path) -> tuple[dict, float]:
     frames: dict[tuple[int, int], float] = {}
     candidates: dict[tuple[int, int], float] = {}
 
-    def on_frame(raw: bytes) -> None:  # CDR: 4 bytes of encapsulation, then header.stamp
-        frames.setdefault(struct.unpack_from("<iI", raw, 4), time.monotonic())
+    def on_frame(raw: bytes, info: dict) -> None:  # CDR: 4 bytes of encapsulation, then header.stamp
+        frames.setdefault(struct.unpack_from("<iI", raw, 4), info["source_timestamp"])
 
-    def on_candidates(msg: PickCandidateArray) -> None:
-        candidates.setdefault((msg.header.stamp.sec, msg.header.stamp.nanosec), time.monotonic())
+    def on_candidates(msg: PickCandidateArray, info: dict) -> None:
+        candidates.setdefault((msg.header.stamp.sec, msg.header.stamp.nanosec), info["source_timestamp"])
 
     node.create_subscription(Image, "line_scanner/frames", on_frame, sensor_qos(10), raw=True)
     node.create_subscription(PickCandidateArray, "grasps/candidates", on_candidates, results_qos(100))
@@ -171,7 +218,9 @@ def _replay_with_probe(cmd: list[str], report_dir: Path) -> tuple[dict, float]:
         rclpy.shutdown(context=context)
     if proc.returncode != 0:
         sys.exit(f"pipeline benchmark: msseg run failed: {proc.stderr[-2000:]}")
-    gaps = [1e3 * (candidates[k] - frames[k]) for k in frames if k in candidates]
+    if any(t <= 0 for t in (*frames.values(), *candidates.values())):
+        sys.exit("pipeline benchmark: the middleware gave no source timestamps (rmw_fastrtps does)")
+    gaps = [1e-6 * (candidates[k] - frames[k]) for k in frames if k in candidates]
     if not gaps:
         sys.exit(f"pipeline benchmark: the probe saw {len(frames)} frames and {len(candidates)} candidate "
                  "messages, none of one frame")

@@ -126,7 +126,7 @@ def test_pipeline_benchmark_on_replayed_sensors(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "pipeline.py"), "--duration", "12", "--replay",
                         "--json", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "frame arrives -> its candidates arrive, probed" in r.stdout
+    assert "frame written -> its candidates written, DDS source timestamps" in r.stdout
     result = json.loads(out.read_text())
     fig = result["figures"]
     assert fig["replay"] is True and fig["frames_segmented"] >= 5
@@ -134,3 +134,7 @@ def test_pipeline_benchmark_on_replayed_sensors(tmp_path):
     assert fig["end_to_end_p50_ms"] > 0 and fig["forward_p50_ms"] > 0
     assert result["ratios"]["pipeline_overhead"] == pytest.approx(fig["end_to_end_p50_ms"] / fig["forward_p50_ms"],
                                                                   rel=0.01)
+    assert result["ratios"]["pipeline_overhead_over_model_call"] == pytest.approx(
+        fig["end_to_end_p50_ms"] / fig["model_call_p50_ms"], rel=0.01)
+    assert 1 <= fig["forward_frames"] <= 12  # the forward is timed on the bag's own frames
+    assert f"on {fig['forward_frames']} of its frames" in r.stdout

@@ -8,7 +8,9 @@ Subscribes:
     segments every frame of the bag).
 Publishes:
     segmentation/instances (mono16, same header), segmentation/detections (msseg_interfaces/InstanceArray
-    table), segmentation/overlay (rgb8, only while someone subscribes), /diagnostics.
+    table), segmentation/overlay (rgb8, only while someone subscribes, at most
+    ``overlay_max_rate`` a second, drawn on a thread of its own once the frame's results are
+    out, so drawing never delays them), /diagnostics.
 
 Changing any ``model.*``, ``bicameral.*``, ``maskrcnn.*`` or ``classic.*`` parameter loads
 the new model next to the running one, then swaps the reference; an invalid value or an
@@ -127,6 +129,12 @@ class SegmenterNode(MssegNode):
         self._stop = threading.Event()
         self._worker = threading.Thread(target=self._work, name="segmenter-worker", daemon=True)
         self._worker.start()
+        #: the newest (frame, instances, classes, header) to draw: overlays are drawn on a
+        #: thread of their own, after the frame's results are out (not on the frame path)
+        self._overlay_job: tuple[Any, Any, Any, Any] | None = None
+        self._overlay_wake = threading.Event()
+        self._overlay_worker = threading.Thread(target=self._draw_overlays, name="segmenter-overlay", daemon=True)
+        self._overlay_worker.start()
         self._subscribe_timer = self.create_timer(0.1, self._subscribe_when_loaded)
 
     def _subscribe_when_loaded(self) -> None:
@@ -229,15 +237,33 @@ class SegmenterNode(MssegNode):
         self._inst_pub.publish(array_to_image(inst.labels, "mono16", header=msg.header))
         self._det_pub.publish(detections_to_msg(inst.to_table(), msg.header, model.classes, inst.labels.shape))
         if self._overlay_pub.get_subscription_count() > 0 and self._overlay_due():
-            self._overlay_pub.publish(array_to_image(render_overlay(frame, inst, model.classes), "rgb8",
-                                                     header=msg.header))
-            self.counters["overlays"] += 1
+            with self._lock:  # a job not yet drawn is replaced
+                self._overlay_job = (frame, inst, model.classes, msg.header)
+            self._overlay_wake.set()
         self.counters["frames"] += 1
         self.counters["instances"] += len(inst)
         if inst.invalid_pixels:
             self.counters["invalid_pixels"] += inst.invalid_pixels
         self.latency.add(time.perf_counter() - t0)
         self.rate.tick()
+
+    def _draw_overlays(self) -> None:
+        while not self._stop.is_set():
+            if not self._overlay_wake.wait(0.2):
+                continue
+            self._overlay_wake.clear()
+            with self._lock:
+                job, self._overlay_job = self._overlay_job, None
+            if job is None:
+                continue
+            frame, inst, classes, header = job
+            try:
+                image = array_to_image(render_overlay(frame, inst, classes), "rgb8", header=header)
+                self.counters["overlays"] += 1
+                self._overlay_pub.publish(image)
+            except Exception as exc:  # noqa: BLE001 - a picture for people: never stops the node
+                self.counters["overlay_errors"] += 1
+                self.get_logger().warning(f"overlay not drawn: {exc}", throttle_duration_sec=5.0)
 
     def _overlay_due(self) -> bool:
         """At most ``overlay_max_rate`` overlays a second (a picture for people, not worth
@@ -269,8 +295,10 @@ class SegmenterNode(MssegNode):
         if hasattr(self, "_worker"):  # rclpy destroys a node whose __init__ failed
             self._stop.set()
             self._wake.set()
+            self._overlay_wake.set()
             if self.first_load_done.is_set():  # a load in progress is not waited for
                 self._worker.join(timeout=1.0)  # the frame in progress
+            self._overlay_worker.join(timeout=1.0)
         super().destroy_node()
 
 
