@@ -178,7 +178,7 @@ SEGMENTER = Schema(
               "model's grid: 4 puts the seed's 0.5 mm line on the shipped line models' 2 mm grid "
               "(config/sorting_line_0p5mm.yaml), at that grid's cost.", min=1, max=16),
         Param("overlay_max_rate", T.FLOAT, 2.0, "Most overlays drawn per second, Hz (0: every frame); "
-              "drawing costs frame time and is done only while someone subscribes.", min=0.0, max=1000.0),
+              "drawn on a thread of its own, after the frame's results, only while someone subscribes.", min=0.0, max=1000.0),
         Param("model.type", T.STR, "classic", "Model type.", choices=tuple(SEGMENTERS.names())),
         Param("model.weights", T.STR, "",
               "Checkpoint (.safetensors path) or shipped model name; empty: the cell's default."),
