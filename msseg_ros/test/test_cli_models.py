@@ -147,3 +147,29 @@ def test_fine_tune_from_a_checkpoint(tmp_path, data):
     wrong = _msseg("train", "--set", "model.type=maskrcnn", "--set", f"data.train={ann / 'learning.json'}",
                    "--set", f"out={tmp_path / 'wrong'}", "--set", f"train.init={first / 'model.safetensors'}")
     assert wrong.returncode == 2 and "is a bicameral checkpoint" in wrong.stderr, wrong.stderr
+
+
+def test_fine_tune_with_a_part_frozen(tmp_path, data):
+    """train.freeze holds the named parts at their starting values while the rest learns;
+    a prefix naming no parameter is refused with the network's parts."""
+    from safetensors.numpy import load_file
+
+    ann = data / "bins" / "annotations"
+    base = ["train", "--set", "model.type=bicameral", "--set", f"data.train={ann / 'learning.json'}",
+            "--set", "train.batch_size=2", "--set", "train.crop=32", "--set", "train.max_steps=2",
+            "--set", "train.epochs=1", "--set", "train.device=cpu", "--set", "model.width=25",
+            "--set", "model.image_mean=auto", "--set", "model.image_std=auto"]
+    first = tmp_path / "first"
+    assert _msseg(*base, "--set", f"out={first}").returncode == 0
+    tuned = tmp_path / "tuned"
+    r = _msseg(*base, "--set", f"out={tuned}", "--set", f"train.init={first / 'model.safetensors'}",
+               "--set", "train.lr=0.01", "--set", "train.freeze=encoder")
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert "parameters held at their starting values" in r.stdout
+    a, b = load_file(first / "model.safetensors"), load_file(tuned / "model.safetensors")
+    learnt = [k for k in a if "running" not in k and "num_batches" not in k]
+    frozen = [k for k in learnt if k.startswith("encoder.")]
+    assert frozen and all((a[k] == b[k]).all() for k in frozen)
+    assert any((a[k] != b[k]).any() for k in learnt if not k.startswith("encoder."))
+    bad = _msseg(*base, "--set", f"out={tmp_path / 'bad'}", "--set", "train.freeze=backbone.body")
+    assert bad.returncode == 2 and "names no parameter" in bad.stderr and "encoder" in bad.stderr, bad.stderr

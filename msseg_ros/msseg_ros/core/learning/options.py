@@ -73,6 +73,8 @@ class TrainOptions:
         augment: augmentation probabilities.
         adversarial: adversarial loss weights (off by default; see :class:`Adversarial`).
         eval_images: validation images per evaluation (0: all).
+        freeze: comma-separated parameter-name prefixes held at their starting values
+            (``backbone.body``: fine-tune a Mask R-CNN's heads and FPN only); empty: none.
         deterministic: ``auto`` (deterministic kernels on the CPU only), ``on`` or ``off``.
             On CUDA, torch's deterministic mode sends torchvision's RoI align to its
             pure-PyTorch fallback, which made a Mask R-CNN step several seconds on an H200
@@ -99,6 +101,7 @@ class TrainOptions:
     adversarial: Adversarial = field(default_factory=Adversarial)
     eval_images: int = 0
     deterministic: str = "auto"
+    freeze: str = ""
 
     def deterministic_on(self, device: str) -> bool:
         """Whether torch's deterministic algorithms are on for a run on ``device``."""

@@ -300,7 +300,10 @@ def _train_gradient(cls: type[Segmenter], model_cfg: dict[str, Any], cfg: TrainC
     if not isinstance(seg, TorchSegmenter):
         raise ConfigError(f"{cls.type_name} is trained by gradient steps but is no TorchSegmenter")
     net = seg.net
-    opt = torch.optim.Adam(net.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    held = freeze_parameters(net, t.freeze)
+    if held:
+        log(f"train.freeze: {held} parameters held at their starting values")
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=t.lr, weight_decay=t.weight_decay)
     # seed 002's critics, training only (train.adversarial; none when both weights are 0)
     adversary = seg.adversary(t.adversarial, t.seed) if t.adversarial.enabled else None
     critic_opt = torch.optim.Adam(adversary.parameters(), lr=t.lr, betas=(0.5, 0.999)) if adversary else None
@@ -385,6 +388,26 @@ def _train_gradient(cls: type[Segmenter], model_cfg: dict[str, Any], cfg: TrainC
         _save_model(out, seg, model_cfg, t)
     _plot_history(out, state["history"])
     return state
+
+
+def freeze_parameters(net: Any, prefixes: str) -> int:
+    """Hold the parameters whose names start with one of the comma-separated ``prefixes``
+    (``backbone.body``: a Mask R-CNN's feature extractor) out of training; returns how many
+    numbers are held. Raises ConfigError for a prefix that names no parameter, listing the
+    network's top-level parts. Batch-norm statistics still follow the new data."""
+    wanted = [w.strip() for w in prefixes.split(",") if w.strip()]
+    named = dict(net.named_parameters())
+    held = 0
+    for prefix in wanted:
+        hits = [n for n in named if n == prefix or n.startswith(prefix + ".")]
+        if not hits:
+            parts = sorted({n.split(".")[0] for n in named})
+            raise ConfigError(f"train.freeze {prefix!r} names no parameter; the network's parts: {', '.join(parts)}")
+        for n in hits:
+            if named[n].requires_grad:
+                named[n].requires_grad_(False)
+                held += named[n].numel()
+    return held
 
 
 def gradient_step(seg: TorchSegmenter, batch: Any, opt: torch.optim.Optimizer, precision: str = "fp32",
