@@ -250,10 +250,13 @@ def test_nodes_stop_when_msseg_run_is_killed():
 
 
 def _describe(pid):
+    """The node a process runs (its console script or module) and its command line's end."""
     try:
-        return open(f"/proc/{pid}/cmdline").read().replace("\0", " ").strip()[-80:]
+        args = [a for a in open(f"/proc/{pid}/cmdline").read().split("\0") if a]
     except OSError:
         return "?"
+    program = next((os.path.basename(a) for a in args[1:3] if not a.startswith("-")), "?")
+    return f"{program}: ... " + " ".join(args)[-80:]
 
 
 def _state(pid):
