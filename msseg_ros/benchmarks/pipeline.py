@@ -80,7 +80,7 @@ def main() -> None:
                "--set", f"segmenter.model.runtime={args.runtime}", "--params-file", *params,
                *(["--one-process"] if args.one_process else [])]
         probe_ms = None
-        frames = None
+        frame_msgs = None
         if args.replay:
             bag = str(Path(tmp) / "sensors")
             _run([*cmd, "--mode", "sim", "--report", str(Path(tmp) / "recorded"), "--record", bag,
@@ -89,7 +89,7 @@ def main() -> None:
             replay = cmd[:k] + cmd[k + 2:]  # until the bag has played
             report, probe_ms = _replay_with_probe([*replay, "--mode", "replay", "--bag", bag,
                                                    "--report", str(Path(tmp) / "report")], Path(tmp) / "report")
-            frames = _bag_frames(bag, "/line_scanner/frames", FORWARD_FRAMES)
+            frame_msgs = _bag_frames(bag, "/line_scanner/frames", FORWARD_FRAMES)
         else:
             _run([*cmd, "--mode", "sim", "--report", tmp])
             report = json.loads((Path(tmp) / "report.json").read_text())
@@ -98,7 +98,11 @@ def main() -> None:
     published = int(nodes["line_scanner"]["frames"]) if "line_scanner" in nodes else int(seg["frames"]) + int(
         seg.get("frames_skipped", 0))
     model = load_segmenter(seg["model"], runtime=args.runtime)
-    if frames is None:  # the world the sim ran (its seed and feed rate), frame after frame
+    if frame_msgs is not None:  # decoded as the segmenter node decodes them
+        from msseg_ros.ros.nodes.segmenter import frame_from_image
+
+        frames = [frame_from_image(m, model.in_channels) for m in frame_msgs]
+    else:  # the world the sim ran (its seed and feed rate), frame after frame
         sim = SortingLineWorld(world)
         frames = [sim.render(k * (lines - overlap), lines).image for k in range(2, 2 + FORWARD_FRAMES)]
     frame = frames[0]
@@ -143,26 +147,21 @@ def main() -> None:
 
 
 def _bag_frames(bag: str, topic: str, count: int) -> list:
-    """``count`` frames of ``topic``, spread evenly over the bag, as (H, W, C) float32."""
+    """``count`` sensor_msgs/Image messages of ``topic``, spread evenly over the bag."""
     import numpy as np
 
     from msseg_ros.core.interfaces import typestore
     from msseg_ros.core.replay import BagPlayback
-    from msseg_ros.ros.image_codec import image_to_array
 
     store, playback = typestore(), BagPlayback(bag, [topic])
     try:
-        raws = [raw for _, _, raw in playback._raw_messages({topic})]
+        raws = [raw for _, _, raw in playback.raw_messages({topic})]
     finally:
         playback.close()
     if not raws:
         sys.exit(f"pipeline benchmark: the recorded bag has no {topic} frames")
     picks = np.linspace(0, len(raws) - 1, min(count, len(raws))).round().astype(int)
-    out = []
-    for k in picks:
-        arr = image_to_array(store.deserialize_cdr(raws[k], "sensor_msgs/msg/Image"), copy=True)
-        out.append((arr[..., None] if arr.ndim == 2 else arr).astype(np.float32))
-    return out
+    return [store.deserialize_cdr(raws[k], "sensor_msgs/msg/Image") for k in picks]
 
 
 def _run(cmd: list[str]) -> None:

@@ -78,7 +78,7 @@ class BagPlayback:
     def duration(self) -> float:
         return self.reader.duration / 1e9 if self.reader.message_count else 0.0
 
-    def _raw_messages(self, topics: set[str]) -> Iterator[tuple[str, int, bytes]]:
+    def raw_messages(self, topics: set[str]) -> Iterator[tuple[str, int, bytes]]:
         """(topic, ns, raw) for ``topics``, in bag order.
 
         rosbags (0.11) pairs the metadata's connections with each file's by comparing QoS
@@ -109,7 +109,7 @@ class BagPlayback:
             origin = None  # the first message's time: metadata start times can be wrong
             last = 0.0
             try:
-                for topic, ts, raw in self._raw_messages(topics):
+                for topic, ts, raw in self.raw_messages(topics):
                     origin = ts if origin is None else origin
                     t = (ts - origin) / 1e9 - start_offset
                     if t < 0:

@@ -132,6 +132,7 @@ class SegmenterNode(MssegNode):
         #: the newest (frame, instances, classes, header) to draw: overlays are drawn on a
         #: thread of their own, after the frame's results are out (not on the frame path)
         self._overlay_job: tuple[Any, Any, Any, Any] | None = None
+        self._overlay_lock = threading.Lock()
         self._overlay_wake = threading.Event()
         self._overlay_worker = threading.Thread(target=self._draw_overlays, name="segmenter-overlay", daemon=True)
         self._overlay_worker.start()
@@ -237,7 +238,7 @@ class SegmenterNode(MssegNode):
         self._inst_pub.publish(array_to_image(inst.labels, "mono16", header=msg.header))
         self._det_pub.publish(detections_to_msg(inst.to_table(), msg.header, model.classes, inst.labels.shape))
         if self._overlay_pub.get_subscription_count() > 0 and self._overlay_due():
-            with self._lock:  # a job not yet drawn is replaced
+            with self._overlay_lock:  # a job not yet drawn is replaced
                 self._overlay_job = (frame, inst, model.classes, msg.header)
             self._overlay_wake.set()
         self.counters["frames"] += 1
@@ -252,7 +253,7 @@ class SegmenterNode(MssegNode):
             if not self._overlay_wake.wait(0.2):
                 continue
             self._overlay_wake.clear()
-            with self._lock:
+            with self._overlay_lock:
                 job, self._overlay_job = self._overlay_job, None
             if job is None:
                 continue
