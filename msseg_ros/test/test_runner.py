@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -247,6 +248,47 @@ def test_nodes_stop_when_msseg_run_is_killed():
     for c in left:
         os.kill(c, signal.SIGKILL)  # do not leave them to the rest of the suite
     assert stopped, f"still running 60 s after msseg run was killed: {left}"
+    from msseg_ros import stuck_report_path
+
+    for c in children:  # a teardown that hung until the watchdog ended it: its stacks, for the cause
+        report = Path(stuck_report_path(c))
+        if report.exists():
+            warnings.warn(f"{names[c]} hung while stopping; ended by its watchdog:\n{report.read_text()}",
+                          stacklevel=1)
+            report.unlink()
+
+
+HANGS_IN_TEARDOWN = """
+import os, signal, sys, threading
+import msseg_ros  # a node process: installs the stop handler and its watchdog
+os.kill(os.getpid(), signal.SIGTERM)
+assert msseg_ros.STOP_REQUESTED.wait(5)
+print("tearing down", os.getpid(), flush=True)
+def stuck_in_teardown():
+    threading.Event().wait()  # a join that never returns
+stuck_in_teardown()
+"""
+
+
+@pytest.mark.parametrize("runner_alive", [True, False])
+def test_a_node_whose_stop_hangs_ends_after_the_limit_with_its_stacks(tmp_path, runner_alive):
+    """A teardown that hangs ends at MSSEG_TEARDOWN_LIMIT_S with exit code 1, every
+    thread's stack written: to stderr (the runner forwards it), or, the runner gone,
+    to stuck_report_path(pid)."""
+    from msseg_ros import stuck_report_path
+
+    parent = os.getpid() if runner_alive else 1  # 1: not this process's parent
+    env = {**os.environ, "MSSEG_NODE_PROCESS": "1", "MSSEG_PARENT_PID": str(parent),
+           "MSSEG_TEARDOWN_LIMIT_S": "1"}
+    proc = subprocess.run([sys.executable, "-c", HANGS_IN_TEARDOWN], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1, proc
+    assert proc.stdout.startswith("tearing down"), proc.stdout
+    report = Path(stuck_report_path(int(proc.stdout.split()[-1])))
+    stacks = proc.stderr if runner_alive else report.read_text()
+    assert "Timeout (0:00:01)!" in stacks and "stuck_in_teardown" in stacks, stacks
+    assert report.exists() != runner_alive
+    report.unlink(missing_ok=True)
 
 
 def _describe(pid):

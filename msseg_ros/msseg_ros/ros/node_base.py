@@ -161,11 +161,9 @@ def run_nodes(factories: Sequence[Callable[[], Node]], args: list[str] | None = 
 def _run_nodes(factories: Sequence[Callable[[], Node]], args: list[str] | None) -> int:
     """The body of :func:`run_nodes`; returns the exit code."""
     from msseg_ros import STOP_REQUESTED as stop  # may already be set during start-up
+    from msseg_ros import request_stop
 
-    def on_signal(signum, _frame):
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     if stop.is_set():  # asked to stop while importing: no DDS entity exists yet
         print("stopped during start-up (before the node was created)", file=sys.stderr, flush=True)
         return 0
@@ -225,6 +223,9 @@ def _many_nodes_executor(count: int) -> Executor:
 
 def _finish(code: int, node_process: bool) -> int:
     if node_process:
+        from msseg_ros import stopped_in_time
+
+        stopped_in_time()
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
