@@ -10,12 +10,13 @@ import json
 from typing import Any
 
 from msseg_ros.cli.common import CliParser, UsageError, parse_key_values
-from msseg_ros.graph import CELLS
+from msseg_ros.core.sim import WORLDS
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("sim-data", help="write a synthetic dataset (COCO, RLE masks)")
-    data.add_argument("cell", choices=CELLS)
+    data.add_argument("cell", choices=WORLDS, help="the world to render: a cell's, or tabletop scenes "
+                      "(pretraining for few-shot RGB models)")
     data.add_argument("--out", required=True, help="output folder (must be empty or new)")
     data.add_argument("--count", type=int, required=True, help="number of images")
     data.add_argument("--seed", type=int, default=0)

@@ -25,6 +25,7 @@ def _digest(folder):
 @pytest.mark.parametrize("cell, overrides", [
     ("sorting_line", SMALL_LINE),
     ("bin_picking", {"width": 64, "height": 64, "max_instances": 10}),
+    ("tabletop", {"width": 96, "height": 72}),
 ])
 def test_same_seed_byte_identical(tmp_path, cell, overrides):
     generate(cell, tmp_path / "a", 4, 11, overrides, lines=60)
@@ -87,6 +88,25 @@ def test_bin_picking_extras(tmp_path):
     assert anns and all("occluded" in a for a in anns)
 
 
+def test_tabletop_images_and_masks(tmp_path):
+    """Tabletop scenes: RGB PNGs whose COCO masks are the world's visible instances."""
+    from msseg_ros.core.sim.tabletop import TabletopConfig, TabletopWorld
+
+    summary = generate("tabletop", tmp_path, 3, 8, {"width": 160, "height": 120}, split=(1, 0, 0))
+    assert summary["channels"] == ["red", "green", "blue"] and summary["instances_per_class"]["learning"]["object"] > 0
+    coco = COCO(str(tmp_path / "annotations" / "learning.json"))
+    world = TabletopWorld(TabletopConfig(seed=8, width=160, height=120))
+    for img in coco.loadImgs(coco.getImgIds()):
+        scene = world.render(img["id"] - 1)
+        rgb = cv2.cvtColor(cv2.imread(str(tmp_path / img["file_name"])), cv2.COLOR_BGR2RGB)
+        np.testing.assert_array_equal(rgb, scene["rgb"])
+        masks = [decode_mask(a["segmentation"]) for a in coco.loadAnns(coco.getAnnIds(imgIds=img["id"]))]
+        assert len(masks) == scene["labels"].max()
+        for k, m in enumerate(masks, start=1):
+            np.testing.assert_array_equal(m, scene["labels"] == k)
+            assert m.sum() >= TabletopConfig.min_visible
+
+
 def test_splits_deterministic_with_fractions():
     s = assign_splits(100, (0.5, 0.25, 0.25), 3)
     assert (s.count("learning"), s.count("validation"), s.count("test")) == (50, 25, 25)
@@ -123,3 +143,5 @@ def test_cli_sim_data(tmp_path):
         r = _cli("sim-data", "sorting_line", "--out", str(tmp_path / "e"), "--count", "2", *args)
         assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert not (tmp_path / "e").exists() or not any((tmp_path / "e").iterdir())
+    r = _cli("sim-data", "tabletop", "--out", str(tmp_path / "t"), "--count", "2", "--set", "colour=1")
+    assert r.returncode == 2 and "unknown tabletop option 'colour'" in r.stderr, r.stderr

@@ -1,4 +1,5 @@
-"""Deterministic simulated cells: the belt, the sorting-line world, the bin pile."""
+"""Deterministic simulated cells: the belt, the sorting-line world, the bin pile; and
+tabletop scenes (pretraining data, no cell)."""
 from __future__ import annotations
 
 from dataclasses import fields, replace
@@ -10,6 +11,9 @@ if TYPE_CHECKING:
 from msseg_ros.core.errors import ConfigError
 
 C = TypeVar("C", bound="DataclassInstance")
+
+#: the worlds ``msseg sim-data`` renders: the two cells', and tabletop scenes
+WORLDS = ("sorting_line", "bin_picking", "tabletop")
 
 
 def replace_checked(config: C, kind: str, **overrides: Any) -> C:

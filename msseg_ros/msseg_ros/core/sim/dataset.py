@@ -5,13 +5,16 @@ Layout of OUT (same seed -> byte-identical files)::
     dataset.json                 what was generated: cell, config, channels, classes, format
     annotations/{learning,validation,test}.json   COCO, RLE masks, categories = classes
     images/NNNNNN.npy            sorting_line: (H, W, 11) float32, exact (np.load)
-    images/NNNNNN.png            bin_picking: RGB
+    images/NNNNNN.png            bin_picking, tabletop: RGB
     depth/NNNNNN.npy             bin_picking: (H, W) float32, m along the optical axis
     boundaries/NNNNNN.png        bin_picking: instance boundaries Y, 0/255
     occlusions/NNNNNN.png        bin_picking: occlusion map Z, 0/255
     previews/NNNNNN.png          the first few images: false colour / RGB with outlines
     previews/000000_channels.png sorting_line: all 11 channels of the first image
     summary.json                 per-class counts per split, per-channel mean and std
+
+``tabletop`` is a world without a cell (core/sim/tabletop.py): oblique photos of many
+household objects on a table, the pretraining data of the few-shot tabletop model.
 
 Splits follow seed 000 §5.1 (learning / validation / test, default 50/25/25 %). With
 ``single_class`` each sorting-line image holds one class, as the seed's dataset did.
@@ -23,6 +26,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from msseg_ros.core.sim.bin_pile import BinPileConfig
     from msseg_ros.core.sim.sorting_line import SortingLineConfig
+    from msseg_ros.core.sim.tabletop import TabletopConfig
+
+    WorldConfig = SortingLineConfig | BinPileConfig | TabletopConfig
 
 import json
 from collections.abc import Callable
@@ -38,7 +44,7 @@ import numpy as np
 from msseg_ros.core.errors import ConfigError
 from msseg_ros.core.learning.coco import annotations_from_labels, write_coco
 from msseg_ros.core.segmentation.overlay import false_colour
-from msseg_ros.core.sim import bin_pile, sorting_line
+from msseg_ros.core.sim import WORLDS, bin_pile, sorting_line, tabletop
 from msseg_ros.core.sim.materials import CHANNELS, CLASSES
 from msseg_ros.core.sim.preview import save_channel_sheet
 
@@ -91,14 +97,16 @@ class _Stats:
         return [round(float(v), 4) for v in mean], [round(float(v), 4) for v in std]
 
 
-def base_config(cell: str, overrides: dict[str, Any] | None = None) -> SortingLineConfig | BinPileConfig:
+def base_config(cell: str, overrides: dict[str, Any] | None = None) -> WorldConfig:
     """The world config of ``cell`` with ``overrides``; raises ConfigError naming a bad key."""
     overrides = dict(overrides or {})
     if cell == "sorting_line":
         return sorting_line.SortingLineConfig(feed_rate=12.0).with_overrides(**overrides)
     if cell == "bin_picking":
         return bin_pile.BinPileConfig().with_overrides(**overrides)
-    raise ConfigError(f"unknown cell {cell!r}; choose sorting_line or bin_picking")
+    if cell == "tabletop":
+        return tabletop.TabletopConfig().with_overrides(**overrides)
+    raise ConfigError(f"unknown world {cell!r}; choose one of {', '.join(WORLDS)}")
 
 
 def generate(cell: str, out: Path, count: int, seed: int, overrides: dict[str, Any] | None = None,
@@ -169,14 +177,15 @@ def generate(cell: str, out: Path, count: int, seed: int, overrides: dict[str, A
         "format_version": FORMAT_VERSION, "cell": cell, "count": count, "seed": seed,
         "single_class": single_class, "split": list(split), "config": config,
         "channels": channels, "classes": categories,
-        "image_format": ("float32 .npy (H, W, C), read with numpy.load; exact" if cell == "sorting_line"
-                         else "RGB PNG; depth float32 .npy in m; Y/Z maps PNG 0/255"),
+        "image_format": {"sorting_line": "float32 .npy (H, W, C), read with numpy.load; exact",
+                         "bin_picking": "RGB PNG; depth float32 .npy in m; Y/Z maps PNG 0/255",
+                         "tabletop": "RGB PNG"}[cell],
     }
     (out / "dataset.json").write_text(json.dumps(meta, indent=1) + "\n")
     return summary
 
 
-def _write_image(cell: str, base: SortingLineConfig | BinPileConfig, out: Path, seed: int, single_class: bool, lines: int, previews: int,
+def _write_image(cell: str, base: WorldConfig, out: Path, seed: int, single_class: bool, lines: int, previews: int,
                  i: int) -> tuple[dict[str, Any], list[dict[str, Any]], tuple[int, np.ndarray, np.ndarray]]:
     """Render image ``i``, write its files; returns its COCO image entry, its annotations
     (ids numbered from 1; the caller renumbers) and its channel sums (n, sum, sum of squares)."""
@@ -193,6 +202,16 @@ def _write_image(cell: str, base: SortingLineConfig | BinPileConfig, out: Path, 
                      "width": int(labels.shape[1]), "channels": len(CHANNELS)}
         pixels = frame.image
         preview = false_colour(frame.image)
+    elif isinstance(base, tabletop.TabletopConfig):
+        r = tabletop.TabletopWorld(base.with_overrides(seed=seed)).render(i)
+        cv2.imwrite(str(out / "images" / f"{name}.png"), cv2.cvtColor(r["rgb"], cv2.COLOR_RGB2BGR))
+        labels = r["labels"]
+        class_ids = [1] * int(labels.max())
+        extra = None
+        img_entry = {"id": i + 1, "file_name": f"images/{name}.png", "height": int(labels.shape[0]),
+                     "width": int(labels.shape[1]), "channels": 3}
+        pixels = r["rgb"].astype(np.float64) / 255.0
+        preview = r["rgb"]
     else:
         pile = bin_pile.BinPileWorld(base.with_overrides(seed=seed)).scene(i)
         r = pile.render()
