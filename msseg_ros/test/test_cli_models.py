@@ -173,3 +173,36 @@ def test_fine_tune_with_a_part_frozen(tmp_path, data):
     assert any((a[k] != b[k]).any() for k in learnt if not k.startswith("encoder."))
     bad = _msseg(*base, "--set", f"out={tmp_path / 'bad'}", "--set", "train.freeze=backbone.body")
     assert bad.returncode == 2 and "names no parameter" in bad.stderr and "encoder" in bad.stderr, bad.stderr
+
+
+def test_a_diverging_training_skips_non_finite_steps_then_stops(tmp_path, data):
+    """An absurd learning rate: the first step blows the weights up, the next steps' losses
+    are not finite; each is skipped (the weights are not touched again), counted and
+    named, and the run stops with the advice after MAX_NONFINITE_STREAK of them."""
+    from msseg_ros.core.learning.train import MAX_NONFINITE_STREAK
+
+    ann = data / "bins" / "annotations"
+    r = _msseg("train", "--set", "model.type=bicameral", "--set", f"data.train={ann / 'learning.json'}",
+               "--set", "train.batch_size=2", "--set", "train.crop=32", "--set", "train.max_steps=40",
+               "--set", "train.epochs=20", "--set", "train.device=cpu", "--set", "model.width=25",
+               "--set", "model.image_mean=auto", "--set", "model.image_std=auto", "--set", "train.lr=1e30",
+               "--set", f"out={tmp_path / 'run'}")
+    assert r.returncode == 2, (r.stdout[-1500:], r.stderr[-1500:])
+    assert f"training diverged: {MAX_NONFINITE_STREAK} steps in a row were not finite" in r.stderr, r.stderr
+    assert "train.clip_grad_norm" in r.stderr and "Traceback" not in r.stderr
+    assert f"({MAX_NONFINITE_STREAK} skipped so far)" in r.stdout + r.stderr
+
+
+def test_gradient_clipping_caps_the_step(tmp_path, data):
+    """train.clip_grad_norm: a huge learning rate with the gradient's norm capped still
+    trains to finite weights over a few steps (Adam's step is bounded by lr either way;
+    the option is accepted, checked and used)."""
+    ann = data / "bins" / "annotations"
+    base = ["train", "--set", "model.type=bicameral", "--set", f"data.train={ann / 'learning.json'}",
+            "--set", "train.batch_size=2", "--set", "train.crop=32", "--set", "train.max_steps=2",
+            "--set", "train.epochs=1", "--set", "train.device=cpu", "--set", "model.width=25",
+            "--set", "model.image_mean=auto", "--set", "model.image_std=auto"]
+    ok = _msseg(*base, "--set", "train.clip_grad_norm=1.0", "--set", f"out={tmp_path / 'ok'}")
+    assert ok.returncode == 0, ok.stderr[-1500:]
+    bad = _msseg(*base, "--set", "train.clip_grad_norm=-1", "--set", f"out={tmp_path / 'bad'}")
+    assert bad.returncode == 2 and "train.clip_grad_norm must be >= 0" in bad.stderr, bad.stderr

@@ -75,6 +75,9 @@ class TrainOptions:
         eval_images: validation images per evaluation (0: all).
         freeze: comma-separated parameter-name prefixes held at their starting values
             (``backbone.body``: fine-tune a Mask R-CNN's heads and FPN only); empty: none.
+        clip_grad_norm: the gradients' global L2 norm is scaled down to at most this
+            before each step (0: no clipping). A step whose loss or gradient is not
+            finite is skipped in any case (counted; a run of them stops the training).
         deterministic: ``auto`` (deterministic kernels on the CPU only), ``on`` or ``off``.
             On CUDA, torch's deterministic mode sends torchvision's RoI align to its
             pure-PyTorch fallback, which made a Mask R-CNN step several seconds on an H200
@@ -102,6 +105,7 @@ class TrainOptions:
     eval_images: int = 0
     deterministic: str = "auto"
     freeze: str = ""
+    clip_grad_norm: float = 0.0
 
     def deterministic_on(self, device: str) -> bool:
         """Whether torch's deterministic algorithms are on for a run on ``device``."""
@@ -136,7 +140,8 @@ class TrainOptions:
                 raise ConfigError(f"train.{name} must be >= 1, got {v}")
         non_negative = {"lr": self.lr, "weight_decay": self.weight_decay, "max_steps": self.max_steps,
                         "max_minutes": self.max_minutes, "threads": self.threads, "crop": self.crop,
-                        "eval_images": self.eval_images, "pixels_per_class": self.pixels_per_class}
+                        "eval_images": self.eval_images, "pixels_per_class": self.pixels_per_class,
+                        "clip_grad_norm": self.clip_grad_norm}
         for name, v in non_negative.items():
             if not v >= 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {v}")

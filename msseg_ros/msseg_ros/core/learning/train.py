@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from msseg_ros.core.errors import ConfigError
+from msseg_ros.core.errors import ConfigError, MssegError
 from msseg_ros.core.learning.data import CocoFrames, DatasetError
 from msseg_ros.core.learning.options import TrainingContext, TrainOptions
 from msseg_ros.core.paths import packaged
@@ -337,6 +337,7 @@ def _train_gradient(cls: type[Segmenter], model_cfg: dict[str, Any], cfg: TrainC
         # runs in the prefetch thread, which alone draws from rng
         return seg.training_batch([int(i) for i in indices], context)
 
+    bad_streak = 0  # non-finite steps in a row, across epochs
     for epoch in range(state["epoch"], t.epochs):
         net.train()
         losses, critic_losses = [], []
@@ -348,7 +349,22 @@ def _train_gradient(cls: type[Segmenter], model_cfg: dict[str, Any], cfg: TrainC
             for _, _, optimizer in trained:
                 for group in optimizer.param_groups:
                     group["lr"] = t.lr * lr_factor(t.lr_schedule, progress())
-            loss, critic_loss = gradient_step(seg, batch, opt, t.precision, adversary, critic_opt)
+            try:
+                loss, critic_loss = gradient_step(seg, batch, opt, t.precision, adversary, critic_opt,
+                                                  t.clip_grad_norm)
+            except NonFiniteStepError as exc:
+                state["skipped_steps"] = state.get("skipped_steps", 0) + 1
+                bad_streak += 1
+                log(f"step {state['step'] + 1} skipped: {exc} ({state['skipped_steps']} skipped so far)")
+                if bad_streak >= MAX_NONFINITE_STREAK:
+                    bar.close()
+                    batches.close()  # the prefetch thread
+                    raise TrainingDivergedError(
+                        f"training diverged: {bad_streak} steps in a row were not finite ({exc}); the "
+                        f"last good weights are in {out / 'last.safetensors'} if an epoch ended. Lower "
+                        f"train.lr, set train.clip_grad_norm (e.g. 10), or use train.precision=fp32") from None
+                continue
+            bad_streak = 0
             if critic_loss is not None:
                 critic_losses.append(critic_loss)
             state["step"] += 1
@@ -360,6 +376,8 @@ def _train_gradient(cls: type[Segmenter], model_cfg: dict[str, Any], cfg: TrainC
                  "lr": opt.param_groups[0]["lr"], "minutes": round((time.monotonic() - started) / 60, 2)}
         if critic_losses:
             entry["critic_loss"] = float(np.mean(critic_losses))
+        if state.get("skipped_steps"):
+            entry["skipped_steps"] = state["skipped_steps"]
         last_epoch = epoch + 1 == t.epochs or out_of_budget()
         if val_ds is not None and ((epoch + 1) % t.eval_every == 0 or last_epoch):
             from msseg_ros.core.learning.evaluate import evaluate
@@ -410,12 +428,30 @@ def freeze_parameters(net: Any, prefixes: str) -> int:
     return held
 
 
+#: steps in a row whose loss or gradient is not finite before a training stops
+MAX_NONFINITE_STREAK = 10
+
+
+class NonFiniteStepError(MssegError, ArithmeticError):
+    """A step's loss or gradient was NaN or infinite; the step was not taken."""
+
+
+class TrainingDivergedError(MssegError, ArithmeticError):
+    """:data:`MAX_NONFINITE_STREAK` steps in a row were not finite."""
+
+
 def gradient_step(seg: TorchSegmenter, batch: Any, opt: torch.optim.Optimizer, precision: str = "fp32",
-                  adversary: Adversary | None = None, critic_opt: torch.optim.Optimizer | None = None
-                  ) -> tuple[float, float | None]:
+                  adversary: Adversary | None = None, critic_opt: torch.optim.Optimizer | None = None,
+                  clip_grad_norm: float = 0.0) -> tuple[float, float | None]:
     """One optimiser step on the sum of the model's losses (plus the adversary's
     generator losses), then, with an adversary, one step of its critics. ``precision``
-    ``bf16`` runs the forward pass under bfloat16 autocast. Returns (loss, critic loss)."""
+    ``bf16`` runs the forward pass under bfloat16 autocast; ``clip_grad_norm`` > 0 caps
+    the gradients' global L2 norm. Returns (loss, critic loss).
+
+    Raises:
+        NonFiniteStepError: the loss (naming its non-finite parts) or the gradient's norm
+            is NaN or infinite; the weights are left as they were.
+    """
     import torch
 
     with torch.autocast(seg.device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -424,7 +460,15 @@ def gradient_step(seg: TorchSegmenter, batch: Any, opt: torch.optim.Optimizer, p
         parts.update(adversary.generator_losses())
     loss = functools.reduce(operator.add, (v.float() for v in parts.values()))  # sum() without 0 +
     opt.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss):
+        bad = {k: float(v) for k, v in parts.items() if not torch.isfinite(v)}
+        raise NonFiniteStepError("loss " + ", ".join(f"{k}={v}" for k, v in bad.items()))
     loss.backward()
+    params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, clip_grad_norm if clip_grad_norm > 0 else math.inf)
+    if not torch.isfinite(norm):
+        opt.zero_grad(set_to_none=True)
+        raise NonFiniteStepError(f"gradient norm {float(norm)} (loss {loss.item():.4g})")
     opt.step()
     if adversary is None or critic_opt is None:
         return loss.item(), None
