@@ -1,4 +1,4 @@
-"""Few-shot real: a model pretrained on synthetic bin piles, fine-tuned on a few real photos.
+"""Few-shot real: a model pretrained on synthetic scenes, fine-tuned on a few real photos.
 
     python msseg_ros/benchmarks/few_shot.py [--models maskrcnn bicameral] [--minutes 15] [--seed 0]
                                             [--out runs/few_shot]
@@ -8,21 +8,25 @@ Not run by `msseg bench` without its name. Data: the 9 real RGB-D tabletop photo
 (`msseg label-depth` with config/datasets/tabletop_rgbd_edits.yaml; docs/datasets.md);
 photos 2, 6 and 8 (32 objects) are the test split, the other six (43 objects) train.
 
-Per model family, three arms, each one `msseg train` with the same budget of ``--minutes``
+Per model family, arms of one `msseg train` each with the same budget of ``--minutes``
 CPU minutes and seed ``--seed``, then one `msseg eval` on the real test photos (mask AP
-over all scores; contingency at 0.5):
+over all scores; contingency at 0.5). Per pretrained start S of the family (a shipped
+model trained on generated scenes only):
 
-* ``zero_shot``: the shipped bin model (trained on generated piles only), as it is;
-* ``scratch``: the same network from random weights, on the six real photos;
-* ``fine_tuned``: from the shipped bin model (``train.init``), on the six real photos.
+* ``zero_shot_S``: S as it is;
+* ``fine_tuned_S``: from S (``train.init``), on the six real photos;
 
-Families: ``maskrcnn`` (config/training/tabletop_maskrcnn.yaml, from ``bin_picking_maskrcnn``;
-half resolution, copy-paste augmentation) and ``bicameral`` (tabletop_bicameral_f25.yaml,
+and ``scratch``: the same network from random weights, on the six real photos.
+
+Families: ``maskrcnn`` (config/training/tabletop_maskrcnn.yaml; half resolution, copy-paste
+augmentation), from ``tabletop_pretrained_maskrcnn`` (generated tabletop scenes) and from
+``bin_picking_maskrcnn`` (generated bin piles); ``bicameral`` (tabletop_bicameral_f25.yaml,
 from ``bin_picking_bicameral``, α = β = 0.3 as the shipped bin model).
 
 A rerun skips the arms whose metrics exist. Writes OUT/results.json, OUT/table.md and
 OUT/masks.jpg (the fine-tuned Mask R-CNN's masks beside the labels on the test photos).
-Ratios: per family ``<family>_fine_tuned_mask_ap`` and ``<family>_fine_tuned_minus_scratch_mask_ap``.
+Ratios: per family ``<family>_fine_tuned_mask_ap`` (from its first start) and
+``<family>_fine_tuned_minus_scratch_mask_ap``.
 """
 import argparse
 import json
@@ -36,13 +40,21 @@ ROOT = Path.cwd()
 SHARED = ROOT.parent / "shared" / "data" / "tabletop_rgbd"
 TEST = ("image_0002_rgb.png", "image_0006_rgb.png", "image_0008_rgb.png")
 METRICS = ("segm_AP", "segm_AP50", "segm_AP75", "bbox_AP", "mask_boundary_F", "missed_pct")
-#: per model family: its training config, the shipped bin model it starts from, eval overrides
+#: per model family: its training config, the shipped pretrained models it starts from
+#: (the first is its main start), eval overrides
 FAMILIES = {
-    "maskrcnn": ("msseg_ros/config/training/tabletop_maskrcnn.yaml", "bin_picking_maskrcnn", ()),
-    "bicameral": ("msseg_ros/config/training/tabletop_bicameral_f25.yaml", "bin_picking_bicameral",
+    "maskrcnn": ("msseg_ros/config/training/tabletop_maskrcnn.yaml",
+                 ("tabletop_pretrained_maskrcnn", "bin_picking_maskrcnn"), ()),
+    "bicameral": ("msseg_ros/config/training/tabletop_bicameral_f25.yaml", ("bin_picking_bicameral",),
                   ("--set", "alpha=0.3", "--set", "beta=0.3")),
 }
-ARMS = ("zero_shot", "scratch", "fine_tuned")
+
+
+def arms(starts: tuple[str, ...]) -> list[tuple[str, str | None, bool]]:
+    """(arm name, pretrained start or None, trained) of a family with these starts."""
+    out: list[tuple[str, str | None, bool]] = [(f"zero_shot_{s}", s, False) for s in starts]
+    out.append(("scratch", None, True))
+    return out + [(f"fine_tuned_{s}", s, True) for s in starts]
 
 
 def _msseg(*args: str) -> None:
@@ -112,15 +124,15 @@ def main() -> None:
     test, images = str(data / "annotations" / "test.json"), str(SHARED / "png")
     results: dict[str, dict[str, dict]] = {}
     for family in args.models:
-        config, pretrained, eval_sets = FAMILIES[family]
+        config, starts, eval_sets = FAMILIES[family]
         results[family] = {}
-        for arm in ARMS:
+        for arm, start, trained in arms(starts):
             run = out / family / arm
             metrics = run / "eval" / "metrics.json"
             if not metrics.is_file():
-                weights = pretrained
-                if arm != "zero_shot":
-                    init = ["--set", f"train.init=config/models/{pretrained}.safetensors"] if arm == "fine_tuned" else []
+                weights = str(start)
+                if trained:
+                    init = ["--set", f"train.init=config/models/{start}.safetensors"] if start else []
                     _msseg("train", config, "--set", f"data.train={data / 'annotations' / 'train.json'}",
                            "--set", f"data.image_root={images}", "--set", f"train.max_minutes={args.minutes}",
                            "--set", f"train.seed={args.seed}", "--set", f"out={run}", *init)
@@ -130,21 +142,22 @@ def main() -> None:
             summary = json.loads(metrics.read_text())["summary"]
             results[family][arm] = {k: summary.get(k) for k in METRICS}
     lines = ["| model | arm | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
-    for family, arms in results.items():
-        for arm, r in arms.items():
+    for family, by_arm in results.items():
+        for arm, r in by_arm.items():
             lines.append(f"| {family} | {arm} | " + " | ".join(_fmt(r[k]) for k in METRICS) + " |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print("\n".join(lines))
-    best = out / "maskrcnn" / "fine_tuned" / "model.safetensors"
+    best = out / "maskrcnn" / f"fine_tuned_{FAMILIES['maskrcnn'][1][0]}" / "model.safetensors"
     if best.is_file():
         figure(str(best), data / "annotations" / "test.json", SHARED / "png", out / "masks.jpg")
         print(f"figure: {out / 'masks.jpg'} (labels left, the fine-tuned Mask R-CNN right)")
     ratios = {}
-    for family, arms in results.items():
-        ap_of = {arm: r["segm_AP"] or 0.0 for arm, r in arms.items()}
-        ratios[f"{family}_fine_tuned_mask_ap"] = ap_of["fine_tuned"]
-        ratios[f"{family}_fine_tuned_minus_scratch_mask_ap"] = ap_of["fine_tuned"] - ap_of["scratch"]
+    for family, by_arm in results.items():
+        ap_of = {arm: r["segm_AP"] or 0.0 for arm, r in by_arm.items()}
+        main = f"fine_tuned_{FAMILIES[family][1][0]}"
+        ratios[f"{family}_fine_tuned_mask_ap"] = ap_of[main]
+        ratios[f"{family}_fine_tuned_minus_scratch_mask_ap"] = ap_of[main] - ap_of["scratch"]
     emit("few_shot", ratios, {"minutes": args.minutes, "seed": args.seed, "test_images": list(TEST),
                               "results": results}, args.json)
 

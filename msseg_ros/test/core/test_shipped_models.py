@@ -7,11 +7,13 @@ from msseg_ros.core.segmentation.checkpoint import load_checkpoint
 from msseg_ros.core.segmentation.loading import load_segmenter, shipped_models
 from msseg_ros.core.sim.bin_pile import BinPileConfig, BinPileWorld
 from msseg_ros.core.sim.sorting_line import SortingLineConfig, SortingLineWorld
+from msseg_ros.core.sim.tabletop import TabletopConfig, TabletopWorld
 
 from conftest import ROOT
 
 MODELS = ROOT / "config" / "models"
-EXPECTED = {"sorting_line_classic", "sorting_line_maskrcnn", "bin_picking_bicameral", "bin_picking_maskrcnn"}
+EXPECTED = {"sorting_line_classic", "sorting_line_maskrcnn", "bin_picking_bicameral", "bin_picking_maskrcnn",
+            "tabletop_pretrained_maskrcnn"}
 
 
 def test_expected_models_are_shipped_within_30_mb():
@@ -51,6 +53,10 @@ def test_model_card_config_and_inference(name):
         inst = seg(frame.image)
         assert len(inst) >= 1 and inst.labels.shape == frame.labels.shape
         assert set(np.unique(inst.class_ids)) <= set(range(1, 10))
+    elif name.startswith("tabletop"):
+        scene = TabletopWorld(TabletopConfig(seed=11)).render(0)
+        inst = seg(scene["rgb"].astype(np.float32))
+        assert inst.labels.shape == scene["labels"].shape and len(inst) >= 1
     else:
         r = BinPileWorld(BinPileConfig(seed=11)).scene(0).render()
         inst = seg(r["rgb"].astype(np.float32))

@@ -461,7 +461,7 @@ def gradient_step(seg: TorchSegmenter, batch: Any, opt: torch.optim.Optimizer, p
     loss = functools.reduce(operator.add, (v.float() for v in parts.values()))  # sum() without 0 +
     opt.zero_grad(set_to_none=True)
     if not torch.isfinite(loss):
-        bad = {k: float(v) for k, v in parts.items() if not torch.isfinite(v)}
+        bad = {k: float(v.detach()) for k, v in parts.items() if not torch.isfinite(v)}
         raise NonFiniteStepError("loss " + ", ".join(f"{k}={v}" for k, v in bad.items()))
     loss.backward()
     params = [p for group in opt.param_groups for p in group["params"] if p.grad is not None]
