@@ -175,6 +175,29 @@ def test_fine_tune_with_a_part_frozen(tmp_path, data):
     assert bad.returncode == 2 and "names no parameter" in bad.stderr and "encoder" in bad.stderr, bad.stderr
 
 
+def test_rehearsal_mixes_a_second_set_into_every_epoch(tmp_path, data):
+    """data.rehearsal: each epoch visits the training frames plus as many rehearsal frames
+    (fraction 0.5), so twice the steps; a bicameral model reads each frame's own maps from
+    its own set. A set with other classes is refused in one line."""
+    generate("bin_picking", tmp_path / "more", 8, 4, {"width": 64, "height": 64, "max_instances": 10})
+    ann = data / "bins" / "annotations"
+    base = ["train", "--set", "model.type=bicameral", "--set", f"data.train={ann / 'learning.json'}",
+            "--set", "train.batch_size=1", "--set", "train.crop=32", "--set", "train.epochs=2",
+            "--set", "train.device=cpu", "--set", "model.width=25",
+            "--set", "model.image_mean=auto", "--set", "model.image_std=auto"]
+    own = len(json.loads((ann / "learning.json").read_text())["images"])
+    r = _msseg(*base, "--set", f"out={tmp_path / 'run'}",
+               "--set", f"data.rehearsal={tmp_path / 'more' / 'annotations' / 'learning.json'}")
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert f"data.rehearsal: {own} frames of 4 in" in r.stdout and f"join the {own} training frames" in r.stdout
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert [e["step"] for e in state["history"]] == [2 * own, 4 * own]
+    wrong = _msseg(*base, "--set", f"out={tmp_path / 'wrong'}",
+                   "--set", f"data.rehearsal={data / 'line' / 'annotations' / 'learning.json'}")
+    assert wrong.returncode == 2 and "they must match" in wrong.stderr and "Traceback" not in wrong.stderr, \
+        wrong.stderr
+
+
 def test_a_diverging_training_skips_non_finite_steps_then_stops(tmp_path, data):
     """An absurd learning rate: the first step blows the weights up, the next steps' losses
     are not finite; each is skipped (the weights are not touched again), counted and

@@ -107,6 +107,29 @@ def test_tabletop_images_and_masks(tmp_path):
             assert m.sum() >= TabletopConfig.min_visible
 
 
+def test_tabletop_office_backdrop_changes_the_room_but_not_the_objects():
+    """office=1 draws carpet, desks, chairs around the table: the labels stay the same
+    (its draws have their own stream) and the image changes off the table."""
+    from msseg_ros.core.errors import ConfigError
+    from msseg_ros.core.sim.tabletop import TabletopConfig, TabletopWorld
+
+    plain = TabletopWorld(TabletopConfig(seed=3, width=160, height=120))
+    office = TabletopWorld(TabletopConfig(seed=3, width=160, height=120, office=1.0))
+    changed = 0
+    for k in range(4):
+        a, b = plain.render(k), office.render(k)
+        np.testing.assert_array_equal(a["labels"], b["labels"])
+        differs = np.any(a["rgb"] != b["rgb"], axis=2)
+        assert differs.any()
+        changed += int(differs[a["labels"] == 0].sum())
+        # objects far from the room keep their pixels (only blur reaches 3 px across)
+        inside = cv2.erode((a["labels"] > 0).astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+        assert not differs[inside].any()
+    assert changed > 0.05 * 4 * 160 * 120
+    with pytest.raises(ConfigError, match="office is a probability"):
+        TabletopConfig(office=1.5)
+
+
 def test_splits_deterministic_with_fractions():
     s = assign_splits(100, (0.5, 0.25, 0.25), 3)
     assert (s.count("learning"), s.count("validation"), s.count("test")) == (50, 25, 25)

@@ -88,6 +88,10 @@ class CocoFrames:
     def image_path(self, i: int) -> Path:
         return self.root / self.images[i]["file_name"]
 
+    def locate(self, i: int) -> tuple[CocoFrames, int]:
+        """The COCO file holding item ``i``, and its index there (here: itself)."""
+        return self, i
+
     def __getitem__(self, i: int) -> tuple[np.ndarray, dict[str, Any]]:
         im = self.images[i]
         frame = load_image(self.image_path(i))
@@ -107,3 +111,35 @@ class CocoFrames:
                            a["bbox"][1] + a["bbox"][3]] for a in anns], np.float32).reshape(-1, 4)
         labels = np.array([a["category_id"] for a in anns], np.int64)
         return frame, {"masks": masks, "labels": labels, "boxes": boxes, "image_id": int(im["id"])}
+
+
+class MixedFrames:
+    """A training set with a second set's frames mixed in (rehearsal of pretraining data
+    while fine-tuning on a few photos): items ``0..n-1`` are ``primary``'s, items
+    ``n..n+m-1`` are ``rehearsal``'s. The trainer draws which rehearsal items each epoch
+    visits. Both sets must name the same classes in the same order.
+    """
+
+    def __init__(self, primary: CocoFrames, rehearsal: CocoFrames) -> None:
+        if primary.class_names != rehearsal.class_names:
+            raise DatasetError(f"rehearsal set {str(rehearsal.path)!r} has classes {rehearsal.class_names}, the "
+                               f"training set {str(primary.path)!r} {primary.class_names}; they must match")
+        if len(rehearsal) == 0:
+            raise DatasetError(f"rehearsal set {str(rehearsal.path)!r} has no images")
+        self.primary, self.rehearsal = primary, rehearsal
+        self.class_names = primary.class_names
+
+    def __len__(self) -> int:
+        return len(self.primary) + len(self.rehearsal)
+
+    def locate(self, i: int) -> tuple[CocoFrames, int]:
+        n = len(self.primary)
+        return (self.primary, i) if i < n else (self.rehearsal, i - n)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, dict[str, Any]]:
+        ds, j = self.locate(i)
+        return ds[j]
+
+
+#: what a trainer iterates: one COCO file, or one with rehearsal frames mixed in
+Frames = CocoFrames | MixedFrames

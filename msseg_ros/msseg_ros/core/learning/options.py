@@ -14,7 +14,7 @@ import numpy as np
 from msseg_ros.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from msseg_ros.core.learning.data import CocoFrames
+    from msseg_ros.core.learning.data import Frames
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ class TrainingContext:
         pool: samples for patchwork and copy-paste augmentation (empty when both are off).
     """
 
-    dataset: CocoFrames
+    dataset: Frames
     options: TrainOptions
     rng: np.random.Generator
     fill: np.ndarray

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from msseg_ros.core.learning.data import CocoFrames, DatasetError
+from msseg_ros.core.learning.data import DatasetError, Frames
 
 #: the patch of the occlusion map computed from a depth file (seed 001 uses P = 5)
 DEPTH_OCCLUSION_PATCH = 5
@@ -77,7 +77,7 @@ def labels_from_masks(masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return labels
 
 
-def boundary_occlusion_maps(ds: CocoFrames, index: int, target: dict[str, Any],
+def boundary_occlusion_maps(ds: Frames, index: int, target: dict[str, Any],
                             shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """(Y, Z) float32 (H, W) maps of image ``index``: the dataset's own files (``msseg
     sim-data bin_picking`` writes ``boundaries_file``/``occlusions_file``) or, with a
@@ -86,6 +86,7 @@ def boundary_occlusion_maps(ds: CocoFrames, index: int, target: dict[str, Any],
     Raises:
         DatasetError: the image has neither maps nor depth.
     """
+    ds, index = ds.locate(index)
     im = ds.images[index]
     if "boundaries_file" in im and "occlusions_file" in im:
         maps = []

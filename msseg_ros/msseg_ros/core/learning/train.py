@@ -4,7 +4,9 @@ A training config (YAML) has four sections; ``--set section.key=value`` override
 
     model: {type: TYPE, ...model config...}            # TYPE: a registered model type
     data:  {train: path/annotations/learning.json, val: path/annotations/validation.json,
-            image_root: optional folder of the images (COCO's usual separate folder)}
+            image_root: optional folder of the images (COCO's usual separate folder),
+            rehearsal: optional COCO file mixed into every epoch (e.g. the pretraining data),
+            rehearsal_fraction: its share of each epoch's frames, default 0.5}
     train: {epochs, batch_size, lr, weight_decay, seed, device, eval_every, augment, ...}
     out:   runs/NAME
 
@@ -37,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from msseg_ros.core.errors import ConfigError, MssegError
-from msseg_ros.core.learning.data import CocoFrames, DatasetError
+from msseg_ros.core.learning.data import CocoFrames, DatasetError, Frames, MixedFrames
 from msseg_ros.core.learning.options import TrainingContext, TrainOptions
 from msseg_ros.core.paths import packaged
 from msseg_ros.core.segmentation.base import SEGMENTERS, Segmenter, resolve_device
@@ -58,6 +60,9 @@ class TrainConfig:
         train_file: the training set's COCO annotation file.
         val_file: the validation set's, or None.
         image_root: the folder image paths are relative to (None: the dataset's root).
+        rehearsal_file: a COCO file whose frames are mixed into every epoch (None: none);
+            its images are found from its own folder, not ``image_root``.
+        rehearsal_fraction: the share of each epoch's frames drawn from it, 0 < f <= 0.95.
         options: the ``train`` section.
         out: the run folder.
     """
@@ -68,10 +73,13 @@ class TrainConfig:
     options: TrainOptions
     out: Path
     image_root: str | None = None
+    rehearsal_file: str | None = None
+    rehearsal_fraction: float = 0.5
 
     def as_dict(self) -> dict[str, Any]:
         return {"model": self.model, "data": {"train": self.train_file, "val": self.val_file,
-                                              "image_root": self.image_root},
+                                              "image_root": self.image_root, "rehearsal": self.rehearsal_file,
+                                              "rehearsal_fraction": self.rehearsal_fraction},
                 "train": self.options.as_dict(), "out": str(self.out)}
 
 
@@ -111,16 +119,21 @@ def load_train_config(path: str | Path | None, sets: dict[str, Any]) -> TrainCon
         raise ConfigError(f"unknown model.type {cfg['model']['type']!r}; choose {', '.join(SEGMENTERS.names())}")
     if "train" not in cfg["data"]:
         raise ConfigError("training config lacks data.train (a COCO annotation file)")
-    unknown = sorted(set(cfg["data"]) - {"train", "val", "image_root"})
+    data_keys = ("image_root", "rehearsal", "rehearsal_fraction", "train", "val")
+    unknown = sorted(set(cfg["data"]) - set(data_keys))
     if unknown:
-        raise ConfigError(f"unknown data option {unknown[0]!r}; options: image_root, train, val")
+        raise ConfigError(f"unknown data option {unknown[0]!r}; options: {', '.join(data_keys)}")
+    fraction = cfg["data"].get("rehearsal_fraction", 0.5)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 0.95:
+        raise ConfigError(f"data.rehearsal_fraction must be a number in (0, 0.95], got {fraction!r}")
     options = TrainOptions.from_mapping(cfg.get("train"))
     if not cfg.get("out"):
         raise ConfigError("training config lacks out (the run folder)")
     return TrainConfig(model=dict(cfg["model"]), train_file=str(cfg["data"]["train"]),
                        val_file=str(cfg["data"]["val"]) if cfg["data"].get("val") else None,
                        image_root=str(cfg["data"]["image_root"]) if cfg["data"].get("image_root") else None,
-                       options=options, out=Path(cfg["out"]))
+                       rehearsal_file=str(cfg["data"]["rehearsal"]) if cfg["data"].get("rehearsal") else None,
+                       rehearsal_fraction=float(fraction), options=options, out=Path(cfg["out"]))
 
 
 def lr_factor(schedule: str, progress: float) -> float:
@@ -193,16 +206,17 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     out.mkdir(parents=True, exist_ok=True)
     t = cfg.options
     try:
-        train_ds = CocoFrames(cfg.train_file, cfg.image_root)
+        own = CocoFrames(cfg.train_file, cfg.image_root)
         val_ds = CocoFrames(cfg.val_file, cfg.image_root) if cfg.val_file else None
+        if len(own) == 0:
+            raise ConfigError(f"training set {cfg.train_file!r} has no images")
+        train_ds: Frames = MixedFrames(own, CocoFrames(packaged(cfg.rehearsal_file))) if cfg.rehearsal_file else own
     except DatasetError as exc:
         raise ConfigError(str(exc)) from None
-    if len(train_ds) == 0:
-        raise ConfigError(f"training set {cfg.train_file!r} has no images")
     model_cfg = cfg.model
     if t.init:
         model_cfg = _inherit_normalisation(model_cfg, packaged(t.init))
-    model_cfg = complete_model_config(model_cfg, train_ds)
+    model_cfg = complete_model_config(model_cfg, own)
     cls = SEGMENTERS.get(model_cfg["type"])
     model_cfg = cls.validate_config(model_cfg)
     (out / "train_config.json").write_text(json.dumps({**cfg.as_dict(), "model": model_cfg}, indent=1))
@@ -211,7 +225,7 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     return _train_gradient(cls, model_cfg, cfg, train_ds, val_ds, resume, log)
 
 
-def _fit(cls: type[Segmenter], model_cfg: dict[str, Any], cfg: TrainConfig, train_ds: CocoFrames,
+def _fit(cls: type[Segmenter], model_cfg: dict[str, Any], cfg: TrainConfig, train_ds: Frames,
          val_ds: CocoFrames | None, log: Callable[[str], None]) -> dict[str, Any]:
     """A model fitted in one pass (``trained_by == "fit"``), then evaluated once."""
     t = cfg.options
@@ -232,9 +246,30 @@ def _fit(cls: type[Segmenter], model_cfg: dict[str, Any], cfg: TrainConfig, trai
 _KEY_METRICS = ("segm_AP", "bbox_AP", "accuracy", "missed_pct", "boundary_ODS", "occlusion_ODS")
 
 
-def _batches(n: int, batch: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    order = rng.permutation(n)
-    for i in range(0, n, batch):
+def own_frames(ds: Frames) -> CocoFrames:
+    """The training set proper, without rehearsal frames."""
+    return ds.primary if isinstance(ds, MixedFrames) else ds
+
+
+def epoch_size(ds: Frames, rehearsal_fraction: float) -> int:
+    """Frames one epoch visits: all of the training set's, plus rehearsal frames making up
+    ``rehearsal_fraction`` of the epoch (at least one, at most all of them)."""
+    n = len(own_frames(ds))
+    if not isinstance(ds, MixedFrames):
+        return n
+    extra = round(n * rehearsal_fraction / (1.0 - rehearsal_fraction))
+    return n + min(max(extra, 1), len(ds.rehearsal))
+
+
+def _batches(ds: Frames, per_epoch: int, batch: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """One epoch's index batches: every training frame once and, with rehearsal, a fresh
+    draw of rehearsal frames (without repeats), shuffled together."""
+    n = len(own_frames(ds))
+    order = np.arange(n)
+    if per_epoch > n:
+        order = np.concatenate([order, n + rng.choice(len(ds) - n, per_epoch - n, replace=False)])
+    order = rng.permutation(order)
+    for i in range(0, len(order), batch):
         yield order[i:i + batch]
 
 
@@ -282,7 +317,7 @@ def _prefetch(prepare: Callable[[Any], Any], items: Iterable[Any], depth: int = 
     return gen()
 
 
-def _train_gradient(cls: type[Segmenter], model_cfg: dict[str, Any], cfg: TrainConfig, train_ds: CocoFrames,
+def _train_gradient(cls: type[Segmenter], model_cfg: dict[str, Any], cfg: TrainConfig, train_ds: Frames,
                     val_ds: CocoFrames | None, resume: bool, log: Callable[[str], None]) -> dict[str, Any]:
     """Adam on the sum of the model's own losses; the model type makes the batches."""
     import torch
@@ -316,9 +351,15 @@ def _train_gradient(cls: type[Segmenter], model_cfg: dict[str, Any], cfg: TrainC
     elif t.init:
         _load_init(packaged(t.init), seg, log)
     fill = np.asarray(model_cfg.get("fill_values") or model_cfg["image_mean"], np.float32)
-    pool = [train_ds[i] for i in range(min(len(train_ds), 32))] if t.augment.patchwork or t.augment.copy_paste else []
+    # copy-paste and patchwork draw from the training set proper, not the rehearsal frames
+    own = own_frames(train_ds)
+    pool = [own[i] for i in range(min(len(own), 32))] if t.augment.patchwork or t.augment.copy_paste else []
     context = TrainingContext(train_ds, t, rng, fill, pool)
-    n_batches = math.ceil(len(train_ds) / t.batch_size)
+    per_epoch = epoch_size(train_ds, cfg.rehearsal_fraction)
+    if per_epoch > len(own):
+        log(f"data.rehearsal: {per_epoch - len(own)} frames of {len(train_ds) - len(own)} in {cfg.rehearsal_file} "
+            f"join the {len(own)} training frames each epoch")
+    n_batches = math.ceil(per_epoch / t.batch_size)
     planned = t.epochs * n_batches
     if t.max_steps:
         planned = min(planned, t.max_steps)
@@ -341,7 +382,7 @@ def _train_gradient(cls: type[Segmenter], model_cfg: dict[str, Any], cfg: TrainC
     for epoch in range(state["epoch"], t.epochs):
         net.train()
         losses, critic_losses = [], []
-        batches = _prefetch(prepare, _batches(len(train_ds), t.batch_size, rng))
+        batches = _prefetch(prepare, _batches(train_ds, per_epoch, t.batch_size, rng))
         bar = tqdm(batches, total=n_batches, desc=f"epoch {epoch + 1}/{t.epochs}", unit="batch", leave=False)
         for batch in bar:
             if out_of_budget():

@@ -15,7 +15,11 @@ straight above. Here each scene is drawn in image space with a simple perspectiv
   irregular blobs), each with its own colours and print, shaded across its width,
   casting a soft contact shadow, drawn far to near, so nearer ones occlude;
 - unlabelled clutter behind the table (furniture-like shapes): a model must learn that
-  not every thing in the frame is an object to pick.
+  not every thing in the frame is an object to pick;
+- with probability ``office``, an office behind the table (the real photos' rooms): a
+  carpet floor, desks further back with papers and monitors on them, office chairs,
+  cabinets, and boards or windows on the wall, all unlabelled. These draws come from
+  a stream of their own, so ``office=0`` gives the same scenes as before it existed.
 
 Ground truth: visible instance masks (labels), class-agnostic ("object"). Everything is
 a function of (seed, scene index). Pixel units throughout; no metric geometry.
@@ -44,6 +48,8 @@ class TabletopConfig:
         clutter: the largest number of unlabelled shapes behind the table.
         noise: RGB noise, fraction of full scale.
         min_visible: an instance with fewer visible pixels is dropped from the labels.
+        office: probability that a scene's room is an office (carpet, desks with papers,
+            chairs, cabinets, boards), 0..1.
     """
 
     seed: int = 0
@@ -55,6 +61,7 @@ class TabletopConfig:
     clutter: int = 6
     noise: float = 0.02
     min_visible: int = 30
+    office: float = 0.0
 
     def __post_init__(self) -> None:
         if self.width < 32 or self.height < 32:
@@ -63,6 +70,8 @@ class TabletopConfig:
             raise ConfigError(f"need 1 <= min_objects <= max_objects, got {self.min_objects}, {self.max_objects}")
         if self.near_size <= 4:
             raise ConfigError(f"near_size must be > 4 px, got {self.near_size}")
+        if not 0.0 <= self.office <= 1.0:
+            raise ConfigError(f"office is a probability in 0..1, got {self.office}")
 
     def with_overrides(self, **kw: Any) -> TabletopConfig:
         return replace_checked(self, "tabletop", **kw)
@@ -86,7 +95,11 @@ class TabletopWorld:
         rng = np.random.default_rng([cfg.seed, int(k), 0x7AB1E])
         H, W = cfg.height, cfg.width
         v_h = rng.uniform(-0.3, 0.35) * H  # the horizon: above the frame for a steep view
-        img, table = _room(rng, H, W, v_h)
+        img, table, wall_row = _room(rng, H, W, v_h)
+        if cfg.office > 0:
+            office_rng = np.random.default_rng([cfg.seed, int(k), 0x0FF1CE])
+            if office_rng.random() < cfg.office:
+                _office(office_rng, img, table, v_h, wall_row)
         _clutter(rng, img, table, v_h, cfg.clutter)
         labels = np.zeros((H, W), np.int32)
         n = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
@@ -121,8 +134,9 @@ class TabletopWorld:
 
 
 # ---- the room ------------------------------------------------------------------------
-def _room(rng: np.random.Generator, H: int, W: int, v_h: float) -> tuple[np.ndarray, np.ndarray]:
-    """The background image (H, W, 3) float32 in 0..1 and the table's mask (H, W) bool."""
+def _room(rng: np.random.Generator, H: int, W: int, v_h: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """The background image (H, W, 3) float32 in 0..1, the table's mask (H, W) bool and
+    the row where the wall meets the floor (<= 0: no wall in the frame)."""
     vv, uu = np.mgrid[0:H, 0:W].astype(np.float32)
     img = _noise_texture(rng, H, W, rng.uniform(0.1, 0.7, 3), rng.uniform(0.05, 0.6, 3), rng.uniform(1, 6))  # floor
     wall_row = max(0.0, v_h + rng.uniform(0.02, 0.25) * H)
@@ -144,7 +158,7 @@ def _room(rng: np.random.Generator, H: int, W: int, v_h: float) -> tuple[np.ndar
     if tmask.sum() < 0.1 * H * W:  # too little table to stand things on: the whole lower frame
         tmask = vv > max(far, 0.2 * H)
     img[tmask] = _table_texture(rng, vv, uu, v_h)[tmask]
-    return img, tmask
+    return img, tmask, wall_row
 
 
 def _noise_texture(rng: np.random.Generator, H: int, W: int, c1: np.ndarray, c2: np.ndarray,
@@ -194,6 +208,82 @@ def _clutter(rng: np.random.Generator, img: np.ndarray, table: np.ndarray, v_h: 
             cv2.fillPoly(m, [pts], 1)
         mask = m.astype(bool) & free
         img[mask] = (rng.uniform(0.05, 0.8, 3) * (0.8 + 0.2 * rng.random((int(mask.sum()), 1)))).astype(np.float32)
+
+
+def _office(rng: np.random.Generator, img: np.ndarray, table: np.ndarray, v_h: float, wall_row: float) -> None:
+    """An office around the table, unlabelled, drawn far to near off the table only:
+    carpet, boards or windows on the wall, desks with papers and monitors, chairs and
+    cabinets. ``img`` (H, W, 3) float32 is drawn on in place."""
+    H, W = table.shape
+    free = ~table
+    vv, uu = np.mgrid[0:H, 0:W].astype(np.float32)
+    floor = free & (vv >= wall_row)
+    # carpet: fine speckle in two or three colours, maybe a faint weave
+    base, fleck = rng.uniform(0.1, 0.55, 3), rng.uniform(0.05, 0.7, 3)
+    speck = cv2.GaussianBlur(rng.random((H, W)).astype(np.float32), (0, 0), rng.uniform(0.4, 1.2))
+    speck = (speck - speck.min()) / (float(np.ptp(speck)) + 1e-9)
+    if rng.random() < 0.5:
+        speck = 0.7 * speck + 0.3 * (np.mod(uu + vv * rng.uniform(-1, 1), rng.uniform(3, 8)) < 1.5)
+    carpet = base * (1 - speck[..., None]) + fleck * speck[..., None]
+    img[floor] = carpet[floor]
+    if wall_row > 4:  # boards, windows, doors on the wall
+        for _ in range(int(rng.integers(0, 4))):
+            x0, w = rng.uniform(-0.1, 0.9) * W, rng.uniform(0.1, 0.4) * W
+            y1 = rng.uniform(0.3, 1.0) * wall_row
+            y0 = y1 - rng.uniform(0.2, 0.9) * wall_row
+            m = np.zeros((H, W), np.uint8)
+            cv2.rectangle(m, (int(x0), int(y0)), (int(x0 + w), int(y1)), 1, -1)
+            m = m.astype(bool) & free & (vv < wall_row)
+            img[m] = rng.uniform(0.5, 1.0) * (0.9 + 0.1 * rng.random(3))
+    rows, cols = np.nonzero(floor)
+    if not len(rows):
+        return
+    items = []
+    for _ in range(int(rng.integers(1, 8))):
+        j = int(rng.integers(len(rows)))
+        items.append((float(rows[j]), float(cols[j]), ("desk", "chair", "chair", "cabinet")[int(rng.integers(4))]))
+    items.sort()  # far first
+    for v, u, what in items:
+        s = max(0.15, (v - v_h) / (H - v_h)) * rng.uniform(80, 200)
+        m = np.zeros((H, W), np.uint8)  # 1: frame or body, 2: surface, 3: paper, 4: screen
+        if what == "desk":
+            top = v - s * 0.5
+            w, d = s * rng.uniform(1.0, 2.5), s * rng.uniform(0.1, 0.3)
+            quad = np.array([[u - w / 2, top], [u + w / 2, top], [u + w / 2 * 0.9, top - d], [u - w / 2 * 0.9, top - d]])
+            for lx in (u - w / 2 + 2, u + w / 2 - 2):
+                cv2.line(m, (int(lx), int(top)), (int(lx), int(v)), 1, max(1, int(s / 25)))
+            cv2.rectangle(m, (int(u - w / 2), int(top)), (int(u + w / 2), int(top + max(2, s * 0.04))), 1, -1)
+            cv2.fillPoly(m, [quad.round().astype(np.int32)], 2)
+            for _ in range(int(rng.integers(0, 6))):  # papers and monitors on the desk
+                pu, pv = u + rng.uniform(-0.45, 0.45) * w, top - rng.uniform(0.1, 0.9) * d
+                pw = s * rng.uniform(0.1, 0.3)
+                if rng.random() < 0.7:
+                    a = rng.uniform(0, np.pi)
+                    corners = np.array([[np.cos(a + b) * pw, np.sin(a + b) * pw * 0.3] for b in (0.6, 2.5, 3.7, 5.7)])
+                    cv2.fillPoly(m, [(corners + [pu, pv]).round().astype(np.int32)], 3)
+                else:
+                    cv2.rectangle(m, (int(pu - pw), int(pv - pw * 1.2)), (int(pu + pw), int(pv)), 4, -1)
+        elif what == "chair":
+            seat_v = v - s * 0.35
+            w = s * rng.uniform(0.35, 0.6)
+            cv2.ellipse(m, (int(u), int(seat_v)), (max(1, int(w / 2)), max(1, int(w / 6))), 0, 0, 360, 2, -1)
+            back = rng.uniform(-0.2, 0.2) * w
+            cv2.rectangle(m, (int(u - w * 0.45 + back), int(seat_v - s * rng.uniform(0.3, 0.6))),
+                          (int(u + w * 0.45 + back), int(seat_v)), 2, -1)
+            cv2.line(m, (int(u), int(seat_v)), (int(u), int(v - s * 0.05)), 1, max(1, int(s / 30)))
+            for a in np.linspace(0, 2 * np.pi, 5, endpoint=False) + rng.uniform(0, 1):
+                cv2.line(m, (int(u), int(v - s * 0.05)), (int(u + np.cos(a) * w * 0.5), int(v + np.sin(a) * w * 0.12)),
+                         1, max(1, int(s / 35)))
+        else:  # a cabinet or bin, often a loud colour
+            w, h = s * rng.uniform(0.3, 0.7), s * rng.uniform(0.4, 1.0)
+            cv2.rectangle(m, (int(u - w / 2), int(v - h)), (int(u + w / 2), int(v)), 2, -1)
+        m[~free] = 0
+        frame, surface = rng.uniform(0.02, 0.35, 3), rng.uniform(0.05, 0.95, 3)
+        for part, colour in ((1, frame), (2, surface), (3, rng.uniform(0.8, 1.0) * np.ones(3)),
+                             (4, rng.uniform(0.0, 0.15, 3))):
+            sel = m == part
+            if sel.any():
+                img[sel] = (colour * (0.85 + 0.15 * rng.random((int(sel.sum()), 1)))).astype(np.float32)
 
 
 # ---- objects -------------------------------------------------------------------------
