@@ -130,6 +130,21 @@ def test_tabletop_office_backdrop_changes_the_room_but_not_the_objects():
         TabletopConfig(office=1.5)
 
 
+def test_tabletop_kinds_choose_what_is_drawn():
+    """kinds: the tool and brick kinds draw objects; an unknown kind is refused by name."""
+    from msseg_ros.core.errors import ConfigError
+    from msseg_ros.core.sim.tabletop import KINDS, TabletopConfig, TabletopWorld
+
+    assert TabletopConfig().kinds == KINDS
+    for kind in ("tool", "brick"):
+        cfg = TabletopConfig(seed=2, width=160, height=120, kinds=[kind], min_objects=2, max_objects=2)
+        assert cfg.kinds == (kind,)
+        scenes = [TabletopWorld(cfg).render(k)["labels"] for k in range(3)]
+        assert all(1 <= s.max() <= 2 for s in scenes)
+    with pytest.raises(ConfigError, match=r"unknown object kind\(s\) \['drill'\]; kinds: box, cylinder"):
+        TabletopConfig(kinds=("box", "drill"))
+
+
 def test_splits_deterministic_with_fractions():
     s = assign_splits(100, (0.5, 0.25, 0.25), 3)
     assert (s.count("learning"), s.count("validation"), s.count("test")) == (50, 25, 25)

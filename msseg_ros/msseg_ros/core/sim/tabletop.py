@@ -12,7 +12,8 @@ straight above. Here each scene is drawn in image space with a simple perspectiv
   texture whose grain shrinks with distance; floor and wall around and behind it;
 - objects of seven kinds (boxes showing their front and top, cylinders such as cans
   and cups with an elliptical rim, bottles, bowls, mugs with a handle, thin pens,
-  irregular blobs), each with its own colours and print, shaded across its width,
+  irregular blobs; optionally drill-like tools and toy bricks), each with its own colours
+  and print, shaded across its width,
   casting a soft contact shadow, drawn far to near, so nearer ones occlude;
 - unlabelled clutter behind the table (furniture-like shapes): a model must learn that
   not every thing in the frame is an object to pick;
@@ -35,7 +36,10 @@ import numpy as np
 from msseg_ros.core.errors import ConfigError
 from msseg_ros.core.sim import replace_checked
 
+#: the object kinds a scene draws from by default, and how often each is drawn
 KINDS = ("box", "cylinder", "bottle", "bowl", "mug", "pen", "blob")
+KIND_WEIGHTS = {"box": 0.2, "cylinder": 0.22, "bottle": 0.1, "bowl": 0.1, "mug": 0.12, "pen": 0.08, "blob": 0.18,
+                "tool": 0.12, "brick": 0.1}
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,9 @@ class TabletopConfig:
         min_visible: an instance with fewer visible pixels is dropped from the labels.
         office: probability that a scene's room is an office (carpet, desks with papers,
             chairs, cabinets, boards), 0..1.
+        kinds: the object kinds drawn, in proportion to ``KIND_WEIGHTS``: the seven of
+            ``KINDS`` by default; also ``tool`` (a drill-like body, handle and battery)
+            and ``brick`` (a toy brick with studs).
     """
 
     seed: int = 0
@@ -62,6 +69,7 @@ class TabletopConfig:
     noise: float = 0.02
     min_visible: int = 30
     office: float = 0.0
+    kinds: tuple[str, ...] = KINDS
 
     def __post_init__(self) -> None:
         if self.width < 32 or self.height < 32:
@@ -70,6 +78,10 @@ class TabletopConfig:
             raise ConfigError(f"need 1 <= min_objects <= max_objects, got {self.min_objects}, {self.max_objects}")
         if self.near_size <= 4:
             raise ConfigError(f"near_size must be > 4 px, got {self.near_size}")
+        object.__setattr__(self, "kinds", tuple(self.kinds))
+        unknown = [k for k in self.kinds if k not in KIND_WEIGHTS]
+        if unknown or not self.kinds:
+            raise ConfigError(f"unknown object kind(s) {unknown}; kinds: {', '.join(KIND_WEIGHTS)}")
         if not 0.0 <= self.office <= 1.0:
             raise ConfigError(f"office is a probability in 0..1, got {self.office}")
 
@@ -110,10 +122,11 @@ class TabletopWorld:
             feet.append((float(rows[j]) + rng.uniform(0, 1), float(cols[j]) + rng.uniform(0, 1)))
         feet.sort()  # far (small row) first: nearer objects are drawn over them
         light = rng.uniform(-1, 1)  # the shading's bright side, -1 left .. 1 right
+        weights = np.array([KIND_WEIGHTS[k] for k in cfg.kinds])
         for iid, (v, u) in enumerate(feet, start=1):
             scale = max(0.15, (v - v_h) / (H - v_h))
             size = cfg.near_size * scale * rng.uniform(0.5, 1.4)
-            kind = KINDS[int(rng.choice(len(KINDS), p=[0.2, 0.22, 0.1, 0.1, 0.12, 0.08, 0.18]))]
+            kind = cfg.kinds[int(rng.choice(len(cfg.kinds), p=weights / weights.sum()))]
             mask, colour = _draw_object(rng, kind, u, v, size, light, H, W)
             if not mask.any():
                 continue
@@ -364,6 +377,31 @@ def _draw_object(rng: np.random.Generator, kind: str, u: float, v: float, size: 
         dx, dy = np.cos(a) * length / 2, np.sin(a) * length / 2 * tilt
         cv2.line(m, (round(u - dx), round(v - dy)), (round(u + dx), round(v + dy)), 1,
                  max(2, round(size * rng.uniform(0.06, 0.12))))
+    elif kind == "tool":  # a drill: a long body, a slanted handle, a battery block at the foot
+        w, hb = size * rng.uniform(0.8, 1.3), size * rng.uniform(0.25, 0.4)
+        h = size * rng.uniform(0.8, 1.2)
+        side = 1 if rng.random() < 0.5 else -1
+        x0 = u - side * w * 0.3
+        cv2.rectangle(m, (round(x0 - w / 2), round(v - h)), (round(x0 + w / 2), round(v - h + hb)), 1, -1)
+        cv2.circle(m, (round(x0 - side * w / 2), round(v - h + hb / 2)), max(1, round(hb / 2)), 1, -1)
+        grip = np.array([[u - hb * 0.35, v - h + hb], [u + hb * 0.35, v - h + hb],
+                         [u + hb * 0.35 + side * hb * 0.3, v - hb * 0.6], [u - hb * 0.35 + side * hb * 0.3, v - hb * 0.6]])
+        cv2.fillPoly(m, [grip.round().astype(np.int32)], 3)
+        cv2.rectangle(m, (round(u - hb * 0.7), round(v - hb * 0.7)), (round(u + hb * 0.9), round(v)), 3, -1)
+    elif kind == "brick":  # a toy brick: a low box with studs on its top
+        w, d = size * rng.uniform(0.5, 1.1), size * rng.uniform(0.2, 0.4) * tilt
+        h = size * rng.uniform(0.25, 0.45)
+        front = np.array([[u - w / 2, v], [u + w / 2, v], [u + w / 2, v - h], [u - w / 2, v - h]])
+        top = np.array([[u - w / 2, v - h], [u + w / 2, v - h], [u + w / 2, v - h - d], [u - w / 2, v - h - d]])
+        cv2.fillPoly(m, [front.round().astype(np.int32)], 1)
+        cv2.fillPoly(m, [top.round().astype(np.int32)], 2)
+        studs = int(rng.integers(2, 5))
+        r = max(1.0, w / studs * 0.3)
+        for j in range(studs):
+            cx = u - w / 2 + (j + 0.5) * w / studs
+            cv2.rectangle(m, (round(cx - r), round(v - h - d / 2 - r * 0.8)), (round(cx + r), round(v - h - d / 2)), 1, -1)
+            cv2.ellipse(m, (round(cx), round(v - h - d / 2 - r * 0.8)), (max(1, round(r)), max(1, round(r * tilt))),
+                        0, 0, 360, 2, -1)
     else:  # blob: a fruit, a toy, a sponge
         rx, ry = size * rng.uniform(0.25, 0.6), size * rng.uniform(0.2, 0.5)
         cv2.fillPoly(m, [_blob_points(rng, u, v - ry, rx, ry)], 1)
