@@ -196,6 +196,9 @@ def test_rehearsal_mixes_a_second_set_into_every_epoch(tmp_path, data):
                    "--set", f"data.rehearsal={data / 'line' / 'annotations' / 'learning.json'}")
     assert wrong.returncode == 2 and "they must match" in wrong.stderr and "Traceback" not in wrong.stderr, \
         wrong.stderr
+    fitted = _msseg("train", "--set", "model.type=classic", "--set", f"data.train={ann / 'learning.json'}",
+                    "--set", f"out={tmp_path / 'fitted'}", "--set", f"data.rehearsal={ann / 'learning.json'}")
+    assert fitted.returncode == 2 and "classic is fitted in one pass" in fitted.stderr, fitted.stderr
 
 
 def test_a_diverging_training_skips_non_finite_steps_then_stops(tmp_path, data):
