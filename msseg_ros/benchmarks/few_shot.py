@@ -1,32 +1,38 @@
 """Few-shot real: a model pretrained on synthetic scenes, fine-tuned on a few real photos.
 
     python msseg_ros/benchmarks/few_shot.py [--models maskrcnn bicameral] [--minutes 15] [--seed 0]
-                                            [--out runs/few_shot]
+                                            [--folds 1|2|3] [--starts NAME_OR_PATH ...]
+                                            [--arms zero_shot scratch fine_tuned] [--out runs/few_shot]
 
 Not run by `msseg bench` without its name. Data: the 9 real RGB-D tabletop photos in
 ../shared/data/tabletop_rgbd, labelled from their depth and mended by hand
-(`msseg label-depth` with config/datasets/tabletop_rgbd_edits.yaml; docs/datasets.md);
-photos 2, 6 and 8 (32 objects) are the test split, the other six (43 objects) train.
+(`msseg label-depth` with config/datasets/tabletop_rgbd_edits.yaml; docs/datasets.md).
+Fold 0 tests photos 2, 6 and 8 (32 objects) and trains on the other six (43 objects): the
+split of every figure before folds. With ``--folds 3`` two more folds hold out 0, 3, 5
+(24 objects) and 1, 4, 7 (19), so that every photo is tested once; each figure is then the
+mean over the folds, with its spread (sample standard deviation) and each fold's value.
 
 Per model family, arms of one `msseg train` each with the same budget of ``--minutes``
 CPU minutes and seed ``--seed``, then one `msseg eval` on the real test photos (mask AP
 over all scores; contingency at 0.5). Per pretrained start S of the family (a shipped
-model trained on generated scenes only):
+model trained on generated scenes only, or with ``--starts`` any checkpoint of the family):
 
 * ``zero_shot_S``: S as it is;
-* ``fine_tuned_S``: from S (``train.init``), on the six real photos;
+* ``fine_tuned_S``: from S (``train.init``), on the fold's training photos;
 
-and ``scratch``: the same network from random weights, on the six real photos.
+and ``scratch``: the same network from random weights, on the fold's training photos.
+``--arms`` runs some of the three kinds only.
 
 Families: ``maskrcnn`` (config/training/tabletop_maskrcnn.yaml; half resolution, copy-paste
 augmentation), from ``tabletop_pretrained_maskrcnn`` (generated tabletop scenes) and from
 ``bin_picking_maskrcnn`` (generated bin piles); ``bicameral`` (tabletop_bicameral_f25.yaml,
 from ``bin_picking_bicameral``, α = β = 0.3 as the shipped bin model).
 
-A rerun skips the arms whose metrics exist. Writes OUT/results.json, OUT/table.md and
-OUT/masks.jpg (the fine-tuned Mask R-CNN's masks beside the labels on the test photos).
-Ratios: per family ``<family>_fine_tuned_mask_ap`` (from its first start) and
-``<family>_fine_tuned_minus_scratch_mask_ap``.
+A rerun skips the arms whose metrics exist. Fold 0 writes under OUT (as before folds),
+fold k under OUT/fold<k>. Writes OUT/results.json, OUT/table.md and OUT/masks.jpg (fold 0's
+fine-tuned Mask R-CNN's masks beside the labels on its test photos).
+Ratios: per family ``<family>_fine_tuned_mask_ap`` (from its first start, mean over the
+folds) and ``<family>_fine_tuned_minus_scratch_mask_ap`` (when scratch ran).
 """
 import argparse
 import json
@@ -38,7 +44,13 @@ from msseg_ros.bench import add_json_argument, emit
 
 ROOT = Path.cwd()
 SHARED = ROOT.parent / "shared" / "data" / "tabletop_rgbd"
-TEST = ("image_0002_rgb.png", "image_0006_rgb.png", "image_0008_rgb.png")
+#: each fold's test photos; fold 0 is the split of every figure before folds
+FOLDS = (
+    ("image_0002_rgb.png", "image_0006_rgb.png", "image_0008_rgb.png"),  # 32 objects
+    ("image_0000_rgb.png", "image_0003_rgb.png", "image_0005_rgb.png"),  # 24
+    ("image_0001_rgb.png", "image_0004_rgb.png", "image_0007_rgb.png"),  # 19
+)
+ARM_KINDS = ("zero_shot", "scratch", "fine_tuned")
 METRICS = ("segm_AP", "segm_AP50", "segm_AP75", "bbox_AP", "mask_boundary_F", "missed_pct")
 #: per model family: its training config, the shipped pretrained models it starts from
 #: (the first is its main start), eval overrides
@@ -50,11 +62,50 @@ FAMILIES = {
 }
 
 
-def arms(starts: tuple[str, ...]) -> list[tuple[str, str | None, bool]]:
-    """(arm name, pretrained start or None, trained) of a family with these starts."""
-    out: list[tuple[str, str | None, bool]] = [(f"zero_shot_{s}", s, False) for s in starts]
-    out.append(("scratch", None, True))
-    return out + [(f"fine_tuned_{s}", s, True) for s in starts]
+def start_name(start: str) -> str:
+    """The arm suffix of a start: a shipped model's name, or a checkpoint's file stem (its
+    run folder's name for a run's ``model.safetensors``)."""
+    p = Path(start)
+    if p.suffix != ".safetensors":
+        return start
+    return p.parent.name if p.stem == "model" else p.stem
+
+
+def start_init(start: str) -> str:
+    """What `msseg train --set train.init=` takes for a start (`msseg eval` takes it as it is)."""
+    return start if start.endswith(".safetensors") else f"config/models/{start}.safetensors"
+
+
+def arms(starts: tuple[str, ...], kinds: tuple[str, ...] = ARM_KINDS) -> list[tuple[str, str | None, bool]]:
+    """(arm name, pretrained start or None, trained) of a family with these starts, for the
+    arm ``kinds`` asked for (of :data:`ARM_KINDS`)."""
+    out: list[tuple[str, str | None, bool]] = []
+    if "zero_shot" in kinds:
+        out += [(f"zero_shot_{start_name(s)}", s, False) for s in starts]
+    if "scratch" in kinds:
+        out.append(("scratch", None, True))
+    if "fine_tuned" in kinds:
+        out += [(f"fine_tuned_{start_name(s)}", s, True) for s in starts]
+    return out
+
+
+def fold_dir(out: Path, fold: int) -> Path:
+    """Where fold ``fold`` writes: OUT itself for fold 0 (the layout before folds)."""
+    return out if fold == 0 else out / f"fold{fold}"
+
+
+def summarise(per_fold: list[dict]) -> dict:
+    """Each metric's mean over the folds (None where a fold has none), its sample standard
+    deviation (None for one fold) and the per-fold values."""
+    import statistics
+
+    out: dict = {"per_fold": per_fold}
+    for k in METRICS:
+        values = [r.get(k) for r in per_fold]
+        known = [v for v in values if v is not None]
+        out[k] = statistics.fmean(known) if known and len(known) == len(values) else None
+        out[f"{k}_sd"] = statistics.stdev(known) if len(known) > 1 and len(known) == len(values) else None
+    return out
 
 
 def _msseg(*args: str) -> None:
@@ -104,62 +155,96 @@ def _fmt(v) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
+def table(results: dict[str, dict[str, dict]], folds: int) -> list[str]:
+    """Markdown lines: one row per family and arm; with several folds each cell is the mean
+    +- its spread, and the mask AP of each fold follows."""
+    if folds == 1:
+        lines = ["| model | arm | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
+        for family, by_arm in results.items():
+            for arm, r in by_arm.items():
+                lines.append(f"| {family} | {arm} | " + " | ".join(_fmt(r[k]) for k in METRICS) + " |")
+        return lines
+    head = " | ".join(f"{k} (mean +- sd)" for k in METRICS)
+    lines = [f"| model | arm | {head} | segm_AP per fold |", "|---|---|" + "---|" * (len(METRICS) + 1)]
+    for family, by_arm in results.items():
+        for arm, r in by_arm.items():
+            cells = [_fmt(r[k]) if r[f"{k}_sd"] is None else f"{r[k]:.3f} +- {r[f'{k}_sd']:.3f}" for k in METRICS]
+            per = ", ".join(_fmt(f.get("segm_AP")) for f in r["per_fold"])
+            lines.append(f"| {family} | {arm} | " + " | ".join(cells) + f" | {per} |")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", choices=sorted(FAMILIES), default=["maskrcnn", "bicameral"])
     ap.add_argument("--minutes", type=float, default=15.0, help="CPU minutes of training per arm")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--folds", type=int, choices=range(1, len(FOLDS) + 1), default=1,
+                    help="how many of the folds to run (3: every photo tested once)")
+    ap.add_argument("--starts", nargs="+", default=None, metavar="NAME_OR_PATH",
+                    help="pretrained starts instead of the family's shipped ones (one family only)")
+    ap.add_argument("--arms", nargs="+", choices=ARM_KINDS, default=list(ARM_KINDS))
     ap.add_argument("--out", default="runs/few_shot")
     add_json_argument(ap)
     args = ap.parse_args()
     if not SHARED.is_dir():
         raise SystemExit(f"few_shot: {SHARED} is not here (the shared tabletop photos)")
+    if args.starts is not None:
+        if len(args.models) != 1:
+            raise SystemExit("few_shot: --starts are checkpoints of one model family: give one --models")
+        missing = [s for s in args.starts if s.endswith(".safetensors") and not (ROOT / s).is_file()]
+        if missing:
+            raise SystemExit(f"few_shot: --starts not found: {', '.join(missing)}")
     out = ROOT / args.out
-    data = out / "data"
-    if not (data / "annotations" / "test.json").is_file():
-        _msseg("label-depth", *sorted(str(p) for p in (SHARED / "png").glob("*_rgb.png")),
-               "--intrinsics", str(SHARED / "camera_params.json"),
-               "--edits", "msseg_ros/config/datasets/tabletop_rgbd_edits.yaml", "--test", ",".join(TEST),
-               "--out", str(data))
-    test, images = str(data / "annotations" / "test.json"), str(SHARED / "png")
-    results: dict[str, dict[str, dict]] = {}
-    for family in args.models:
-        config, starts, eval_sets = FAMILIES[family]
-        results[family] = {}
-        for arm, start, trained in arms(starts):
-            run = out / family / arm
-            metrics = run / "eval" / "metrics.json"
-            if not metrics.is_file():
-                weights = str(start)
-                if trained:
-                    init = ["--set", f"train.init=config/models/{start}.safetensors"] if start else []
-                    _msseg("train", config, "--set", f"data.train={data / 'annotations' / 'train.json'}",
-                           "--set", f"data.image_root={images}", "--set", f"train.max_minutes={args.minutes}",
-                           "--set", f"train.seed={args.seed}", "--set", f"out={run}", *init)
-                    weights = str(run / "model.safetensors")
-                _msseg("eval", weights, "--data", test, "--image-root", images, "--score-threshold", "0.5",
-                       *eval_sets, "--out", str(run / "eval"))
-            summary = json.loads(metrics.read_text())["summary"]
-            results[family][arm] = {k: summary.get(k) for k in METRICS}
-    lines = ["| model | arm | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
-    for family, by_arm in results.items():
-        for arm, r in by_arm.items():
-            lines.append(f"| {family} | {arm} | " + " | ".join(_fmt(r[k]) for k in METRICS) + " |")
+    images = str(SHARED / "png")
+    per_fold: dict[str, dict[str, list[dict]]] = {}
+    for fold in range(args.folds):
+        data = fold_dir(out, fold) / "data"
+        if not (data / "annotations" / "test.json").is_file():
+            _msseg("label-depth", *sorted(str(p) for p in (SHARED / "png").glob("*_rgb.png")),
+                   "--intrinsics", str(SHARED / "camera_params.json"),
+                   "--edits", "msseg_ros/config/datasets/tabletop_rgbd_edits.yaml", "--test", ",".join(FOLDS[fold]),
+                   "--out", str(data))
+        test = str(data / "annotations" / "test.json")
+        for family in args.models:
+            config, shipped, eval_sets = FAMILIES[family]
+            starts = tuple(args.starts) if args.starts is not None else shipped
+            for arm, start, trained in arms(starts, tuple(args.arms)):
+                run = fold_dir(out, fold) / family / arm
+                metrics = run / "eval" / "metrics.json"
+                if not metrics.is_file():
+                    weights = start or ""
+                    if trained:
+                        init = ["--set", f"train.init={start_init(start)}"] if start else []
+                        _msseg("train", config, "--set", f"data.train={data / 'annotations' / 'train.json'}",
+                               "--set", f"data.image_root={images}", "--set", f"train.max_minutes={args.minutes}",
+                               "--set", f"train.seed={args.seed}", "--set", f"out={run}", *init)
+                        weights = str(run / "model.safetensors")
+                    _msseg("eval", weights, "--data", test, "--image-root", images, "--score-threshold", "0.5",
+                           *eval_sets, "--out", str(run / "eval"))
+                summary = json.loads(metrics.read_text())["summary"]
+                per_fold.setdefault(family, {}).setdefault(arm, []).append({k: summary.get(k) for k in METRICS})
+    results = {family: {arm: summarise(runs) for arm, runs in by_arm.items()} for family, by_arm in per_fold.items()}
+    lines = table(results, args.folds)
     (out / "table.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print("\n".join(lines))
-    best = out / "maskrcnn" / f"fine_tuned_{FAMILIES['maskrcnn'][1][0]}" / "model.safetensors"
-    if best.is_file():
-        figure(str(best), data / "annotations" / "test.json", SHARED / "png", out / "masks.jpg")
-        print(f"figure: {out / 'masks.jpg'} (labels left, the fine-tuned Mask R-CNN right)")
+    first = {family: start_name((tuple(args.starts) if args.starts is not None else FAMILIES[family][1])[0])
+             for family in results}
+    best = out / "maskrcnn" / f"fine_tuned_{first.get('maskrcnn', '')}" / "model.safetensors"
+    if "maskrcnn" in results and best.is_file():
+        figure(str(best), out / "data" / "annotations" / "test.json", SHARED / "png", out / "masks.jpg")
+        print(f"figure: {out / 'masks.jpg'} (labels left, fold 0's fine-tuned Mask R-CNN right)")
     ratios = {}
     for family, by_arm in results.items():
-        ap_of = {arm: r["segm_AP"] or 0.0 for arm, r in by_arm.items()}
-        main = f"fine_tuned_{FAMILIES[family][1][0]}"
-        ratios[f"{family}_fine_tuned_mask_ap"] = ap_of[main]
-        ratios[f"{family}_fine_tuned_minus_scratch_mask_ap"] = ap_of[main] - ap_of["scratch"]
-    emit("few_shot", ratios, {"minutes": args.minutes, "seed": args.seed, "test_images": list(TEST),
-                              "results": results}, args.json)
+        main_arm = by_arm.get(f"fine_tuned_{first[family]}")
+        if main_arm is not None:
+            ratios[f"{family}_fine_tuned_mask_ap"] = main_arm["segm_AP"] or 0.0
+            if "scratch" in by_arm:
+                ratios[f"{family}_fine_tuned_minus_scratch_mask_ap"] = (
+                    (main_arm["segm_AP"] or 0.0) - (by_arm["scratch"]["segm_AP"] or 0.0))
+    emit("few_shot", ratios, {"minutes": args.minutes, "seed": args.seed, "folds": [list(FOLDS[k]) for k in
+                              range(args.folds)], "results": results}, args.json)
 
 
 if __name__ == "__main__":

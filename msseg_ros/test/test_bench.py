@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import REPO, ROOT, SHARED
 
 
 def _msseg(*args):
@@ -138,3 +138,38 @@ def test_pipeline_benchmark_on_replayed_sensors(tmp_path):
         fig["end_to_end_p50_ms"] / fig["model_call_p50_ms"], rel=0.01)
     assert 1 <= fig["forward_frames"] <= 12  # the forward is timed on the bag's own frames
     assert f"on {fig['forward_frames']} of its frames" in r.stdout
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "tabletop_rgbd").is_dir(), reason="needs ../shared/data/tabletop_rgbd")
+def test_few_shot_folds_test_every_real_photo_once(tmp_path):
+    """benchmarks/few_shot.py --folds 3: three label-depth splits whose test photos are
+    disjoint and cover all nine, each trained on the other six; each figure is the mean of
+    the three folds' and keeps each fold's value. A shipped start given by name."""
+    script = [sys.executable, str(ROOT / "benchmarks" / "few_shot.py"), "--models", "maskrcnn"]
+    out, record = tmp_path / "fs", tmp_path / "fs.json"
+    r = subprocess.run(script + ["--arms", "zero_shot", "--folds", "3", "--starts", "tabletop_pretrained_maskrcnn",
+                                 "--out", str(out), "--json", str(record)],
+                       capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    tested: list[str] = []
+    for data in (out / "data", out / "fold1" / "data", out / "fold2" / "data"):
+        split = {s: {im["file_name"] for im in json.loads((data / "annotations" / f"{s}.json").read_text())["images"]}
+                 for s in ("train", "test")}
+        assert len(split["test"]) == 3 and len(split["train"]) == 6 and not split["test"] & split["train"]
+        tested += sorted(split["test"])
+    assert sorted(tested) == [f"image_{k:04d}_rgb.png" for k in range(9)]
+    result = json.loads(record.read_text())
+    assert [sorted(f) for f in result["figures"]["folds"]] == [sorted(tested[k:k + 3]) for k in (0, 3, 6)]
+    arm = result["figures"]["results"]["maskrcnn"]["zero_shot_tabletop_pretrained_maskrcnn"]
+    per_fold = [f["segm_AP"] for f in arm["per_fold"]]
+    assert len(per_fold) == 3 and all(0.05 < ap < 0.9 for ap in per_fold)  # generated scenes alone find some
+    assert arm["segm_AP"] == pytest.approx(sum(per_fold) / 3) and arm["segm_AP_sd"] > 0
+    assert result["ratios"] == {}  # no fine-tuned arm ran
+    assert "segm_AP per fold" in (out / "table.md").read_text()
+    r = subprocess.run(script + ["--starts", str(tmp_path / "none.safetensors"), "--out", str(out)],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert r.returncode != 0 and "--starts not found" in r.stderr
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "few_shot.py"), "--models", "maskrcnn", "bicameral",
+                        "--starts", "tabletop_pretrained_maskrcnn"], capture_output=True, text=True, cwd=REPO,
+                       timeout=120)
+    assert r.returncode != 0 and "give one --models" in r.stderr
