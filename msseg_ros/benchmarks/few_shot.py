@@ -29,8 +29,8 @@ augmentation), from ``tabletop_pretrained_maskrcnn`` (generated tabletop scenes)
 from ``bin_picking_bicameral``, α = β = 0.3 as the shipped bin model).
 
 A rerun skips the arms whose metrics exist. Fold 0 writes under OUT (as before folds),
-fold k under OUT/fold<k>. Writes OUT/results.json, OUT/table.md and OUT/masks.jpg (fold 0's
-fine-tuned Mask R-CNN's masks beside the labels on its test photos).
+fold k under OUT/fold<k>. Writes OUT/results.json, OUT/table.md and per fold masks.jpg (the
+fine-tuned Mask R-CNN's masks beside the labels on the fold's test photos).
 Ratios: per family ``<family>_fine_tuned_mask_ap`` (from its first start, mean over the
 folds) and ``<family>_fine_tuned_minus_scratch_mask_ap`` (when scratch ran).
 """
@@ -169,7 +169,8 @@ def table(results: dict[str, dict[str, dict]], folds: int) -> list[str]:
     for family, by_arm in results.items():
         for arm, r in by_arm.items():
             cells = [_fmt(r[k]) if r[f"{k}_sd"] is None else f"{r[k]:.3f} +- {r[f'{k}_sd']:.3f}" for k in METRICS]
-            per = ", ".join(_fmt(f.get("segm_AP")) for f in r["per_fold"])
+            per = ", ".join(_fmt(f.get("segm_AP")) + (f" ({f['steps']} steps)" if f.get("steps") else "")
+                            for f in r["per_fold"])
             lines.append(f"| {family} | {arm} | " + " | ".join(cells) + f" | {per} |")
     return lines
 
@@ -223,7 +224,10 @@ def main() -> None:
                     _msseg("eval", weights, "--data", test, "--image-root", images, "--score-threshold", "0.5",
                            *eval_sets, "--out", str(run / "eval"))
                 summary = json.loads(metrics.read_text())["summary"]
-                per_fold.setdefault(family, {}).setdefault(arm, []).append({k: summary.get(k) for k in METRICS})
+                row = {k: summary.get(k) for k in METRICS}
+                if trained and (run / "state.json").is_file():  # the steps its minutes bought
+                    row["steps"] = json.loads((run / "state.json").read_text()).get("step")
+                per_fold.setdefault(family, {}).setdefault(arm, []).append(row)
     results = {family: {arm: summarise(runs) for arm, runs in by_arm.items()} for family, by_arm in per_fold.items()}
     lines = table(results, args.folds)
     (out / "table.md").write_text("\n".join(lines) + "\n")
@@ -231,10 +235,12 @@ def main() -> None:
     print("\n".join(lines))
     first = {family: start_name((tuple(args.starts) if args.starts is not None else FAMILIES[family][1])[0])
              for family in results}
-    best = out / "maskrcnn" / f"fine_tuned_{first.get('maskrcnn', '')}" / "model.safetensors"
-    if "maskrcnn" in results and best.is_file():
-        figure(str(best), out / "data" / "annotations" / "test.json", SHARED / "png", out / "masks.jpg")
-        print(f"figure: {out / 'masks.jpg'} (labels left, fold 0's fine-tuned Mask R-CNN right)")
+    for fold in range(args.folds if "maskrcnn" in results else 0):
+        where = fold_dir(out, fold)
+        best = where / "maskrcnn" / f"fine_tuned_{first['maskrcnn']}" / "model.safetensors"
+        if best.is_file():
+            figure(str(best), where / "data" / "annotations" / "test.json", SHARED / "png", where / "masks.jpg")
+            print(f"figure: {where / 'masks.jpg'} (labels left, fold {fold}'s fine-tuned Mask R-CNN right)")
     ratios = {}
     for family, by_arm in results.items():
         main_arm = by_arm.get(f"fine_tuned_{first[family]}")
