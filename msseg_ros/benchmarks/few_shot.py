@@ -102,9 +102,9 @@ def summarise(per_fold: list[dict]) -> dict:
     out: dict = {"per_fold": per_fold}
     for k in METRICS:
         values = [r.get(k) for r in per_fold]
-        known = [v for v in values if v is not None]
-        out[k] = statistics.fmean(known) if known and len(known) == len(values) else None
-        out[f"{k}_sd"] = statistics.stdev(known) if len(known) > 1 and len(known) == len(values) else None
+        whole = bool(values) and None not in values
+        out[k] = statistics.fmean(values) if whole else None
+        out[f"{k}_sd"] = statistics.stdev(values) if whole and len(values) > 1 else None
     return out
 
 
@@ -198,6 +198,8 @@ def main() -> None:
             raise SystemExit(f"few_shot: --starts not found: {', '.join(missing)}")
     out = ROOT / args.out
     images = str(SHARED / "png")
+    starts_of = {family: tuple(args.starts) if args.starts is not None else FAMILIES[family][1]
+                 for family in args.models}
     per_fold: dict[str, dict[str, list[dict]]] = {}
     for fold in range(args.folds):
         data = fold_dir(out, fold) / "data"
@@ -208,9 +210,8 @@ def main() -> None:
                    "--out", str(data))
         test = str(data / "annotations" / "test.json")
         for family in args.models:
-            config, shipped, eval_sets = FAMILIES[family]
-            starts = tuple(args.starts) if args.starts is not None else shipped
-            for arm, start, trained in arms(starts, tuple(args.arms)):
+            config, _, eval_sets = FAMILIES[family]
+            for arm, start, trained in arms(starts_of[family], tuple(args.arms)):
                 run = fold_dir(out, fold) / family / arm
                 metrics = run / "eval" / "metrics.json"
                 if not metrics.is_file():
@@ -233,8 +234,7 @@ def main() -> None:
     (out / "table.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print("\n".join(lines))
-    first = {family: start_name((tuple(args.starts) if args.starts is not None else FAMILIES[family][1])[0])
-             for family in results}
+    first = {family: start_name(starts_of[family][0]) for family in results}
     for fold in range(args.folds if "maskrcnn" in results else 0):
         where = fold_dir(out, fold)
         best = where / "maskrcnn" / f"fine_tuned_{first['maskrcnn']}" / "model.safetensors"

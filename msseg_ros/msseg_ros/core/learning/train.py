@@ -205,9 +205,9 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = p
     out = cfg.out
     out.mkdir(parents=True, exist_ok=True)
     t = cfg.options
-    fitted = SEGMENTERS.get(cfg.model["type"])
-    if cfg.rehearsal_file and fitted.trained_by == "fit":
-        raise ConfigError(f"data.rehearsal mixes frames into gradient-trained epochs; {fitted.type_name} is "
+    plugin = SEGMENTERS.get(cfg.model["type"])
+    if cfg.rehearsal_file and plugin.trained_by == "fit":
+        raise ConfigError(f"data.rehearsal mixes frames into gradient-trained epochs; {plugin.type_name} is "
                           "fitted in one pass: put the frames in data.train instead")
     try:
         own = CocoFrames(cfg.train_file, cfg.image_root)
