@@ -59,6 +59,7 @@ PYTHON_DEPS = [
     "matplotlib>=3.7",
     "scikit-image>=0.22",
     "scikit-learn>=1.3",
+    "lightgbm>=4.0",  # the line model's class head (core/segmentation/class_head.py)
     "rosbags>=0.10",
     "pymodbus>=3.6",
     "pycocotools>=2.0.7",

@@ -232,3 +232,52 @@ def test_gradient_clipping_caps_the_step(tmp_path, data):
     assert ok.returncode == 0, ok.stderr[-1500:]
     bad = _msseg(*base, "--set", "train.clip_grad_norm=-1", "--set", f"out={tmp_path / 'bad'}")
     assert bad.returncode == 2 and "train.clip_grad_norm must be >= 0" in bad.stderr, bad.stderr
+
+
+def test_fit_class_head_writes_a_checkpoint_that_loads_with_its_head(tmp_path, data):
+    """`msseg fit-class-head` stores a LightGBM head in a copy of the checkpoint; loading
+    attaches it (``class_head: null`` leaves it off); bad channels and classes are refused."""
+    from msseg_ros.core.segmentation.checkpoint import load_checkpoint
+    from msseg_ros.core.segmentation.loading import load_segmenter
+
+    ann = data / "line" / "annotations"
+    out = tmp_path / "headed.safetensors"
+    r = _msseg("fit-class-head", "sorting_line_maskrcnn", "--data", str(ann / "learning.json"),
+               "--val", str(ann / "test.json"), "--spectral-channels", "3-10", "--out", str(out),
+               "--set", "rounds=5")
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert "class head on" in r.stdout and "written:" in r.stdout
+    arrays, cfg = load_checkpoint(out)
+    assert arrays["class_head.lightgbm"].dtype.name == "uint8"
+    assert cfg["class_head"]["features"] == 2 * 11 + 8 + 1 + 1 and cfg["class_head"]["fit"]["rounds"] == 5
+    seg = load_segmenter(str(out))
+    assert seg.class_head is not None
+    assert load_segmenter(str(out), overrides={"class_head": None}).class_head is None
+    bad = _msseg("fit-class-head", "sorting_line_maskrcnn", "--data", str(ann / "learning.json"),
+                 "--spectral-channels", "3-12", "--out", str(tmp_path / "x.safetensors"))
+    assert bad.returncode == 2 and "outside the model's channels 0..10" in bad.stderr, bad.stderr
+    other = _msseg("fit-class-head", "sorting_line_maskrcnn", "--data",
+                   str(data / "bins" / "annotations" / "learning.json"), "--out", str(tmp_path / "y.safetensors"))
+    assert other.returncode == 2 and "are not the model's" in other.stderr, other.stderr
+    assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "y.safetensors").exists()
+
+
+def test_fine_tuning_from_a_checkpoint_with_a_class_head_leaves_the_head(tmp_path, data):
+    line, bins = data / "line" / "annotations", data / "bins" / "annotations"
+    base = ["train", "--set", "model.type=embeddings", "--set", f"data.train={line / 'learning.json'}",
+            "--set", "train.batch_size=2", "--set", "train.max_steps=1", "--set", "train.epochs=1",
+            "--set", "train.device=cpu", "--set", "model.width=25", "--set", "model.offset_range_px=16.0",
+            "--set", "model.image_mean=auto", "--set", "model.image_std=auto"]
+    first = tmp_path / "first"
+    r = _msseg(*base, "--set", f"out={first}")
+    assert r.returncode == 0, r.stderr[-1500:]
+    headed = tmp_path / "headed.safetensors"
+    r = _msseg("fit-class-head", str(first / "model.safetensors"), "--data", str(line / "learning.json"),
+               "--out", str(headed), "--set", "rounds=3")
+    assert r.returncode == 0, r.stderr[-1500:]
+    r = _msseg(*base, "--set", f"out={tmp_path / 'tuned'}", "--set", f"train.init={headed}")
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert "class head is not carried over" in r.stdout + r.stderr and "initialised from" in r.stdout
+    one = _msseg("fit-class-head", "bin_picking_bicameral", "--data", str(bins / "learning.json"),
+                 "--out", str(tmp_path / "z.safetensors"))
+    assert one.returncode == 2 and "this model has 1" in one.stderr, one.stderr

@@ -1,5 +1,5 @@
-"""``msseg sim-data``, ``msseg train``, ``msseg eval``, ``msseg quantize`` and ``msseg models``:
-data and models.
+"""``msseg sim-data``, ``msseg train``, ``msseg eval``, ``msseg quantize``,
+``msseg fit-class-head`` and ``msseg models``: data and models.
 
 Nothing here knows a model type: each type's class (the plugin contract in
 ``core.segmentation.base``) answers for itself."""
@@ -74,6 +74,24 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     qz.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="model config override, as the model will run (e.g. score_threshold=0.05)")
     qz.set_defaults(func=cmd_quantize)
+
+    ch = sub.add_parser("fit-class-head", help="fit a second-stage class head (each instance's class from its "
+                                               "mask's pooled channels) on a COCO dataset's ground truth, "
+                                               "stored in a copy of the checkpoint")
+    ch.add_argument("weights", help="checkpoint (.safetensors) or shipped model name")
+    ch.add_argument("--data", required=True, help="COCO annotation file to fit on (a training split, never the test)")
+    ch.add_argument("--val", default=None, help="COCO annotation file: report the head's accuracy on its instances")
+    ch.add_argument("--image-root", default=None, metavar="DIR")
+    ch.add_argument("--out", required=True, help="the checkpoint to write (the model's tensors and the head)")
+    ch.add_argument("--spectral-channels", default="", metavar="A-B|I,J,...",
+                    help="channels whose spectral shape (centred log means) is a feature, e.g. 3-10 "
+                         "(the line's VNIR bands); default none")
+    ch.add_argument("--no-dual-energy", action="store_true",
+                    help="leave out the X-ray ratio feature (default: on when the model config has a "
+                         "dual_energy_ratio block)")
+    ch.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="fit option: rounds, num_leaves, learning_rate, seed")
+    ch.set_defaults(func=cmd_fit_class_head)
 
     ld = sub.add_parser("label-depth", help="instance masks for RGB-D photos of objects on a table (COCO), "
                                             "a first draft to check by eye and mend")
@@ -306,6 +324,81 @@ def cmd_eval(args: argparse.Namespace) -> int:
         for p in save_plots(metrics, out):
             print(f"plot: {p}")
         print(f"metrics: {out / 'metrics.json'}")
+    return 0
+
+
+def _channel_list(text: str, channels: int) -> list[int]:
+    """``3-10`` or ``3,4,5`` -> [3, ...]; checked against ``channels``."""
+    out: list[int] = []
+    try:
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            a, _, b = part.partition("-")
+            out.extend(range(int(a), int(b or a) + 1))
+    except ValueError:
+        raise UsageError(f"--spectral-channels must look like 3-10 or 3,4,5; got {text!r}") from None
+    bad = [c for c in out if not 0 <= c < channels]
+    if bad:
+        raise UsageError(f"--spectral-channels {bad} outside the model's channels 0..{channels - 1}")
+    return out
+
+
+def cmd_fit_class_head(args: argparse.Namespace) -> int:
+    from collections.abc import Iterator
+
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+    from tqdm import tqdm
+
+    from msseg_ros.core.learning.data import CocoFrames, DatasetError
+    from msseg_ros.core.segmentation.checkpoint import load_checkpoint, save_checkpoint
+    from msseg_ros.core.segmentation.class_head import (
+        fit_class_head,
+        ground_truth_features,
+        split_arrays,
+    )
+    from msseg_ros.core.segmentation.loading import load_segmenter, resolve_weights
+
+    try:
+        train = CocoFrames(args.data, args.image_root)
+        val = CocoFrames(args.val, args.image_root) if args.val else None
+    except DatasetError as exc:
+        raise UsageError(str(exc)) from None
+    seg = load_segmenter(args.weights, overrides={"class_head": None})
+    if train.class_names != seg.classes:
+        raise UsageError(f"the dataset's classes {train.class_names} are not the model's {seg.classes}")
+    spectral = _channel_list(args.spectral_channels, seg.in_channels)
+    dual = None if args.no_dual_energy else seg.config.get("dual_energy_ratio")
+
+    def features(ds: CocoFrames, what: str) -> tuple[np.ndarray, np.ndarray]:
+        def samples() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+            for i in tqdm(range(len(ds)), desc=what, unit="img", leave=False):
+                frame, target = ds[i]
+                yield seg.check_frame(frame)[0], target["masks"], target["labels"]
+        return ground_truth_features(samples(), spectral, dual)
+
+    X, y = features(train, "features")
+    options = parse_key_values(args.sets)
+    print(f"fitting the class head on {len(y)} instances of {len(train)} frames, {X.shape[1]} features")
+    head = fit_class_head(X, y, len(seg.classes), seg.in_channels, spectral, dual, options)
+    if val is not None:
+        Xv, yv = features(val, "validation")
+        pred = head.probabilities(Xv).argmax(axis=1) + 1
+        t = Table(title=f"class head on {len(yv)} ground-truth instances of {args.val}: accuracy "
+                        f"{100 * float((pred == yv).mean()):.1f} %")
+        for col in ("class", "instances", "precision", "recall"):
+            t.add_column(col, justify="right")
+        for k, name in enumerate(seg.classes, start=1):
+            called = int((pred == k).sum())
+            right = int(((pred == k) & (yv == k)).sum())
+            t.add_row(name, str(int((yv == k).sum())), f"{100 * right / called:.1f} %" if called else "-",
+                      f"{100 * right / max(int((yv == k).sum()), 1):.1f} %")
+        Console().print(t)
+    arrays, config = load_checkpoint(resolve_weights(args.weights))
+    arrays = {**split_arrays(arrays)[0], **head.to_arrays()}
+    path = save_checkpoint(args.out, arrays, {**config, "class_head": head.settings})
+    print(f"written: {path} (class head {arrays['class_head.lightgbm'].nbytes / 1e6:.2f} MB); "
+          f"compare: msseg eval {path} --data TEST.json --set class_head=null")
     return 0
 
 

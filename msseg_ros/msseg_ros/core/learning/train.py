@@ -44,6 +44,7 @@ from msseg_ros.core.learning.options import TrainingContext, TrainOptions
 from msseg_ros.core.paths import packaged
 from msseg_ros.core.segmentation.base import SEGMENTERS, Segmenter, resolve_device
 from msseg_ros.core.segmentation.checkpoint import load_checkpoint, save_checkpoint
+from msseg_ros.core.segmentation.class_head import split_arrays
 
 if TYPE_CHECKING:
     import torch
@@ -578,7 +579,9 @@ def _load_init(init: Path, seg: TorchSegmenter, log: Callable[[str], None]) -> N
 
     from msseg_ros.core.segmentation.checkpoint import CheckpointError, check_matches
 
-    arrays, _ = _read_init(init)
+    arrays, head = split_arrays(_read_init(init)[0])
+    if head:
+        log("train.init: its class head is not carried over (refit it: msseg fit-class-head)")
     arrays, widened = seg.adapt_init(arrays)
     for key in widened:
         log(f"train.init: {key} widened with zero weights for the derived input channels")

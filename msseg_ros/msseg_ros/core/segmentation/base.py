@@ -46,6 +46,7 @@ from msseg_ros.core.registry import Registry
 if TYPE_CHECKING:
     from msseg_ros.core.learning.data import CocoFrames
     from msseg_ros.core.learning.options import TrainingContext
+    from msseg_ros.core.segmentation.class_head import ClassHead
 
 
 class SegmentationError(MssegError):
@@ -502,11 +503,15 @@ class Segmenter(abc.ABC):
         config: the model config (``type``, ``in_channels``, ``classes`` and type keys).
         fill_values: (C,) value that replaces a non-finite input pixel, per channel.
         max_invalid_fraction: frames with more invalid pixels are refused.
+        class_head: a second stage that gives each instance its class from its mask's
+            pooled channels (``class_head.ClassHead``; ``load_segmenter`` attaches the
+            checkpoint's), or None.
     """
 
     config: dict[str, Any]
     fill_values: np.ndarray = field(default=None)  # type: ignore[arg-type]  # set in __post_init__
     max_invalid_fraction: float = 0.25
+    class_head: ClassHead | None = None
     type_name: ClassVar[str] = ""
     #: the config a type starts from; a config given by a user or a checkpoint overrides it
     default_config: ClassVar[Mapping[str, Any]] = {}
@@ -562,7 +567,8 @@ class Segmenter(abc.ABC):
     def __call__(self, frame: np.ndarray, binning: int = 1) -> Instances:
         """Validate ``frame`` (see the NaN policy), predict, join touching pieces of one object
         (``merge_touching_px``, :func:`merge_touching`), fit the masks to the frame's
-        foreground (``snap_px``, :func:`snap_to_foreground`), and clear invalid pixels.
+        foreground (``snap_px``, :func:`snap_to_foreground`), give each instance the class
+        head's class (:attr:`class_head`, when there is one), and clear invalid pixels.
 
         ``binning`` > 1: all of that on the frame binned by ``binning`` (:func:`bin_frame`;
         pixel settings such as ``merge_touching_px`` hold on the binned grid), with the
@@ -581,6 +587,8 @@ class Segmenter(abc.ABC):
             if fg is not None:
                 fg &= ~invalid
                 inst = snap_to_foreground(inst, fg, snap_px)
+        if self.class_head is not None:
+            inst = self.class_head.apply(f, inst)
         n_bad = int(invalid.sum())
         if n_bad:
             labels = inst.labels.copy()

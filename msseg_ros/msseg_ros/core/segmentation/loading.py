@@ -20,6 +20,7 @@ from msseg_ros.core.segmentation.base import (
     resolve_device,
 )
 from msseg_ros.core.segmentation.checkpoint import CheckpointError, load_checkpoint
+from msseg_ros.core.segmentation.class_head import ClassHead, split_arrays
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,13 @@ def load_segmenter(weights: str | None = None, config: dict[str, Any] | None = N
     cfg = {**cfg, **(overrides or {})}
     if "type" not in cfg:
         raise ModelConfigError("no model type: give a checkpoint or a config with 'type'")
+    head_arrays: dict[str, Any] = {}
+    if arrays is not None:
+        arrays, head_arrays = split_arrays(arrays)
     cls = SEGMENTERS.get(cfg["type"])
     seg = cls.from_config(cfg, arrays, device)
+    if cfg.get("class_head") is not None:  # null (e.g. --set class_head=null): the model's own classes
+        seg.class_head = ClassHead.from_arrays(head_arrays, cfg["class_head"], seg.in_channels, len(seg.classes))
     from msseg_ros.core.segmentation.runtimes import engine_cache_dir
 
     # every runtime, torch too: a frozen engine (torch folds BatchNorm into its convolutions)
