@@ -23,6 +23,11 @@ within the FANUC bridge's tabu radius of a failed pick (its rule: every failed s
 a pick succeeds, then the last 5; all tabu: start over), pick, until the pile is empty
 or 4 attempts per instance were made. The success rate is picks that lifted over
 attempts, as cell_sim scores the run.
+With depth, each failed pick of an object something lies on is
+counted by what the depth showed (``why_pinned``): ``pinned_seen`` (the picked mask's own
+edges showed the cover, yet no better candidate was left), ``pinned_split`` (they did not,
+the true object's edges did: the model split it and the piece picked lies away from what
+covers it) or ``pinned_unseen`` (neither did).
 
 No ROS: the core the nodes call, on the same piles for every weight, so the weights
 compare like for like. A 60-s ``msseg run bin_picking`` adds the loop (the next frame
@@ -37,7 +42,7 @@ from tqdm import tqdm
 
 from msseg_ros.bench import add_json_argument, emit
 from msseg_ros.core.geometry.camera import Plane, Pose
-from msseg_ros.core.grasping.depth import DepthRanking, HeightMapper, apply_depth
+from msseg_ros.core.grasping.depth import DepthRanking, HeightMapper, apply_depth, covered_share
 from msseg_ros.core.grasping.select import Filters, ranked
 from msseg_ros.core.params.files import node_parameters
 from msseg_ros.core.robots.backends import FanucBackend
@@ -73,9 +78,13 @@ def depth_ranked(inst, height: np.ndarray | None, depth_ranking: DepthRanking, f
     return ranked(det, filters, depth=depth)
 
 
-def run_loop(pile: Pile, predict, rank, heights, noise_rng: np.random.Generator, cup: float) -> collections.Counter:
+def run_loop(pile: Pile, predict, rank, heights, noise_rng: np.random.Generator, cup: float,
+             explain: DepthRanking | None = None) -> collections.Counter:
     """One pile picked in the closed loop until empty (or 4 attempts per instance):
-    attempts, lifted, failures by cause and the longest run of failures."""
+    attempts, lifted, failures by cause and the longest run of failures.
+
+    ``explain``: the depth ranking in use; each pick of an object something lies on is then
+    counted by what the depth showed (:func:`why_pinned`)."""
     radius_px = FanucBackend.TABU_RADIUS_M / pile.config.pixel_size
     tabu: list[tuple[float, float]] = []
     c: collections.Counter = collections.Counter()
@@ -83,7 +92,8 @@ def run_loop(pile: Pile, predict, rank, heights, noise_rng: np.random.Generator,
     while pile.instances and c["attempts"] < limit:
         view = pile.render()
         height = heights(view["depth"] + noise_rng.normal(0.0, pile.config.depth_noise, view["depth"].shape))
-        det = rank(predict(view["rgb"]), height)
+        inst = predict(view["rgb"])
+        det = rank(inst, height)
         fresh = [r for r in det if not any(math.hypot(r["u"] - x, r["v"] - y) < radius_px for x, y in tabu)]
         if not fresh:
             if not len(det):
@@ -99,10 +109,27 @@ def run_loop(pile: Pile, predict, rank, heights, noise_rng: np.random.Generator,
             del tabu[:-FanucBackend.TABU_LENGTH]
         else:
             c["bin_bottom" if out.instance is None else "pinned" if not out.unoccluded else "poor_contact"] += 1
+            if explain is not None and out.instance is not None and not out.unoccluded and len(inst):
+                c[why_pinned(int(fresh[0]["instance"]), inst.labels, out.instance, view["labels"], height,
+                             explain)] += 1
             tabu.append((float(fresh[0]["u"]), float(fresh[0]["v"])))
             streak += 1
             c["longest_failure_run"] = max(c["longest_failure_run"], streak)
     return c
+
+
+def why_pinned(chosen: int, labels: np.ndarray, true_id: int, true_labels: np.ndarray, height: np.ndarray,
+               ranking: DepthRanking) -> str:
+    """Why an instance something lies on was picked: ``pinned_seen`` (its mask's own edges
+    showed the cover: every candidate left was covered, or tabu), ``pinned_split`` (its
+    mask's edges did not, the true object's did: the model split the object and the piece
+    picked lies away from what covers it) or ``pinned_unseen`` (the true object's edges
+    did not show it either: the depth cannot tell)."""
+    own = covered_share(labels, height, ranking.step, ranking.reach_px)
+    true = covered_share(true_labels, height, ranking.step, ranking.reach_px)
+    if chosen < len(own) and own[chosen] > ranking.max_covered:
+        return "pinned_seen"
+    return "pinned_split" if true[true_id] > ranking.max_covered else "pinned_unseen"
 
 
 def main() -> None:
@@ -184,7 +211,7 @@ def _loop(args: argparse.Namespace, seg, filters: Filters, depth_ranking: DepthR
             noise_rng = np.random.default_rng(1)
             for scene in tqdm(range(args.loop), desc=f"w {w:g}{' depth' if with_depth else ''}", unit="bin"):
                 c = run_loop(BinPileWorld(BinPileConfig(seed=args.sim_seed)).scene(scene), seg, rank, heights,
-                             noise_rng, cup)
+                             noise_rng, cup, depth_ranking if with_depth else None)
                 longest = c.pop("longest_failure_run", 0)
                 total.update(c)
                 total["longest_failure_run"] = max(total["longest_failure_run"], longest)

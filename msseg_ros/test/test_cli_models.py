@@ -256,6 +256,9 @@ def test_fit_class_head_writes_a_checkpoint_that_loads_with_its_head(tmp_path, d
     bad = _msseg("fit-class-head", "sorting_line_maskrcnn", "--data", str(ann / "learning.json"),
                  "--spectral-channels", "3-12", "--out", str(tmp_path / "x.safetensors"))
     assert bad.returncode == 2 and "outside the model's channels 0..10" in bad.stderr, bad.stderr
+    bad = _msseg("fit-class-head", "sorting_line_maskrcnn", "--data", str(ann / "learning.json"),
+                 "--dual-energy", "1,11", "--out", str(tmp_path / "x.safetensors"))
+    assert bad.returncode == 2 and "dual_energy_ratio.high" in bad.stderr, bad.stderr
     other = _msseg("fit-class-head", "sorting_line_maskrcnn", "--data",
                    str(data / "bins" / "annotations" / "learning.json"), "--out", str(tmp_path / "y.safetensors"))
     assert other.returncode == 2 and "are not the model's" in other.stderr, other.stderr

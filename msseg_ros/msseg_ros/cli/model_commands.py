@@ -86,9 +86,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ch.add_argument("--spectral-channels", default="", metavar="A-B|I,J,...",
                     help="channels whose spectral shape (centred log means) is a feature, e.g. 3-10 "
                          "(the line's VNIR bands); default none")
-    ch.add_argument("--no-dual-energy", action="store_true",
-                    help="leave out the X-ray ratio feature (default: on when the model config has a "
-                         "dual_energy_ratio block)")
+    ch.add_argument("--dual-energy", default="auto", metavar="auto|off|LOW,HIGH",
+                    help="the X-ray ratio feature: auto (the model config's dual_energy_ratio block, off "
+                         "without one), off, or the low and high energy channels, e.g. 1,2")
     ch.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="fit option: rounds, num_leaves, learning_rate, seed")
     ch.set_defaults(func=cmd_fit_class_head)
@@ -342,6 +342,23 @@ def _channel_list(text: str, channels: int) -> list[int]:
     return out
 
 
+def _dual_energy(text: str, config: dict[str, Any], channels: int) -> dict[str, Any] | None:
+    """``--dual-energy``: auto, off or LOW,HIGH -> a validated dual_energy_ratio block or None."""
+    from msseg_ros.core.segmentation.base import ModelConfigError
+    from msseg_ros.core.segmentation.inputs import validate_dual_energy
+
+    if text == "auto":
+        return config.get("dual_energy_ratio")
+    if text == "off":
+        return None
+    try:
+        low, high = (int(c) for c in text.split(","))
+        return validate_dual_energy({"low": low, "high": high}, channels)
+    except ValueError as exc:
+        reason = exc if isinstance(exc, ModelConfigError) else "give auto, off or two channel indices"
+        raise UsageError(f"--dual-energy {text!r}: {reason}") from None
+
+
 def cmd_fit_class_head(args: argparse.Namespace) -> int:
     from collections.abc import Iterator
 
@@ -368,7 +385,7 @@ def cmd_fit_class_head(args: argparse.Namespace) -> int:
     if train.class_names != seg.classes:
         raise UsageError(f"the dataset's classes {train.class_names} are not the model's {seg.classes}")
     spectral = _channel_list(args.spectral_channels, seg.in_channels)
-    dual = None if args.no_dual_energy else seg.config.get("dual_energy_ratio")
+    dual = _dual_energy(args.dual_energy, seg.config, seg.in_channels)
 
     def features(ds: CocoFrames, what: str) -> tuple[np.ndarray, np.ndarray]:
         def samples() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
