@@ -93,6 +93,10 @@ def test_bin_picks_closed_loop_accounts_for_every_attempt(tmp_path):
         failed = sum(c.get(k, 0) for k in ("pinned", "bin_bottom", "poor_contact"))
         assert c["attempts"] == c["lifted"] + failed and c["lifted"] >= 5
         assert result["ratios"][f"loop_success_{name}"] == c["lifted"] / c["attempts"]
+    why = result["figures"]["outcomes"]["w0.1_depth"]  # each pinned pick with depth, explained once
+    explained = sum(why.get(k, 0) for k in ("pinned_seen", "pinned_split", "pinned_unseen"))
+    assert explained == why.get("pinned", 0)
+    assert not any(k.startswith("pinned_") for k in result["figures"]["outcomes"]["w0.1"])  # RGB only: not asked
 
 
 def test_gan_comparison_base_stops_at_its_time_limit_and_counts_as_done(tmp_path):

@@ -201,3 +201,30 @@ def test_apply_depth_stands_the_blobs_in_only_for_an_empty_frame():
     one = Instances.from_labels(labels, [1], [0.9])
     moved, _ = apply_depth(one.to_table(), one.labels, height, on)
     assert len(moved) == 1 and moved["area"][0] == 200 and moved["score"][0] == pytest.approx(0.9)
+
+
+def test_why_pinned_tells_a_split_object_from_a_seen_cover():
+    """bin_picks.why_pinned: a mask whose own edge meets the higher object is 'seen'; a
+    piece of the covered object away from the cover is 'split' (its true mask's edge
+    meets the cover); nothing higher anywhere is 'unseen'."""
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("bin_picks", ROOT / "benchmarks" / "bin_picks.py")
+    bin_picks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bin_picks)
+    height = np.zeros((20, 30))
+    height[5:15, 2:28] = 0.01  # object 1, a bar
+    height[2:18, 22:26] = 0.03  # object 2 lies across its right end
+    truth = np.zeros((20, 30), np.int32)
+    truth[5:15, 2:22] = 1
+    truth[2:18, 22:26] = 2
+    pieces = np.zeros((20, 30), np.int32)
+    pieces[5:15, 2:10] = 1  # the model's left piece of object 1: far from object 2
+    pieces[5:15, 10:22] = 2  # its right piece: meets object 2
+    ranking = DepthRanking(step=0.005, reach_px=3, max_covered=0.02)
+    assert bin_picks.why_pinned(1, pieces, 1, truth, height, ranking) == "pinned_split"
+    assert bin_picks.why_pinned(2, pieces, 1, truth, height, ranking) == "pinned_seen"
+    flat = np.where(truth > 0, 0.01, 0.0)
+    assert bin_picks.why_pinned(1, pieces, 1, truth, flat, ranking) == "pinned_unseen"
