@@ -31,6 +31,7 @@ from msseg_ros.bench import add_json_argument, emit, median_time
 from msseg_ros.core.errors import MssegError
 from msseg_ros.core.segmentation.base import SEGMENTERS
 from msseg_ros.core.segmentation.checkpoint import load_checkpoint
+from msseg_ros.core.segmentation.class_head import split_arrays
 from msseg_ros.core.segmentation.loading import load_segmenter, resolve_weights
 from msseg_ros.core.sim.sorting_line import SortingLineConfig, SortingLineWorld
 
@@ -92,6 +93,7 @@ def main() -> None:
         except MssegError as exc:
             print(f"runtime {name} left out: {exc}")
     arrays, cfg = load_checkpoint(resolve_weights(args.model))
+    arrays, _ = split_arrays(arrays)  # the network's own tensors (a class head runs after predict)
     unfolded = SEGMENTERS.get(cfg["type"]).from_config(cfg, arrays)  # no runtime chosen: the live module
     naive_net = load_segmenter(args.model, overrides=TORCHVISION_TEST_DEFAULTS).net.eval()
     frames = [SortingLineWorld(SortingLineConfig(feed_rate=12.0, seed=s)).render(0, 250).image

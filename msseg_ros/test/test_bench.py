@@ -177,3 +177,14 @@ def test_few_shot_folds_test_every_real_photo_once(tmp_path):
                         "--starts", "tabletop_pretrained_maskrcnn"], capture_output=True, text=True, cwd=REPO,
                        timeout=120)
     assert r.returncode != 0 and "give one --models" in r.stderr
+
+
+def test_model_speed_runs_the_shipped_line_model_with_its_class_head(tmp_path):
+    """benchmarks/model_speed.py builds the unfolded network from the checkpoint's own
+    tensors (the class head's are not the network's) and reports naive over ours."""
+    out = tmp_path / "speed.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "model_speed.py"), "--frames", "1",
+                        "--repeats", "1", "--json", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["name"] == "model_speed" and result["ratios"]["naive_over_ours"] > 0
