@@ -126,3 +126,16 @@ def test_a_bad_head_is_refused_with_its_reason(fitted):
         fit_class_head(np.zeros((3, 9), np.float32), np.array([1, 2, 3]), 2, 3, [], None)
     with pytest.raises(ClassHeadError, match="unknown class head option"):
         fit_class_head(np.zeros((3, 9), np.float32), np.array([1, 2, 1]), 2, 3, [], None, {"depth": 3})
+
+
+def test_the_node_selection_runs_the_shipped_line_models_head_unless_told_not_to():
+    from msseg_ros.core.segmentation.loading import ModelSelection, load_selected
+
+    on = load_selected(ModelSelection(cell="sorting_line", type="maskrcnn"))
+    off = load_selected(ModelSelection(cell="sorting_line", type="maskrcnn", class_head=False))
+    assert on.class_head is not None and off.class_head is None
+    frame = SortingLineWorld(SortingLineConfig(seed=11, feed_rate=12.0)).render(0, 250).image
+    a, b = on(frame), off(frame)
+    assert (a.labels == b.labels).all() and (a.scores == b.scores).all()  # the head changes classes only
+    classic = load_selected(ModelSelection(cell="sorting_line", type="classic", class_head=False))
+    assert classic.class_head is None  # a model without a head: nothing to turn off

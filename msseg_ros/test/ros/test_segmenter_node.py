@@ -170,6 +170,18 @@ def test_joining_touching_pieces_is_set_live_and_in_the_line_config(graph):
     assert load_segmenter("sorting_line_classic").config["merge_touching_px"] == 0
 
 
+
+def test_class_head_is_a_live_model_parameter(graph):
+    """model.class_head reloads the model like any model.* parameter; the line's classic
+    model has no head, so either value runs it as it is."""
+    node, probe, pub, got, ex = graph
+    assert node.params.model.class_head is True
+    old = node.model
+    r = node.set_parameters([Parameter("model.class_head", value=False)])[0]
+    assert r.successful and node.model is not old and node.model.class_head is None
+    assert node.model.config.get("class_head", None) is None
+
+
 def test_first_model_loads_off_the_executor_and_the_input_waits_for_it(ros_context):
     """A stop must be answered during a slow first load: the node exists (and spins) before
     its model is loaded, says so in diagnostics, refuses model changes meanwhile, and

@@ -199,6 +199,9 @@ SEGMENTER = Schema(
         Param("model.merge_gap_px", T.INT, -1, "Background gap, px, that may lie between two pieces joined "
               "by model.merge_touching_px (a model's masks of one object often stop short of each other); "
               "-1: the model's own setting.", min=-1, max=16),
+        Param("model.class_head", T.BOOL, True, "Run the checkpoint's class head when it has one (each "
+              "instance's class from its mask's pooled channels: docs/models.md, \"The class head\"); false: "
+              "the network's own classes."),
         Param("bicameral.alpha", T.FLOAT, 0.1, "Boundary threshold α (seed 001 §4.4).", min=0.0, max=1.0),
         Param("bicameral.beta", T.FLOAT, 0.1, "Occlusion threshold β.", min=0.0, max=1.0),
         Param("bicameral.patch", T.INT, 9, "Affordance patch P, px (odd).", min=1, max=63,

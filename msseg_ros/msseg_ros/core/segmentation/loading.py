@@ -41,6 +41,8 @@ class ModelSelection:
             are joined (``base.merge_touching``); 0: off; -1: the checkpoint's setting.
         merge_gap_px: background gap, px, two joined pieces may have between them; -1: the
             checkpoint's setting.
+        class_head: run the checkpoint's class head, when it has one; False: the
+            network's own classes.
     """
 
     cell: str
@@ -53,6 +55,7 @@ class ModelSelection:
     runtime: str = "torch"
     merge_touching_px: int = -1
     merge_gap_px: int = -1
+    class_head: bool = True
 
     @property
     def weights_name(self) -> str:
@@ -67,6 +70,8 @@ class ModelSelection:
                 cfg[key] = value
         if self.classes:
             cfg["classes"] = list(self.classes)
+        if not self.class_head:
+            cfg["class_head"] = None
         return cfg
 
 

@@ -89,6 +89,7 @@ def model_selection(values: Mapping[str, Any]):
         runtime=values.get("model.runtime", "torch"),
         score_threshold=values["model.score_threshold"], classes=tuple(values.get("model.classes") or ()),
         merge_touching_px=values.get("model.merge_touching_px", -1), merge_gap_px=values.get("model.merge_gap_px", -1),
+        class_head=values.get("model.class_head", True),
         options={k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)})
 
 
