@@ -370,6 +370,7 @@ def cmd_fit_class_head(args: argparse.Namespace) -> int:
     from msseg_ros.core.learning.data import CocoFrames, DatasetError
     from msseg_ros.core.segmentation.checkpoint import load_checkpoint, save_checkpoint
     from msseg_ros.core.segmentation.class_head import (
+        TENSOR,
         fit_class_head,
         ground_truth_features,
         split_arrays,
@@ -414,7 +415,7 @@ def cmd_fit_class_head(args: argparse.Namespace) -> int:
     arrays, config = load_checkpoint(resolve_weights(args.weights))
     arrays = {**split_arrays(arrays)[0], **head.to_arrays()}
     path = save_checkpoint(args.out, arrays, {**config, "class_head": head.settings})
-    print(f"written: {path} (class head {arrays['class_head.lightgbm'].nbytes / 1e6:.2f} MB); "
+    print(f"written: {path} (class head {arrays[TENSOR].nbytes / 1e6:.2f} MB); "
           f"compare: msseg eval {path} --data TEST.json --set class_head=null")
     return 0
 

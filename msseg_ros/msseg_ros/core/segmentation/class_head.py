@@ -64,7 +64,7 @@ def instance_features(frame: np.ndarray, labels: np.ndarray, n: int, spectral_ch
         spectral_channels: channel indices whose log means are centred (the VNIR bands).
         dual_energy: a validated ``dual_energy_ratio`` block, or None.
     """
-    H, W, C = frame.shape
+    C = frame.shape[2]
     lab = np.asarray(labels).astype(np.int64)
     interior = lab > 0
     interior[1:] &= lab[1:] == lab[:-1]
@@ -192,14 +192,6 @@ def split_arrays(arrays: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], 
     return {k: v for k, v in arrays.items() if k not in head}, head
 
 
-def labels_of(masks: np.ndarray) -> np.ndarray:
-    """(H, W) uint16 label map of (N, H, W) bool masks, later masks over earlier."""
-    labels = np.zeros(masks.shape[1:], np.uint16)
-    for k in range(len(masks)):
-        labels[masks[k]] = k + 1
-    return labels
-
-
 def ground_truth_features(samples: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],
                           spectral_channels: list[int], dual_energy: Mapping[str, Any] | None,
                           ) -> tuple[np.ndarray, np.ndarray]:
@@ -212,13 +204,16 @@ def ground_truth_features(samples: Iterable[tuple[np.ndarray, np.ndarray, np.nda
         ((M, F) float32 features, (M,) int64 class ids); an instance wholly covered by later
         ones is left out.
     """
+    from msseg_ros.core.learning.targets import labels_from_masks
+
     rows, ys = [], []
     for frame, masks, class_ids in samples:
         class_ids = np.asarray(class_ids, np.int64)
-        labels = labels_of(masks)
+        shape = masks.shape[1:]
+        labels = labels_from_masks(masks, shape)
         present = np.bincount(labels.ravel(), minlength=len(masks) + 1)[1:] > 0
         if not present.all():
-            labels, class_ids = labels_of(masks[present]), class_ids[present]
+            labels, class_ids = labels_from_masks(masks[present], shape), class_ids[present]
         rows.append(instance_features(frame, labels, len(class_ids), spectral_channels, dual_energy))
         ys.append(class_ids)
     if not rows or not sum(len(y) for y in ys):
