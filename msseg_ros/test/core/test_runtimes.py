@@ -62,6 +62,47 @@ def test_exported_runtimes_give_the_same_outputs_and_instances(kind, runtime, tm
     np.testing.assert_allclose(ib.scores, ia.scores, atol=1e-3)
 
 
+def _op_types(graph) -> set[str]:
+    """Every node's op type in an ONNX graph, its If / Loop bodies included."""
+    ops = set()
+    for node in graph.node:
+        ops.add(node.op_type)
+        for attr in node.attribute:
+            if attr.g.node:
+                ops |= _op_types(attr.g)
+            for sub in attr.graphs:
+                ops |= _op_types(sub)
+    return ops
+
+
+def test_maskrcnn_exports_its_roi_poolers_without_a_scatter(tmp_path):
+    """torchvision's traced RoI poolers merge the FPN levels with a ScatterElements per level
+    (slow in ONNX Runtime); ours with one Gather, to the same outputs (the test above)."""
+    import onnx
+
+    torch.manual_seed(0)
+    seg = SEGMENTERS.get("maskrcnn").from_config(SMALL["maskrcnn"])
+    seg.use_runtime("onnxruntime", tmp_path)
+    (path,) = tmp_path.glob("maskrcnn-*.onnx")
+    ops = _op_types(onnx.load(str(path)).graph)
+    assert "RoiAlign" in ops and "Gather" in ops
+    assert "ScatterElements" not in ops and "ScatterND" not in ops
+
+
+def test_the_gather_merge_puts_each_levels_results_back_in_roi_order():
+    from torchvision.ops import poolers
+
+    from msseg_ros.core.segmentation.maskrcnn import _gather_merge_levels
+
+    levels = torch.tensor([2, 0, 1, 0, 2, 2, 1, 0])
+    per_level = [torch.randn(int((levels == k).sum()), 3, 2, 2) for k in range(3)]
+    expected = torch.zeros(len(levels), 3, 2, 2)
+    for k in range(3):
+        expected[levels == k] = per_level[k]
+    assert torch.equal(_gather_merge_levels(levels, per_level), expected)
+    assert torch.equal(poolers._onnx_merge_levels(levels, per_level), expected)  # the hook it replaces
+
+
 def test_export_is_cached_by_config_and_weights(tmp_path):
     cfg = SMALL["embeddings"]
     torch.manual_seed(0)

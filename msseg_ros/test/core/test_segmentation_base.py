@@ -31,6 +31,38 @@ def test_from_labels_geometry_and_table():
     assert inst.masks().shape == (2, 6, 8)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.int64, np.float32])
+def test_from_labels_matches_a_per_instance_count_for_any_label_dtype(dtype):
+    rng = np.random.default_rng(3)
+    labels = np.zeros((37, 53), np.int64)
+    for k in range(1, 9):
+        if k == 4:
+            continue  # no pixel: dropped, 5..8 -> 4..7
+        y, x = rng.integers(0, 30), rng.integers(0, 45)
+        labels[y:y + rng.integers(1, 12), x:x + rng.integers(1, 15)] = k
+    given = labels.astype(dtype)
+    inst = Instances.from_labels(given, np.arange(1, 9), np.linspace(0.9, 0.2, 8))
+    kept = [k for k in range(1, 9) if (labels == k).any()]
+    assert inst.labels.dtype == np.uint16 and len(inst) == len(kept)
+    for new, old in enumerate(kept, start=1):
+        v, u = np.nonzero(labels == old)
+        assert (inst.labels == new).sum() == len(v) == inst.areas[new - 1]
+        np.testing.assert_allclose(inst.boxes[new - 1], [u.min(), v.min(), u.max() + 1, v.max() + 1])
+        np.testing.assert_allclose(inst.centroids[new - 1], [u.mean(), v.mean()], rtol=1e-6)
+    assert inst.class_ids.tolist() == kept
+    inst.labels[:] = 0  # the instances own their label map: the caller's array is untouched
+    assert np.array_equal(given, labels.astype(dtype))
+
+
+def test_from_labels_refuses_labels_it_cannot_match():
+    with pytest.raises(ValueError, match="label 3 but only 2 instances"):
+        Instances.from_labels(np.full((4, 4), 3, np.uint16), [1, 1], [0.5, 0.5])
+    with pytest.raises(ValueError, match="negative label -1"):
+        Instances.from_labels(np.full((4, 4), -1, np.int32), [1], [0.5])
+    with pytest.raises(ValueError, match=r"labels must be \(H, W\)"):
+        Instances.from_labels(np.zeros((2, 4, 4), np.uint16), [1], [0.5])
+
+
 def test_pick_point_is_the_centroid_of_a_convex_part():
     labels = np.zeros((40, 60), np.uint16)
     labels[5:25, 10:50] = 1  # rectangle: its centroid is on its deepest ridge
@@ -114,6 +146,13 @@ def test_nan_policy():
     f[8, 8, 1] = np.inf
     inst = seg(f)
     assert inst.invalid_pixels == 2 and inst.areas.tolist() == [15] and inst.labels[2, 2] == 0
+    f[8, 8, 1] = -np.inf  # -inf alone, and beside +inf (their sum is NaN)
+    assert seg(f).invalid_pixels == 2
+    f[8, 9] = [np.inf, -np.inf]
+    assert seg(f).invalid_pixels == 3
+    huge = np.full((10, 10, 2), 3e38, np.float32)  # finite, though their sum overflows
+    assert seg(huge).invalid_pixels == 0
+    f[8, 9] = 0.0
     f[:5] = np.nan  # 50 pixels, plus the inf at (8, 8)
     with pytest.raises(InvalidFrameError, match="51 of 100 pixels are NaN or inf \\(more than 25%\\)"):
         seg(f)

@@ -79,3 +79,14 @@ def test_folding_refuses_a_module_in_training_mode():
     seg = _segmenter("bicameral")
     with pytest.raises(ValueError, match="training mode"):
         fold_batchnorm(seg.net.train())
+
+
+@pytest.mark.parametrize("shape", [(1, 5, 3), (37, 29, 11), (16, 8, 1), (250, 274, 11)])
+def test_channels_first_is_the_transpose(shape):
+    from msseg_ros.core.segmentation.torch_base import channels_first
+
+    frame = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+    for given in (frame, frame[::-1], np.asfortranarray(frame)):  # any strides
+        out = channels_first(given)
+        assert out.shape == (shape[2], shape[0], shape[1]) and out.is_contiguous() and out.dtype == torch.float32
+        assert np.array_equal(out.numpy(), given.transpose(2, 0, 1))

@@ -143,33 +143,40 @@ class Instances:
                else np.asarray(affordance, np.float32).reshape(-1))
         if len(scores) != n or len(aff) != n:
             raise ValueError(f"{n} class ids but {len(scores)} scores and {len(aff)} affordances")
-        flat = labels.ravel().astype(np.int64)
-        if flat.size and flat.max() > n:
-            raise ValueError(f"label {flat.max()} but only {n} instances")
+        if labels.ndim != 2:
+            raise ValueError(f"labels must be (H, W), got shape {labels.shape}")
+        if labels.dtype not in (np.uint8, np.uint16, np.uint32, np.int8, np.int16, np.int32, np.int64):
+            labels = labels.astype(np.int64)  # what np.bincount takes
+        flat = labels.ravel()
+        top = int(flat.max()) if flat.size else 0
+        if top > n:
+            raise ValueError(f"label {top} but only {n} instances")
+        if flat.size and int(flat.min()) < 0:
+            raise ValueError(f"negative label {int(flat.min())}")
         areas = np.bincount(flat, minlength=n + 1)[1:]
         keep = np.flatnonzero(areas > 0)
-        remap = np.zeros(n + 1, np.int64)
-        remap[keep + 1] = np.arange(1, len(keep) + 1)
-        new = remap[labels].astype(np.uint16)
-        H, W = labels.shape
-        vv, uu = np.divmod(np.arange(H * W), W)
         m = len(keep)
-        sel = new.ravel() > 0
-        lab = new.ravel()[sel].astype(np.int64)
+        if m == n:  # nothing dropped: no relabelling
+            new = labels.astype(np.uint16)  # a copy: the caller keeps its array
+        else:
+            remap = np.zeros(n + 1, np.uint16)
+            remap[keep + 1] = np.arange(1, m + 1)
+            new = remap[labels]
+        H, W = labels.shape
+        # per-instance sums over the foreground pixels only
+        where = np.flatnonzero(new.ravel())
+        lab = new.ravel()[where]
+        vv, uu = np.divmod(where, W)
         cnt = np.bincount(lab, minlength=m + 1)[1:].astype(np.float64)
-        cu = np.bincount(lab, uu[sel], minlength=m + 1)[1:] / np.maximum(cnt, 1)
-        cv = np.bincount(lab, vv[sel], minlength=m + 1)[1:] / np.maximum(cnt, 1)
+        cu = np.bincount(lab, uu, minlength=m + 1)[1:] / np.maximum(cnt, 1)
+        cv = np.bincount(lab, vv, minlength=m + 1)[1:] / np.maximum(cnt, 1)
         boxes = np.zeros((m, 4), np.float32)
         if m:
-            x0 = np.full(m + 1, W, np.int64)
-            y0 = np.full(m + 1, H, np.int64)
-            x1 = np.zeros(m + 1, np.int64)
-            y1 = np.zeros(m + 1, np.int64)
-            np.minimum.at(x0, lab, uu[sel])
-            np.minimum.at(y0, lab, vv[sel])
-            np.maximum.at(x1, lab, uu[sel])
-            np.maximum.at(y1, lab, vv[sel])
-            boxes = np.stack([x0[1:], y0[1:], x1[1:] + 1, y1[1:] + 1], axis=1).astype(np.float32)
+            from scipy import ndimage
+
+            for k, box in enumerate(ndimage.find_objects(new, max_label=m)):  # one pass, in C
+                rows, cols = box
+                boxes[k] = (cols.start, rows.start, cols.stop, rows.stop)
         return cls(new, class_ids[keep], scores[keep], boxes,
                    np.stack([cu, cv], axis=1).astype(np.float32), cnt.astype(np.int64),
                    aff[keep], invalid_pixels)
@@ -553,6 +560,10 @@ class Segmenter(abc.ABC):
         if not (np.issubdtype(frame.dtype, np.floating) or np.issubdtype(frame.dtype, np.integer)):
             raise InvalidFrameError(f"frame dtype {frame.dtype} is not numeric")
         f = frame.astype(np.float32, copy=False)
+        with np.errstate(over="ignore", invalid="ignore"):
+            # NaN and inf make the sum non-finite (a finite overflow only takes the slow path)
+            if np.isfinite(f.sum()):
+                return f, np.zeros(f.shape[:2], bool)
         invalid = ~np.isfinite(f).all(axis=2)
         n_bad = int(invalid.sum())
         if n_bad:

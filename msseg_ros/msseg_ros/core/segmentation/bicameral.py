@@ -46,6 +46,7 @@ from msseg_ros.core.segmentation.base import ExportSpec, Instances, require
 from msseg_ros.core.segmentation.torch_base import (
     NormalisedModule,
     TorchSegmenter,
+    channels_first,
     require_normalisation,
 )
 
@@ -336,7 +337,7 @@ class BicameralSegmenter(TorchSegmenter):
     def maps(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(Ŷ, Ẑ) probability maps, (H, W) float32 each."""
         H, W = frame.shape[:2]
-        x = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)))[None].to(self._device)
+        x = channels_first(frame)[None].to(self._device)
         ph, pw = (-H) % 16, (-W) % 16
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")

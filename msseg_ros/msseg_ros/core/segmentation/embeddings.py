@@ -64,6 +64,7 @@ from msseg_ros.core.segmentation.runtimes import fold_conv_bn
 from msseg_ros.core.segmentation.torch_base import (
     NormalisedModule,
     TorchSegmenter,
+    channels_first,
     require_normalisation,
 )
 
@@ -444,7 +445,7 @@ class EmbeddingSegmenter(TorchSegmenter):
     def maps(self, frame: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(offsets (2, H, W), log_sigma (S, H, W), seeds (K, H, W)) of one (H, W, C) frame."""
         H, W = frame.shape[:2]
-        x = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)))[None].to(self._device)
+        x = channels_first(frame)[None].to(self._device)
         ph, pw = (-H) % 8, (-W) % 8
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")

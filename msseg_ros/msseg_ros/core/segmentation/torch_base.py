@@ -24,6 +24,21 @@ if TYPE_CHECKING:
     from msseg_ros.core.learning.options import Adversarial, TrainingContext
 
 
+#: rows copied at a time by :func:`channels_first` (a band of a line frame stays in cache)
+CHW_BAND_ROWS = 16
+
+
+def channels_first(frame: np.ndarray) -> torch.Tensor:
+    """(H, W, C) array -> (C, H, W) contiguous tensor, same dtype. Copied a band of rows at
+    a time: numpy's whole-frame transpose strides across all of memory (250 x 274 x 11
+    float32: 1.2 ms against 0.4)."""
+    H = frame.shape[0]
+    out = np.empty((frame.shape[2], H, frame.shape[1]), frame.dtype)
+    for r in range(0, H, CHW_BAND_ROWS):
+        out[:, r:r + CHW_BAND_ROWS] = frame[r:r + CHW_BAND_ROWS].transpose(2, 0, 1)
+    return torch.from_numpy(out)
+
+
 def require_normalisation(cfg: dict[str, Any], channels: int) -> None:
     """``image_mean`` and ``image_std`` have one value per input channel; std > 0."""
     for key in ("image_mean", "image_std"):
