@@ -107,7 +107,9 @@ def main() -> None:
         frames = [sim.render(k * (lines - overlap), lines).image for k in range(2, 2 + FORWARD_FRAMES)]
     frame = frames[0]
     binning = node_parameters(params, "segmenter").binning
-    inputs = [bin_frame(f, binning) for f in frames]  # what the node's model is given (its binning)
+    # what the node's model predicts on: the frame binned by its ``binning``, through the NaN
+    # policy (a replayed frame may hold NaN pixels, which the node's call fills first)
+    inputs = [model.check_frame(bin_frame(f, binning))[0] for f in frames]
     model_input = inputs[0]
     forward_ms = 1e3 * statistics.median(median_time(lambda x=x: model.predict(x), 3, warmup=1) for x in inputs)
     # the node's own call: predict plus the model's post-processing (merge_touching_px, snap_px) and binning

@@ -289,7 +289,6 @@ def pick_pixels(labels: np.ndarray, centroids: np.ndarray,
     if n == 0:
         return np.zeros((0, 2), np.float32)
     import cv2  # heavy: imported once there are instances
-    from scipy import ndimage
 
     padded = np.pad(labels, 1)
     inner = padded[1:-1, 1:-1]
@@ -298,7 +297,8 @@ def pick_pixels(labels: np.ndarray, centroids: np.ndarray,
     depth = cv2.distanceTransform(interior.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     index = np.arange(1, n + 1)
     deepest = np.zeros(n + 1, np.float32)
-    deepest[1:] = ndimage.maximum(depth, labels, index)
+    # numpy's unbuffered maximum: 0.25 ms on a line frame, scipy.ndimage.maximum 1.7 ms
+    np.maximum.at(deepest, labels.ravel().astype(np.intp), depth.ravel())
     out = np.asarray(centroids, np.float32).copy()
     H, W = labels.shape
     cu = np.clip(np.rint(out[:, 0]).astype(np.int64), 0, W - 1)
