@@ -103,6 +103,23 @@ def test_the_gather_merge_puts_each_levels_results_back_in_roi_order():
     assert torch.equal(poolers._onnx_merge_levels(levels, per_level), expected)  # the hook it replaces
 
 
+def test_a_runtime_failing_on_a_frame_raises_a_segmentation_error_naming_it(tmp_path):
+    """Finite but absurd values leave Mask R-CNN's RPN without a proposal; torch returns no
+    instance, ONNX Runtime fails inside its graph: that is an InferenceError (what the node
+    counts and skips), not the runtime's own exception type."""
+    from msseg_ros.core.segmentation.base import InferenceError
+
+    torch.manual_seed(0)
+    seg = SEGMENTERS.get("maskrcnn").from_config(SMALL["maskrcnn"])
+    absurd = np.full((72, 88, 3), 3e38, np.float32)
+    assert len(seg(absurd)) == 0
+    seg.use_runtime("onnxruntime", tmp_path)
+    with pytest.raises(InferenceError, match="ONNX Runtime failed on this frame: .*Reshape"):
+        seg(absurd)
+    assert len(seg(_frame())) == len(SEGMENTERS.get("maskrcnn").from_config(
+        SMALL["maskrcnn"], weights={k: v.numpy() for k, v in seg.state_dict().items()})(_frame()))
+
+
 def test_export_is_cached_by_config_and_weights(tmp_path):
     cfg = SMALL["embeddings"]
     torch.manual_seed(0)

@@ -132,6 +132,25 @@ def test_bad_frames_are_counted_not_fatal(graph):
     assert spin_until(ex, lambda: node.counters["frames"] == 1, timeout=30)  # still working
 
 
+def test_an_unexpected_error_loses_the_frame_not_the_worker(graph):
+    """A bug or a library's own exception inside the model call (injected here): the frame
+    is counted as lost with the error named, and the worker segments the next one."""
+    node, probe, pub, got, ex = graph
+    assert spin_until(ex, lambda: pub.get_subscription_count() > 0, timeout=10)
+    model, real = node.model, node.model.predict
+
+    def broken(frame):
+        raise RuntimeError("boom")
+
+    model.predict = broken
+    _send(pub, _frame())
+    assert spin_until(ex, lambda: node.counters["frame_errors"] == 1, timeout=20)
+    assert node.last_error == "RuntimeError: boom" and node.counters["frames"] == 0
+    model.predict = real
+    _send(pub, _frame(), stamp_sec=6)
+    assert spin_until(ex, lambda: node.counters["frames"] == 1, timeout=30)
+
+
 def test_live_swap_refused_then_accepted(graph):
     node, probe, pub, got, ex = graph
     old = node.model
@@ -271,6 +290,14 @@ def test_runtime_swapped_live_or_refused_with_its_reason(graph, tmp_path, monkey
     expected = filter_score(load_segmenter("sorting_line_maskrcnn")(frame), node.score_threshold)
     assert table["class_id"].tolist() == expected.class_ids.tolist()
     np.testing.assert_allclose(table["score"], expected.scores, atol=1e-3)
+    # finite but absurd values: the RPN keeps no proposal and ONNX Runtime fails (torch gives
+    # no instance): the frame is counted and lost with the runtime's reason, the node goes on
+    _send(pub, np.full_like(frame, 3e38), stamp_sec=6)
+    assert spin_until(ex, lambda: node.counters["inference_errors"] == 1, timeout=30)
+    assert "ONNX Runtime failed on this frame" in node.last_error and node.counters["frame_errors"] == 0
+    frames = node.counters["frames"]
+    _send(pub, frame, stamp_sec=7)
+    assert spin_until(ex, lambda: node.counters["frames"] == frames + 1, timeout=30)
 
 
 @pytest.mark.parametrize("depth, processed, skipped", [(1, [1, 6], 4), (3, [1, 4, 5, 6], 2)])

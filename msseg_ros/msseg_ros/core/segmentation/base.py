@@ -65,6 +65,12 @@ class ExportError(SegmentationError):
     """A model cannot be exported to another runtime; the message says why."""
 
 
+class InferenceError(SegmentationError):
+    """A runtime failed on one frame (ONNX Runtime and OpenVINO raise their own plain
+    errors, e.g. where Mask R-CNN's RPN keeps no proposal on a frame of absurd values);
+    the message names the runtime and its reason. The frame is lost, the model stays."""
+
+
 class ExtraMetrics(Protocol):
     """A model type's own evaluation metrics, accumulated over a dataset by ``msseg eval``."""
 

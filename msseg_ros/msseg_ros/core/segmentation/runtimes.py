@@ -42,7 +42,12 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from msseg_ros.core.segmentation.base import ExportError, ExportSpec, SegmentationError
+from msseg_ros.core.segmentation.base import (
+    ExportError,
+    ExportSpec,
+    InferenceError,
+    SegmentationError,
+)
 
 #: input tensors -> output tensors, in the export spec's output order
 Engine = Callable[..., tuple[torch.Tensor, ...]]
@@ -52,6 +57,11 @@ ONNX_OPSET = 17
 
 class RuntimeUnavailableError(SegmentationError):
     """A runtime is not installed here, or cannot run this model; the message says why."""
+
+
+def _failed(runtime: str, exc: Exception) -> InferenceError:
+    reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    return InferenceError(f"{runtime} failed on this frame: {reason}")
 
 
 def user_cache_dir() -> Path:
@@ -227,7 +237,11 @@ def _session_engine(session: Any) -> Engine:
 
     def run(*inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         feed = {n: np.ascontiguousarray(x.detach().cpu().numpy()) for n, x in zip(names, inputs, strict=True)}
-        return tuple(torch.from_numpy(o) for o in session.run(None, feed))
+        try:
+            outputs = session.run(None, feed)
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises plain Exceptions
+            raise _failed("ONNX Runtime", exc) from exc
+        return tuple(torch.from_numpy(o) for o in outputs)
 
     return run
 
@@ -336,7 +350,10 @@ class OpenVinoRuntime(Runtime):
 
         def run(*inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
             feed = [np.ascontiguousarray(x.detach().cpu().numpy()) for x in inputs]
-            result = request.infer(feed)
+            try:
+                result = request.infer(feed)
+            except Exception as exc:  # noqa: BLE001 - OpenVINO raises plain RuntimeErrors
+                raise _failed("OpenVINO", exc) from exc
             return tuple(torch.from_numpy(np.array(result[o])) for o in outputs)
 
         return run

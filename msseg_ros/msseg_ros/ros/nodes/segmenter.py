@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 from msseg_ros.core.errors import MssegError
 from msseg_ros.core.params.nodes import schema_for
+from msseg_ros.core.segmentation.base import InferenceError
 from msseg_ros.core.segmentation.overlay import filter_score, render_overlay
 from msseg_ros.core.shards import frame_shard
 from msseg_ros.ros.image_codec import (
@@ -218,7 +219,12 @@ class SegmenterNode(MssegNode):
                 if not self._pending:
                     self._wake.clear()
             if msg is not None:
-                self.process(msg)
+                try:
+                    self.process(msg)
+                except Exception as exc:  # noqa: BLE001 - a bug or a library's own error: the frame is lost, never the worker
+                    self.counters["frame_errors"] += 1
+                    self.last_error, self.last_error_time = f"{type(exc).__name__}: {exc}", time.monotonic()
+                    self.get_logger().error(f"frame lost: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
 
     def process(self, msg: Image) -> None:
         model = self.model
@@ -230,7 +236,8 @@ class SegmenterNode(MssegNode):
             frame = frame_from_image(msg, model.in_channels)
             inst = model(frame, binning=self.params.binning)
         except MssegError as exc:
-            kind = "bad_encoding" if isinstance(exc, ImageCodecError) else "bad_frames"
+            kind = ("bad_encoding" if isinstance(exc, ImageCodecError)
+                    else "inference_errors" if isinstance(exc, InferenceError) else "bad_frames")
             self.counters[kind] += 1
             self.last_error, self.last_error_time = str(exc), time.monotonic()
             self.get_logger().warning(f"frame skipped: {exc}", throttle_duration_sec=5.0)
