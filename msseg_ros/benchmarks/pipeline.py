@@ -44,7 +44,7 @@ from pathlib import Path
 from msseg_ros.bench import add_json_argument, emit, median_time
 from msseg_ros.core.params.files import node_parameters
 from msseg_ros.core.paths import packaged
-from msseg_ros.core.segmentation.base import bin_frame
+from msseg_ros.core.segmentation.base import InvalidFrameError, bin_frame
 from msseg_ros.core.segmentation.loading import load_segmenter
 from msseg_ros.core.sim.sorting_line import SortingLineConfig, SortingLineWorld
 from msseg_ros.graph import default_params_file
@@ -105,11 +105,21 @@ def main() -> None:
     else:  # the world the sim ran (its seed and feed rate), frame after frame
         sim = SortingLineWorld(world)
         frames = [sim.render(k * (lines - overlap), lines).image for k in range(2, 2 + FORWARD_FRAMES)]
-    frame = frames[0]
     binning = node_parameters(params, "segmenter").binning
     # what the node's model predicts on: the frame binned by its ``binning``, through the NaN
-    # policy (a replayed frame may hold NaN pixels, which the node's call fills first)
-    inputs = [model.check_frame(bin_frame(f, binning))[0] for f in frames]
+    # policy (the node's call fills NaN pixels first; a frame mostly NaN, such as the
+    # scanner's first, it refuses, and so it is left out here too)
+    kept, inputs = [], []
+    for f in frames:
+        try:
+            inputs.append(model.check_frame(bin_frame(f, binning))[0])
+        except InvalidFrameError:
+            continue
+        kept.append(f)
+    if not inputs:
+        sys.exit("pipeline benchmark: none of the sampled frames passes the NaN policy")
+    frames = kept
+    frame = frames[0]
     model_input = inputs[0]
     forward_ms = 1e3 * statistics.median(median_time(lambda x=x: model.predict(x), 3, warmup=1) for x in inputs)
     # the node's own call: predict plus the model's post-processing (merge_touching_px, snap_px) and binning

@@ -75,9 +75,11 @@ def _op_types(graph) -> set[str]:
     return ops
 
 
-def test_maskrcnn_exports_its_roi_poolers_without_a_scatter(tmp_path):
+def test_maskrcnn_exports_its_roi_merge_and_nms_in_the_faster_forms(tmp_path):
     """torchvision's traced RoI poolers merge the FPN levels with a ScatterElements per level
-    (slow in ONNX Runtime); ours with one Gather, to the same outputs (the test above)."""
+    and its batched NMS offsets boxes for one single-class NMS (both slow in ONNX Runtime);
+    ours export one Gather and NMS over ONNX's class axis, to the same outputs (the parity
+    test above)."""
     import onnx
 
     torch.manual_seed(0)
@@ -85,22 +87,59 @@ def test_maskrcnn_exports_its_roi_poolers_without_a_scatter(tmp_path):
     seg.use_runtime("onnxruntime", tmp_path)
     (path,) = tmp_path.glob("maskrcnn-*.onnx")
     ops = _op_types(onnx.load(str(path)).graph)
-    assert "RoiAlign" in ops and "Gather" in ops
+    assert {"RoiAlign", "Gather", "NonMaxSuppression", "OneHot"} <= ops
     assert "ScatterElements" not in ops and "ScatterND" not in ops
+    from torchvision.ops import boxes, poolers  # the swaps ended with the trace
+
+    from msseg_ros.core.segmentation import detection_export
+
+    assert boxes.batched_nms is not detection_export._traced_batched_nms
+    assert poolers._onnx_merge_levels is not detection_export.gather_merge_levels
 
 
 def test_the_gather_merge_puts_each_levels_results_back_in_roi_order():
     from torchvision.ops import poolers
 
-    from msseg_ros.core.segmentation.maskrcnn import _gather_merge_levels
+    from msseg_ros.core.segmentation.detection_export import gather_merge_levels
 
     levels = torch.tensor([2, 0, 1, 0, 2, 2, 1, 0])
     per_level = [torch.randn(int((levels == k).sum()), 3, 2, 2) for k in range(3)]
     expected = torch.zeros(len(levels), 3, 2, 2)
     for k in range(3):
         expected[levels == k] = per_level[k]
-    assert torch.equal(_gather_merge_levels(levels, per_level), expected)
+    assert torch.equal(gather_merge_levels(levels, per_level), expected)
     assert torch.equal(poolers._onnx_merge_levels(levels, per_level), expected)  # the hook it replaces
+
+
+def test_the_exported_batched_nms_keeps_torchvisions_boxes_in_its_order(tmp_path):
+    """Three categories of overlapping boxes (and one category with no box): ONNX's
+    class-axis NMS keeps what torchvision keeps, by decreasing score; no box at all, none."""
+    import onnxruntime as ort
+    from torchvision.ops import batched_nms as tv_batched_nms
+
+    from msseg_ros.core.segmentation.detection_export import batched_nms
+
+    class Net(torch.nn.Module):
+        def forward(self, boxes, scores, idxs):
+            return batched_nms(boxes, scores, idxs, 0.5)
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 60, (300, 2))
+    wh = rng.uniform(4, 30, (300, 2))
+    boxes = torch.from_numpy(np.c_[xy, xy + wh].astype(np.float32))
+    scores = torch.from_numpy(rng.permutation(300).astype(np.float32) / 300)  # distinct
+    idxs = torch.from_numpy(rng.choice([0, 1, 3], 300))
+    expected = tv_batched_nms(boxes, scores, idxs, 0.5)
+    assert torch.equal(batched_nms(boxes, scores, idxs, 0.5), expected)
+    path = tmp_path / "nms.onnx"
+    torch.onnx.export(Net(), (boxes, scores, idxs), str(path), input_names=["b", "s", "i"], opset_version=17,
+                      dynamic_axes={"b": {0: "n"}, "s": {0: "n"}, "i": {0: "n"}}, dynamo=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (kept,) = session.run(None, {"b": boxes.numpy(), "s": scores.numpy(), "i": idxs.numpy()})
+    assert kept.tolist() == expected.tolist() and 10 < len(kept) < 300
+    (none,) = session.run(None, {"b": np.zeros((0, 4), np.float32), "s": np.zeros(0, np.float32),
+                                 "i": np.zeros(0, np.int64)})
+    assert none.shape == (0,)
 
 
 def test_a_runtime_failing_on_a_frame_raises_a_segmentation_error_naming_it(tmp_path):

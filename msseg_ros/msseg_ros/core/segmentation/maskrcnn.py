@@ -13,8 +13,8 @@
   model that runs on 2 CPU cores (torchvision's defaults are 256, 1024, 256).
 * ``dual_energy_ratio`` (optional) adds the X-ray log-ratio as an input channel of the
   first convolution, computed inside the network (``inputs.DerivedInputConv``).
-* The RoI poolers are torchvision's, exported with one Gather in place of a
-  ScatterElements per FPN level (:class:`GatherMergeRoIAlign`).
+* Exported, its RoI level merge and batched NMS take the faster forms of
+  ``detection_export`` (same outputs).
 """
 from __future__ import annotations
 
@@ -31,7 +31,6 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.ops import MultiScaleRoIAlign, poolers
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from msseg_ros.core import cells
@@ -44,6 +43,7 @@ from msseg_ros.core.segmentation.base import (
     require,
     visible_fractions,
 )
+from msseg_ros.core.segmentation.detection_export import traced_for_onnx
 from msseg_ros.core.segmentation.inputs import DerivedInputConv, validate_dual_energy
 from msseg_ros.core.segmentation.torch_base import (
     TorchSegmenter,
@@ -129,34 +129,6 @@ def _mobilenet_body(in_channels: int) -> tuple[nn.Module, dict[str, Any], list[i
     return features, return_layers, widths
 
 
-def _gather_merge_levels(levels: torch.Tensor, per_level: list[torch.Tensor]) -> torch.Tensor:
-    """Per-level RoIAlign results back in RoI order: concatenated level after level, then
-    one Gather by the inverse of that order. ``levels``: (R,) each RoI's level;
-    ``per_level[k]``: the results of the RoIs of level k, in RoI order."""
-    order = torch.cat([torch.where(levels == level)[0] for level in range(len(per_level))])
-    return torch.cat(per_level)[torch.argsort(order)]
-
-
-class GatherMergeRoIAlign(MultiScaleRoIAlign):  # type: ignore[misc]  # torchvision is untyped
-    """torchvision's multi-scale RoIAlign, the same in eager mode. Traced for export,
-    torchvision puts each FPN level's results back in RoI order with a ScatterElements of
-    the whole (R, C, S, S) block per level, which ONNX Runtime runs element by element:
-    here one Gather does it (the line's Mask R-CNN on ONNX Runtime: 39 to 33 ms a frame,
-    outputs bit-identical). Should torchvision drop the hook it replaces, the export falls
-    back to torchvision's merge."""
-
-    def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor],
-                image_shapes: list[tuple[int, int]]) -> torch.Tensor:
-        if not torch.jit.is_tracing() or not hasattr(poolers, "_onnx_merge_levels"):
-            return super().forward(x, boxes, image_shapes)
-        merge = poolers._onnx_merge_levels
-        poolers._onnx_merge_levels = _gather_merge_levels  # read by _multiscale_roi_align when traced
-        try:
-            return super().forward(x, boxes, image_shapes)
-        finally:
-            poolers._onnx_merge_levels = merge
-
-
 def build_maskrcnn(cfg: dict[str, Any]) -> MaskRCNN:
     c = cfg["in_channels"]
     if cfg["backbone"] == "mobilenet_v3_large":
@@ -192,9 +164,6 @@ def build_maskrcnn(cfg: dict[str, Any]) -> MaskRCNN:
         box_detections_per_img=cfg["detections_per_image"],
         rpn_pre_nms_top_n_test=cfg["rpn_pre_nms_top_n_test"],
         rpn_post_nms_top_n_test=cfg["rpn_post_nms_top_n_test"],
-        # torchvision's default poolers (FPN levels "0"-"3", 7 x 7 boxes, 14 x 14 masks)
-        box_roi_pool=GatherMergeRoIAlign(["0", "1", "2", "3"], 7, 2),
-        mask_roi_pool=GatherMergeRoIAlign(["0", "1", "2", "3"], 14, 2),
         mask_head=MaskRCNNHeads(fpn, (mch, mch, mch, mch), 1),
         mask_predictor=MaskRCNNPredictor(mch, mch, n_cls),
     )
@@ -209,7 +178,8 @@ class _DetectionTuple(nn.Module):
         self.net = net
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        out = self.net([image])[0]
+        with traced_for_onnx():  # nothing changes outside a trace
+            out = self.net([image])[0]
         return out["boxes"], out["labels"], out["scores"], out["masks"]
 
 
