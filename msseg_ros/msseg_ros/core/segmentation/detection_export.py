@@ -80,8 +80,9 @@ def _batched_nms_symbolic(g: Any, boxes: Any, scores: Any, idxs: Any, iou_thresh
     return g.op("Gather", kept, order, axis_i=0)
 
 
-#: the ONNX opset the symbolic is registered from (runtimes.ONNX_OPSET exports at 17)
-SYMBOLIC_OPSET = 11
+#: the ONNX opset the symbolic is registered from: it writes Squeeze and Unsqueeze with
+#: their axes as inputs, as opset 13 does (runtimes.ONNX_OPSET exports at 17)
+SYMBOLIC_OPSET = 13
 torch.onnx.register_custom_op_symbolic("msseg::batched_nms", _batched_nms_symbolic, SYMBOLIC_OPSET)
 
 
@@ -99,12 +100,12 @@ def traced_for_onnx() -> Iterator[None]:
     if not torch.jit.is_tracing():
         yield
         return
-    swaps = [(module, name, new) for module, name, new in
-             ((poolers, "_onnx_merge_levels", gather_merge_levels), (box_ops, "batched_nms", _traced_batched_nms))
-             if hasattr(module, name)]
-    saved = [(module, name, getattr(module, name)) for module, name, _ in swaps]
-    for module, name, new in swaps:
-        setattr(module, name, new)
+    saved = []
+    for module, name, new in ((poolers, "_onnx_merge_levels", gather_merge_levels),
+                              (box_ops, "batched_nms", _traced_batched_nms)):
+        if hasattr(module, name):
+            saved.append((module, name, getattr(module, name)))
+            setattr(module, name, new)
     try:
         yield
     finally:
