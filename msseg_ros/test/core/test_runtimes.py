@@ -95,6 +95,46 @@ def test_maskrcnn_exports_its_roi_merge_and_nms_in_the_faster_forms(tmp_path):
 
     assert boxes.batched_nms is not detection_export._traced_batched_nms
     assert poolers._onnx_merge_levels is not detection_export.gather_merge_levels
+    from torchvision.models.detection.rpn import RegionProposalNetwork
+
+    assert RegionProposalNetwork.forward is detection_export._RPN_FORWARD
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "mobilenet_v3_large"])
+def test_rpn_proposals_are_torchvisions_to_the_bit(backbone):
+    """The RPN that decodes only the anchors it keeps gives torchvision's proposals, for
+    two images of different sizes in one batch, with each level's top-k really choosing
+    (40 of up to 1,920 anchors) and with all anchor sizes at every level (mobilenet: 4
+    levels, 5 sizes, as the line model)."""
+    from msseg_ros.core.segmentation.detection_export import rpn_proposals
+
+    torch.manual_seed(0)
+    cfg = {**SMALL["maskrcnn"], "backbone": backbone, "rpn_pre_nms_top_n_test": 40, "rpn_post_nms_top_n_test": 25}
+    net = SEGMENTERS.get("maskrcnn").from_config(cfg).net.eval()
+    frames = [_frame(72, 88, seed=1), _frame(64, 101, seed=2)]
+    with torch.inference_mode():
+        images, _ = net.transform([torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1))) for f in frames])
+        features = net.backbone(images.tensors)
+        expected, _ = net.rpn(images, features)
+        ours = rpn_proposals(net.rpn, images, features)
+    assert [len(p) for p in ours] == [len(p) for p in expected] == [25, 25]
+    for a, b in zip(ours, expected, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_level_anchors_are_the_anchor_generators():
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.image_list import ImageList
+
+    from msseg_ros.core.segmentation.detection_export import level_anchors
+
+    generator = AnchorGenerator(((8, 16),), ((0.5, 1.0, 2.0),))
+    image = ImageList(torch.zeros(1, 3, 70, 90), [(70, 90)])
+    (grid,) = generator(image, [torch.zeros(1, 4, 9, 12)])  # strides 70 // 9 = 7, 90 // 12 = 7
+    every = torch.arange(len(grid))
+    assert torch.equal(level_anchors(every, generator.cell_anchors[0], 12, (7, 7)), grid)
+    some = torch.tensor([[5, 0, 323], [17, 100, 6]])
+    assert torch.equal(level_anchors(some, generator.cell_anchors[0], 12, (7, 7)), grid[some])
 
 
 def test_the_gather_merge_puts_each_levels_results_back_in_roi_order():

@@ -9,8 +9,12 @@ Traced for export, torchvision writes two steps in ways ONNX Runtime runs slowly
   offsets each category's boxes so that one NMS over all of them never mixes two. ONNX's
   NonMaxSuppression has a class axis for exactly this: ``msseg::batched_nms`` exports to
   it, one category a class (half the time of the single-class NMS on 3,350 RPN boxes).
+* The RPN makes an anchor for every position of every level and decodes every anchor's
+  box (52,500 on a line frame), then keeps each level's best ``pre_nms_top_n`` by
+  objectness. :func:`rpn_proposals` keeps them first, then makes and decodes the anchors
+  of those only (3,100). Decoding is per box, so the kept boxes are the same numbers.
 
-:func:`traced_for_onnx` swaps both in while a model is traced; eager runs never see them.
+:func:`traced_for_onnx` swaps these in while a model is traced; eager runs never see them.
 The exported line model's outputs are bit-identical to the plain export's
 (test/core/test_runtimes.py checks the parity with torch); ONNX Runtime ran it in 33 ms
 against 39 (docs/models.md, "Faster around the network").
@@ -23,6 +27,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from torchvision.models.detection import _utils as det_utils
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.rpn import RegionProposalNetwork, permute_and_flatten
 from torchvision.ops import boxes as box_ops
 from torchvision.ops import poolers
 
@@ -91,18 +98,98 @@ def _traced_batched_nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.T
     return torch.ops.msseg.batched_nms(boxes, scores, idxs, float(iou_threshold))
 
 
+def level_anchors(index: torch.Tensor, cell_anchors: torch.Tensor, grid_width: Any,
+                  stride: tuple[Any, Any]) -> torch.Tensor:
+    """The anchors at flat positions ``index`` of one feature level, as torchvision's
+    AnchorGenerator lays them out: position ``(y * grid_width + x) * A + a`` is cell
+    anchor ``a`` shifted by (x * stride_x, y * stride_y), in input-image pixels.
+
+    Args:
+        index: (..., K) int64 flat positions.
+        cell_anchors: (A, 4) float, the level's anchors centred on 0 (x0, y0, x1, y1).
+        grid_width: the level's width in positions (an int, or a traced size).
+        stride: (stride_y, stride_x) in pixels, integers (torchvision: image // grid).
+
+    Returns:
+        (..., K, 4) float (x0, y0, x1, y1), cell_anchors' dtype.
+    """
+    per_cell = cell_anchors.shape[0]
+    position, which = index // per_cell, index % per_cell
+    sx = (position % grid_width) * stride[1]
+    sy = (position // grid_width) * stride[0]
+    # integer shifts plus float anchors: the sum torchvision's grid makes, to the bit
+    return torch.stack((sx, sy, sx, sy), dim=-1) + cell_anchors[which]
+
+
+def rpn_proposals(rpn: RegionProposalNetwork, images: ImageList, features: dict[str, torch.Tensor]
+                  ) -> list[torch.Tensor]:
+    """The RPN's test-time proposals, as torchvision's ``RegionProposalNetwork`` gives
+    them at inference, with anchors made and decoded only where each level's top
+    ``pre_nms_top_n`` objectness is.
+
+    Args:
+        images: the batch (N, C, H, W) as the model's transform padded it, and each image's
+            size before padding.
+        features: FPN maps, level order, each (N, F, H_l, W_l).
+
+    Returns:
+        per image, (P, 4) float boxes (x0, y0, x1, y1) in the resized image's pixels,
+        P <= ``post_nms_top_n``, by decreasing objectness.
+    """
+    maps = list(features.values())
+    objectness, deltas = rpn.head(maps)
+    generator = rpn.anchor_generator
+    generator.set_cell_anchors(maps[0].dtype, maps[0].device)
+    n = images.tensors.shape[0]
+    image_h, image_w = images.tensors.shape[-2:]
+    scores, boxes, levels = [], [], []
+    for level, (obj, delta, cells) in enumerate(zip(objectness, deltas, generator.cell_anchors, strict=True)):
+        per_cell, grid_h, grid_w = obj.shape[1], obj.shape[2], obj.shape[3]
+        flat = permute_and_flatten(obj, n, per_cell, 1, grid_h, grid_w).reshape(n, -1).detach()
+        top, index = flat.topk(det_utils._topk_min(flat, rpn.pre_nms_top_n(), 1), dim=1)  # (N, K)
+        codes = permute_and_flatten(delta, n, per_cell, 4, grid_h, grid_w).detach()
+        codes = torch.gather(codes, 1, index.unsqueeze(-1).expand(-1, -1, 4))
+        anchors = level_anchors(index, cells, grid_w, (image_h // grid_h, image_w // grid_w))
+        boxes.append(rpn.box_coder.decode_single(codes.reshape(-1, 4), anchors.reshape(-1, 4)).reshape(n, -1, 4))
+        scores.append(top)
+        levels.append(torch.full_like(index, level))
+    proposals = []
+    for box, score, level_of, size in zip(torch.cat(boxes, 1), torch.sigmoid(torch.cat(scores, 1)),
+                                          torch.cat(levels, 1), images.image_sizes, strict=True):
+        box = box_ops.clip_boxes_to_image(box, size)
+        keep = box_ops.remove_small_boxes(box, rpn.min_size)
+        box, score, level_of = box[keep], score[keep], level_of[keep]
+        keep = torch.where(score >= rpn.score_thresh)[0]
+        box, score, level_of = box[keep], score[keep], level_of[keep]
+        keep = box_ops.batched_nms(box, score, level_of, rpn.nms_thresh)[: rpn.post_nms_top_n()]
+        proposals.append(box[keep])
+    return proposals
+
+
+def _traced_rpn_forward(rpn: RegionProposalNetwork, images: ImageList, features: dict[str, torch.Tensor],
+                        targets: list[dict[str, torch.Tensor]] | None = None
+                        ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+    if rpn.training:  # losses need every anchor
+        return _RPN_FORWARD(rpn, images, features, targets)
+    return rpn_proposals(rpn, images, features), {}
+
+
+_RPN_FORWARD = RegionProposalNetwork.forward
+
+
 @contextlib.contextmanager
 def traced_for_onnx() -> Iterator[None]:
-    """While tracing, torchvision's RoI level merge and batched NMS are the faster
-    exports above (both read at call time from their modules, so the swap reaches
-    torchvision's RPN and RoI heads); outside a trace, nothing changes. Should torchvision
+    """While tracing, torchvision's RoI level merge, batched NMS and RPN inference are
+    the faster exports above (all read at call time from their modules or class, so the
+    swap reaches torchvision's RPN and RoI heads); outside a trace, nothing changes. Should torchvision
     rename what is swapped, its own steps are exported."""
     if not torch.jit.is_tracing():
         yield
         return
     saved = []
     for module, name, new in ((poolers, "_onnx_merge_levels", gather_merge_levels),
-                              (box_ops, "batched_nms", _traced_batched_nms)):
+                              (box_ops, "batched_nms", _traced_batched_nms),
+                              (RegionProposalNetwork, "forward", _traced_rpn_forward)):
         if hasattr(module, name):
             saved.append((module, name, getattr(module, name)))
             setattr(module, name, new)
