@@ -49,3 +49,34 @@ def test_backbone_list_and_errors():
         MaskRCNNSegmenter.validate_config({"backbone": "vgg16"})
     with pytest.raises(ModelConfigError, match="'image_std' has 11 values for 3 input channels"):
         MaskRCNNSegmenter.validate_config({"in_channels": 3, "image_mean": [0.0] * 3})
+
+
+def test_masks_are_pasted_as_torchvision_pastes_them():
+    """The network's 28 x 28 masks put in the image in numpy give torchvision's pasted masks
+    to the pixel: boxes inside, across every edge, wholly outside, one pixel wide, and a
+    frame's real detections through the segmenter."""
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    from msseg_ros.core.segmentation.maskrcnn import paste_masks
+
+    rng = np.random.default_rng(3)
+    probs = rng.uniform(0, 1, (9, 28, 28)).astype(np.float32)
+    boxes = np.array([[10, 12, 40, 30], [-8, 5, 20, 44], [60, -6, 95, 20], [70, 50, 140, 90], [3.4, 7.7, 4.2, 50.9],
+                      [30, 30, 30.5, 31], [200, 10, 230, 40], [-40, -40, -5, -3], [0.6, 0.2, 87.9, 63.8]], np.float32)
+    ours = paste_masks(probs, boxes, (64, 88), 0.5)
+    assert ours.shape == (9, 64, 88) and ours.dtype == bool
+    inside = [0, 1, 2, 3, 4, 5, 8]  # torchvision's paste fails on a box wholly outside; ours leaves it empty
+    expected = paste_masks_in_image(torch.from_numpy(probs[inside])[:, None], torch.from_numpy(boxes[inside]),
+                                    (64, 88), padding=1)
+    np.testing.assert_array_equal(ours[inside], expected[:, 0].numpy() > 0.5)
+    assert all(ours[i].any() for i in inside) and not ours[6].any() and not ours[7].any()
+
+    seg = MaskRCNNSegmenter.from_config({**SLIM, "backbone": "resnet18", "in_channels": 3, "classes": ["a"],
+                                         "image_mean": [0.5] * 3, "image_std": [0.25] * 3})
+    frame = rng.uniform(0, 1, (72, 88, 3)).astype(np.float32)
+    with torch.inference_mode():
+        out = seg.raw(frame)
+    assert out["masks"].shape[1:] == (1, 28, 28) and len(out["masks"]) > 0
+    expected = paste_masks_in_image(out["masks"], out["boxes"], (72, 88), padding=1)[:, 0] > 0.5
+    np.testing.assert_array_equal(paste_masks(out["masks"][:, 0].numpy(), out["boxes"].numpy(), (72, 88), 0.5),
+                                  expected.numpy())

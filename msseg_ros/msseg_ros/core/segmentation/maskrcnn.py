@@ -13,8 +13,11 @@
   model that runs on 2 CPU cores (torchvision's defaults are 256, 1024, 256).
 * ``dual_energy_ratio`` (optional) adds the X-ray log-ratio as an input channel of the
   first convolution, computed inside the network (``inputs.DerivedInputConv``).
-* Exported, its RoI level merge and batched NMS take the faster forms of
+* Exported, its RoI level merge, batched NMS and RPN take the faster forms of
   ``detection_export`` (same outputs).
+* The network's masks leave it unpasted, (N, 1, 28, 28) over each box; :func:`paste_masks`
+  puts them in the image in numpy, for every runtime alike (in an ONNX graph torchvision's
+  paste is a loop of small operators, one turn per detection: 3-5 ms a line frame).
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from msseg_ros.core import cells
@@ -170,17 +174,63 @@ def build_maskrcnn(cfg: dict[str, Any]) -> MaskRCNN:
 
 
 class _DetectionTuple(nn.Module):
-    """torchvision's Mask R-CNN on one (C, H, W) image, its output dict as a tuple (what
-    runtimes export)."""
+    """torchvision's Mask R-CNN at test time on one (C, H, W) image, its detections as a
+    tuple (what runtimes export): boxes (N, 4) x0, y0, x1, y1 in the image's pixels, labels
+    (N,), scores (N,), and mask probabilities (N, 1, M, M) over each box, not pasted into
+    the image (:func:`paste_masks` does that)."""
 
     def __init__(self, net: MaskRCNN) -> None:
         super().__init__()
         self.net = net
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        net = self.net
         with traced_for_onnx():  # nothing changes outside a trace
-            out = self.net([image])[0]
-        return out["boxes"], out["labels"], out["scores"], out["masks"]
+            images, _ = net.transform([image])
+            features = net.backbone(images.tensors)
+            proposals, _ = net.rpn(images, features)
+            detections, _ = net.roi_heads(features, proposals, images.image_sizes)
+        out = detections[0]
+        # the transform resized the image: boxes back to its own pixels, as torchvision's
+        # postprocess does
+        boxes = resize_boxes(out["boxes"], images.image_sizes[0], list(image.shape[-2:]))
+        return boxes, out["labels"], out["scores"], out["masks"]
+
+
+def paste_masks(probs: np.ndarray, boxes: np.ndarray, shape: tuple[int, int], threshold: float) -> np.ndarray:
+    """Mask R-CNN's per-box masks in the image, as torchvision pastes them: each M x M grid
+    of probabilities gets a border of zeros, its box grows by (M + 2) / M about its centre
+    to match and is truncated to whole pixels, corners included; the grid is resampled
+    bilinearly (pixel centres, as ``interpolate(align_corners=False)``) to the box's pixels
+    and thresholded; what falls outside the image is dropped.
+
+    Args:
+        probs: (N, M, M) float mask probabilities.
+        boxes: (N, 4) float x0, y0, x1, y1 in the image's pixels.
+        shape: the image's (H, W).
+        threshold: a pixel is in the mask where its probability exceeds this.
+
+    Returns:
+        (N, H, W) bool.
+    """
+    import cv2
+
+    n, m = probs.shape[0], probs.shape[-1]
+    h, w = shape
+    out = np.zeros((n, h, w), bool)
+    grid = np.zeros((m + 2, m + 2), np.float32)
+    boxes = np.asarray(boxes, np.float32)
+    centre = (boxes[:, :2] + boxes[:, 2:]) * np.float32(0.5)
+    half = (boxes[:, 2:] - boxes[:, :2]) * np.float32(0.5) * np.float32((m + 2) / m)
+    grown = np.concatenate([centre - half, centre + half], 1).astype(np.int64)  # truncation, as torch's cast
+    for i, (x0, y0, x1, y1) in enumerate(grown.tolist()):
+        xa, xb, ya, yb = max(x0, 0), min(x1 + 1, w), max(y0, 0), min(y1 + 1, h)
+        if xb <= xa or yb <= ya:
+            continue
+        grid[1:-1, 1:-1] = probs[i]
+        box = cv2.resize(grid, (max(x1 - x0 + 1, 1), max(y1 - y0 + 1, 1)), interpolation=cv2.INTER_LINEAR)
+        out[i, ya:yb, xa:xb] = box[ya - y0:yb - y0, xa - x0:xb - x0] > threshold
+    return out
 
 
 class MaskRCNNSegmenter(TorchSegmenter):
@@ -259,7 +309,7 @@ class MaskRCNNSegmenter(TorchSegmenter):
 
     def export_spec(self) -> ExportSpec:
         """torchvision's Mask R-CNN at test time on one (C, H, W) image: boxes (N, 4),
-        labels (N,), scores (N,) and (N, 1, H, W) mask probabilities."""
+        labels (N,), scores (N,) and (N, 1, M, M) mask probabilities over each box."""
         c = self.in_channels
         example = torch.as_tensor(self.config["image_mean"], dtype=torch.float32).view(c, 1, 1).expand(c, 256, 256)
         return ExportSpec(_DetectionTuple(self.net).eval(), (example.contiguous(),), ("image",),
@@ -268,7 +318,9 @@ class MaskRCNNSegmenter(TorchSegmenter):
                            "labels": {0: "detections"}, "scores": {0: "detections"}, "masks": {0: "detections"}})
 
     def raw(self, frame: np.ndarray) -> dict[str, torch.Tensor]:
-        """torchvision's output, as a dict, for one (H, W, C) float32 frame."""
+        """The network's detections, as a dict, for one (H, W, C) float32 frame: boxes (N,
+        4) in the frame's pixels, labels (N,), scores (N,), and masks (N, 1, M, M), each
+        over its box (:func:`paste_masks`)."""
         x = channels_first(frame).to(self._device)
         boxes, labels, scores, masks = self.engine(x)
         return {"boxes": boxes, "labels": labels, "scores": scores, "masks": masks}
@@ -278,11 +330,10 @@ class MaskRCNNSegmenter(TorchSegmenter):
         scores = out["scores"].cpu().numpy()
         if len(scores) == 0:
             return Instances.empty(frame.shape[:2])
-        probs = out["masks"][:, 0]
         # numpy on the CPU: torch's thread pool, woken beside a runtime's spinning threads,
         # took 4 ms for what numpy does in 0.1 (2 cores, ONNX Runtime)
-        masks = (probs.numpy() > self.config["mask_threshold"] if probs.device.type == "cpu"
-                 else (probs > self.config["mask_threshold"]).cpu().numpy())
+        masks = paste_masks(out["masks"][:, 0].cpu().numpy(), out["boxes"].cpu().numpy(), frame.shape[:2],
+                            self.config["mask_threshold"])
         masks, scores, classes = merge_parts(masks, scores, out["labels"].cpu().numpy(), self.config["merge_parts"])
         keep = visible_fractions(masks, scores) >= self.config["min_visible_fraction"]
         masks, scores, classes = masks[keep], scores[keep], classes[keep]

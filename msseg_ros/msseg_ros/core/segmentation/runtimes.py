@@ -75,8 +75,8 @@ def user_cache_dir() -> Path:
 #: bumped when an exported graph changes for the same weights (a forward pass written
 #: anew), so that exports cached before are not reused; 2: bicameral's pooling; 3: Mask
 #: R-CNN's RoI poolers merge their levels with a Gather; 4: and its NMS uses ONNX's class axis;
-#: 5: its RPN decodes only the anchors it keeps
-EXPORT_REVISION = 5
+#: 5: its RPN decodes only the anchors it keeps; 6: its masks leave the graph unpasted
+EXPORT_REVISION = 6
 
 
 def model_key(config: dict[str, Any], state: dict[str, Any]) -> str:
