@@ -53,8 +53,8 @@ def test_backbone_list_and_errors():
 
 def test_masks_are_pasted_as_torchvision_pastes_them():
     """The network's 28 x 28 masks put in the image in numpy give torchvision's pasted masks
-    to the pixel: boxes inside, across every edge, wholly outside, one pixel wide, and a
-    frame's real detections through the segmenter."""
+    to the pixel: boxes inside, across every edge, wholly outside, one pixel wide; and the
+    segmenter's detections (its own RPN, masks unpasted) are torchvision's whole model's."""
     from torchvision.models.detection.roi_heads import paste_masks_in_image
 
     from msseg_ros.core.segmentation.maskrcnn import paste_masks
@@ -75,8 +75,10 @@ def test_masks_are_pasted_as_torchvision_pastes_them():
                                          "image_mean": [0.5] * 3, "image_std": [0.25] * 3})
     frame = rng.uniform(0, 1, (72, 88, 3)).astype(np.float32)
     with torch.inference_mode():
-        out = seg.raw(frame)
+        out = seg.raw(frame)  # our RPN and unpasted masks
+        (expected,) = seg.net.eval()([torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)))])
     assert out["masks"].shape[1:] == (1, 28, 28) and len(out["masks"]) > 0
-    expected = paste_masks_in_image(out["masks"], out["boxes"], (72, 88), padding=1)[:, 0] > 0.5
+    for key in ("boxes", "labels", "scores"):
+        assert torch.equal(out[key], expected[key])
     np.testing.assert_array_equal(paste_masks(out["masks"][:, 0].numpy(), out["boxes"].numpy(), (72, 88), 0.5),
-                                  expected.numpy())
+                                  expected["masks"][:, 0].numpy() > 0.5)

@@ -95,9 +95,6 @@ def test_maskrcnn_exports_its_roi_merge_and_nms_in_the_faster_forms(tmp_path):
 
     assert boxes.batched_nms is not detection_export._traced_batched_nms
     assert poolers._onnx_merge_levels is not detection_export.gather_merge_levels
-    from torchvision.models.detection.rpn import RegionProposalNetwork
-
-    assert RegionProposalNetwork.forward is detection_export._RPN_FORWARD
 
 
 @pytest.mark.parametrize("backbone", ["resnet18", "mobilenet_v3_large"])

@@ -13,8 +13,11 @@ Traced for export, torchvision writes two steps in ways ONNX Runtime runs slowly
   box (52,500 on a line frame), then keeps each level's best ``pre_nms_top_n`` by
   objectness. :func:`rpn_proposals` keeps them first, then makes and decodes the anchors
   of those only (3,100). Decoding is per box, so the kept boxes are the same numbers.
+  The ``maskrcnn`` type's inference calls it, eager and exported alike (training, which
+  needs every anchor for its losses, runs torchvision's RPN).
 
-:func:`traced_for_onnx` swaps these in while a model is traced; eager runs never see them.
+:func:`traced_for_onnx` swaps the first two in while a model is traced; eager runs never
+see them.
 The exported line model's outputs are bit-identical to the plain export's
 (test/core/test_runtimes.py checks the parity with torch); ONNX Runtime ran it in 33 ms
 against 39 (docs/models.md, "Faster around the network").
@@ -166,30 +169,18 @@ def rpn_proposals(rpn: RegionProposalNetwork, images: ImageList, features: dict[
     return proposals
 
 
-def _traced_rpn_forward(rpn: RegionProposalNetwork, images: ImageList, features: dict[str, torch.Tensor],
-                        targets: list[dict[str, torch.Tensor]] | None = None
-                        ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
-    if rpn.training:  # losses need every anchor
-        return _RPN_FORWARD(rpn, images, features, targets)
-    return rpn_proposals(rpn, images, features), {}
-
-
-_RPN_FORWARD = RegionProposalNetwork.forward
-
-
 @contextlib.contextmanager
 def traced_for_onnx() -> Iterator[None]:
-    """While tracing, torchvision's RoI level merge, batched NMS and RPN inference are
-    the faster exports above (all read at call time from their modules or class, so the
-    swap reaches torchvision's RPN and RoI heads); outside a trace, nothing changes. Should torchvision
+    """While tracing, torchvision's RoI level merge and batched NMS are the faster
+    exports above (both read at call time from their modules, so the swap reaches
+    torchvision's RPN and RoI heads); outside a trace, nothing changes. Should torchvision
     rename what is swapped, its own steps are exported."""
     if not torch.jit.is_tracing():
         yield
         return
     saved = []
     for module, name, new in ((poolers, "_onnx_merge_levels", gather_merge_levels),
-                              (box_ops, "batched_nms", _traced_batched_nms),
-                              (RegionProposalNetwork, "forward", _traced_rpn_forward)):
+                              (box_ops, "batched_nms", _traced_batched_nms)):
         if hasattr(module, name):
             saved.append((module, name, getattr(module, name)))
             setattr(module, name, new)

@@ -13,8 +13,9 @@
   model that runs on 2 CPU cores (torchvision's defaults are 256, 1024, 256).
 * ``dual_energy_ratio`` (optional) adds the X-ray log-ratio as an input channel of the
   first convolution, computed inside the network (``inputs.DerivedInputConv``).
-* Exported, its RoI level merge, batched NMS and RPN take the faster forms of
-  ``detection_export`` (same outputs).
+* At inference its RPN decodes only the anchors it keeps (``detection_export.rpn_proposals``);
+  exported, its RoI level merge and batched NMS take the faster forms there too (same
+  outputs).
 * The network's masks leave it unpasted, (N, 1, 28, 28) over each box; :func:`paste_masks`
   puts them in the image in numpy, for every runtime alike (in an ONNX graph torchvision's
   paste is a loop of small operators, one turn per detection: 3-5 ms a line frame).
@@ -47,7 +48,7 @@ from msseg_ros.core.segmentation.base import (
     require,
     visible_fractions,
 )
-from msseg_ros.core.segmentation.detection_export import traced_for_onnx
+from msseg_ros.core.segmentation.detection_export import rpn_proposals, traced_for_onnx
 from msseg_ros.core.segmentation.inputs import DerivedInputConv, validate_dual_energy
 from msseg_ros.core.segmentation.torch_base import (
     TorchSegmenter,
@@ -188,7 +189,7 @@ class _DetectionTuple(nn.Module):
         with traced_for_onnx():  # nothing changes outside a trace
             images, _ = net.transform([image])
             features = net.backbone(images.tensors)
-            proposals, _ = net.rpn(images, features)
+            proposals = rpn_proposals(net.rpn, images, features)  # torchvision's, with fewer anchors decoded
             detections, _ = net.roi_heads(features, proposals, images.image_sizes)
         out = detections[0]
         # the transform resized the image: boxes back to its own pixels, as torchvision's
