@@ -37,6 +37,15 @@ def test_the_ratio_names_the_metal_whatever_its_thickness():
     assert r.tolist() == [0.0, 0.0]
 
 
+def test_the_ratio_is_the_same_on_numpy_arrays_as_on_torch_tensors():
+    frame = SortingLineWorld(SortingLineConfig(seed=3)).render(0, 1500).image
+    on_torch = dual_energy_ratio(torch.from_numpy(frame[..., 1]), torch.from_numpy(frame[..., 2]), F, 0.02, 0.005)
+    on_numpy = dual_energy_ratio(frame[..., 1], frame[..., 2], F, 0.02, 0.005)
+    assert isinstance(on_numpy, np.ndarray) and on_numpy.dtype == np.float32 and on_numpy.shape == frame.shape[:2]
+    np.testing.assert_allclose(on_numpy, on_torch.numpy(), rtol=1e-6, atol=1e-7)
+    assert (on_numpy > 0).sum() > 1000 and ((on_numpy > 0) == (on_torch.numpy() > 0)).all()
+
+
 def test_the_ratio_on_rendered_frames_separates_nickel_from_zinc():
     world = SortingLineWorld(SortingLineConfig(seed=3))
     frame = world.render(0, 1500)

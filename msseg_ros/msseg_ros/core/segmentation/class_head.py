@@ -81,15 +81,11 @@ def instance_features(frame: np.ndarray, labels: np.ndarray, n: int, spectral_ch
     values = frame.reshape(-1, C)[pixels]
     ratio = None
     if dual_energy:
-        import torch
-
         from msseg_ros.core.segmentation.inputs import dual_energy_ratio
 
         r = dual_energy
-        ratio = dual_energy_ratio(torch.from_numpy(np.ascontiguousarray(values[:, r["low"]])),
-                                  torch.from_numpy(np.ascontiguousarray(values[:, r["high"]])),
-                                  float(r["full_scale"]), float(r["min_attenuation"]),
-                                  float(r["min_transmission"])).numpy()
+        ratio = dual_energy_ratio(values[:, r["low"]], values[:, r["high"]], float(r["full_scale"]),
+                                  float(r["min_attenuation"]), float(r["min_transmission"]))
     areas = np.bincount(lab.ravel(), minlength=n + 1)[1:]
     out = np.zeros((n, feature_count(C, spectral_channels, dual_energy)), np.float32)
     for k in range(n):
