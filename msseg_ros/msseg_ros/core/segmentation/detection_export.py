@@ -1,6 +1,7 @@
-"""Faster ONNX exports of torchvision's detection models (the ``maskrcnn`` type).
+"""Faster forms of torchvision's detection steps (the ``maskrcnn`` type).
 
-Traced for export, torchvision writes two steps in ways ONNX Runtime runs slowly:
+Three steps run slowly in ONNX Runtime as torchvision writes them, the first two only once
+traced for export:
 
 * Multi-scale RoIAlign puts each FPN level's results back in RoI order with a
   ScatterElements of the whole (R, C, S, S) block per level, which ONNX Runtime runs
@@ -20,7 +21,8 @@ Traced for export, torchvision writes two steps in ways ONNX Runtime runs slowly
 see them.
 The exported line model's outputs are bit-identical to the plain export's
 (test/core/test_runtimes.py checks the parity with torch); ONNX Runtime ran it in 33 ms
-against 39 (docs/models.md, "Faster around the network").
+against 39 with the first two, 52 against 67 with the third in another session
+(docs/models.md, "Faster around the network", "Fewer anchors decoded").
 """
 from __future__ import annotations
 
