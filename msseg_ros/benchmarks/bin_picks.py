@@ -1,7 +1,7 @@
 """Bin picking offline: how often the first pick a bin model ranks lifts an object.
 
     python msseg_ros/benchmarks/bin_picks.py [--piles 300] [--first-seed 1000] [--area-weights 1 0.15 0]
-        [--no-depth] [--loop N [--sim-seed S]]
+        [--no-depth | --depth-only] [--loop N [--sim-seed S]]
 
 Each pile is scene 0 of a simulated bin (``BinPileWorld``, seeds ``--first-seed`` on)
 from which a random number of instances was first lifted from the top, so fill levels
@@ -27,7 +27,11 @@ With depth, each failed pick of an object something lies on is
 counted by what the depth showed (``why_pinned``): ``pinned_seen`` (the picked mask's own
 edges showed the cover, yet no better candidate was left), ``pinned_split`` (they did not,
 the true object's edges did: the model split it and the piece picked lies away from what
-covers it) or ``pinned_unseen`` (neither did).
+covers it) or ``pinned_unseen`` (neither did). Each ``pinned_seen`` pick is counted once
+more by why no free object was picked instead (``why_no_free_pick``): ``seen_free_flagged``
+(one was detected, but the depth flagged its mask as covered), ``seen_free_tabu`` (detected,
+not flagged, but within the tabu radius of a failed spot), ``seen_free_missed``,
+``seen_no_free`` or ``seen_free_ranked_lower``.
 
 No ROS: the core the nodes call, on the same piles for every weight, so the weights
 compare like for like. A 60-s ``msseg run bin_picking`` adds the loop (the next frame
@@ -67,6 +71,12 @@ def emptied_from_the_top(pile: Pile, count: int, rng: np.random.Generator) -> No
         pile.pick(float(u), float(v), cup_radius_px=1)
 
 
+def _free_visible(pile: Pile, labels: np.ndarray) -> list[int]:
+    """Ids of the visible instances nothing lies on."""
+    pinned = pile.occluded_ids(labels)
+    return [i for i in np.unique(labels).tolist() if i and i not in pinned]
+
+
 def depth_ranked(inst, height: np.ndarray | None, depth_ranking: DepthRanking, filters: Filters) -> np.ndarray:
     """The candidates of one frame's instances as the grasp selector ranks them: with a
     height map, on their masks' tops by depth, and the depth's own blobs when the model
@@ -101,6 +111,7 @@ def run_loop(pile: Pile, predict, rank, heights, noise_rng: np.random.Generator,
                 break
             tabu.clear()  # every candidate failed before: start over
             continue
+        free = _free_visible(pile, view["labels"]) if explain is not None else []
         out = pile.pick(float(fresh[0]["u"]), float(fresh[0]["v"]), cup)
         c["attempts"] += 1
         if out.success:
@@ -110,8 +121,11 @@ def run_loop(pile: Pile, predict, rank, heights, noise_rng: np.random.Generator,
         else:
             c["bin_bottom" if out.instance is None else "pinned" if not out.unoccluded else "poor_contact"] += 1
             if explain is not None and out.instance is not None and not out.unoccluded and len(inst):
-                c[why_pinned(int(fresh[0]["instance"]), inst.labels, out.instance, view["labels"], height,
-                             explain)] += 1
+                why = why_pinned(int(fresh[0]["instance"]), inst.labels, out.instance, view["labels"], height,
+                                 explain)
+                c[why] += 1
+                if why == "pinned_seen":
+                    c[why_no_free_pick(det, inst.labels, free, view["labels"], height, explain, tabu, radius_px)] += 1
             tabu.append((float(fresh[0]["u"]), float(fresh[0]["v"])))
             streak += 1
             c["longest_failure_run"] = max(c["longest_failure_run"], streak)
@@ -132,6 +146,46 @@ def why_pinned(chosen: int, labels: np.ndarray, true_id: int, true_labels: np.nd
     return "pinned_split" if true[true_id] > ranking.max_covered else "pinned_unseen"
 
 
+def _depth_arms(args: argparse.Namespace) -> tuple[bool, ...]:
+    """Which rankings to measure: without depth, with it, or both."""
+    return (False,) if args.no_depth else (True,) if args.depth_only else (False, True)
+
+
+def why_no_free_pick(det: np.ndarray, labels: np.ndarray, free: list[int], true_labels: np.ndarray,
+                     height: np.ndarray, ranking: DepthRanking, tabu: list[tuple[float, float]],
+                     radius_px: float) -> str:
+    """A ``pinned_seen`` pick: why no object free of cover was picked instead.
+    ``seen_free_flagged``: one was detected (a mask at IoU >= 0.5 with it) but the depth
+    flagged that mask as covered; ``seen_free_tabu``: one was detected, not flagged, but its
+    pick pixel was within the bridge's tabu radius of a failed spot;
+    ``seen_free_ranked_lower``: one was detected, neither flagged nor tabu, yet ranked below
+    (not expected: the ranking puts flagged masks last); ``seen_free_missed``: none was
+    detected (or it was filtered out); ``seen_no_free``: every visible object was covered.
+    Where free objects differ, the first of ranked_lower, tabu, flagged is named.
+    ``det``: the frame's ranked candidates; ``tabu``: the failed spots before this pick."""
+    if not free:
+        return "seen_no_free"
+    own = covered_share(labels, height, ranking.step, ranking.reach_px)
+    rows = {int(r["instance"]): r for r in det}
+    causes = set()
+    for f in free:
+        truth = true_labels == f
+        ids, counts = np.unique(labels[truth], return_counts=True)
+        for i, n in zip(ids.tolist(), counts.tolist(), strict=True):
+            if i == 0 or i not in rows or n / float((truth | (labels == i)).sum()) < 0.5:
+                continue
+            if own[i] > ranking.max_covered:
+                causes.add("seen_free_flagged")
+            elif any(math.hypot(rows[i]["u"] - x, rows[i]["v"] - y) < radius_px for x, y in tabu):
+                causes.add("seen_free_tabu")
+            else:
+                causes.add("seen_free_ranked_lower")
+    for cause in ("seen_free_ranked_lower", "seen_free_tabu", "seen_free_flagged"):
+        if cause in causes:
+            return cause
+    return "seen_free_missed"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--piles", type=int, default=300)
@@ -139,7 +193,9 @@ def main() -> None:
     ap.add_argument("--weights", default="bin_picking_bicameral", help="checkpoint or shipped model name")
     ap.add_argument("--area-weights", type=float, nargs="+", default=[1.0, 0.15, 0.0],
                     help="affordance area weights w to compare (s1 + w s2)")
-    ap.add_argument("--no-depth", action="store_true", help="only the ranking without depth")
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--no-depth", action="store_true", help="only the ranking without depth")
+    which.add_argument("--depth-only", action="store_true", help="only the ranking with depth")
     ap.add_argument("--loop", type=int, default=0, metavar="N",
                     help="the closed loop on the cell's first N bins instead of first picks")
     ap.add_argument("--sim-seed", type=int, default=0,
@@ -155,7 +211,7 @@ def main() -> None:
     depth_ranking = DepthRanking.from_params(selector.depth)
     cup = BinScorer().cup_radius_px
     outcomes = {(w, d): collections.Counter() for w in args.area_weights
-                for d in ((False,) if args.no_depth else (False, True))}
+                for d in _depth_arms(args)}
     rng = np.random.default_rng(0)
     noise_rng = np.random.default_rng(1)
     config = BinPileConfig()
@@ -174,7 +230,7 @@ def main() -> None:
         for w in args.area_weights:
             seg.config["area_weight"] = w
             inst = seg(view["rgb"])
-            for with_depth in (False,) if args.no_depth else (False, True):
+            for with_depth in _depth_arms(args):
                 det = depth_ranked(inst, height if with_depth else None, depth_ranking, filters)
                 if len(det) == 0:
                     outcomes[w, with_depth]["no_candidate"] += 1
@@ -203,7 +259,7 @@ def _loop(args: argparse.Namespace, seg, filters: Filters, depth_ranking: DepthR
     totals = {}
     for w in args.area_weights:
         seg.config["area_weight"] = w
-        for with_depth in (False,) if args.no_depth else (False, True):
+        for with_depth in _depth_arms(args):
             def rank(inst, height, with_depth=with_depth):
                 return depth_ranked(inst, height if with_depth else None, depth_ranking, filters)
 

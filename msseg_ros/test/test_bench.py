@@ -96,6 +96,9 @@ def test_bin_picks_closed_loop_accounts_for_every_attempt(tmp_path):
     why = result["figures"]["outcomes"]["w0.1_depth"]  # each pinned pick with depth, explained once
     explained = sum(why.get(k, 0) for k in ("pinned_seen", "pinned_split", "pinned_unseen"))
     assert explained == why.get("pinned", 0)
+    seen = sum(why.get(k, 0) for k in ("seen_free_flagged", "seen_free_tabu", "seen_free_missed", "seen_no_free",
+                                     "seen_free_ranked_lower"))
+    assert seen == why.get("pinned_seen", 0)  # and each seen cover, once more by why no free pick
     assert not any(k.startswith("pinned_") for k in result["figures"]["outcomes"]["w0.1"])  # RGB only: not asked
 
 

@@ -203,17 +203,23 @@ def test_apply_depth_stands_the_blobs_in_only_for_an_empty_frame():
     assert len(moved) == 1 and moved["area"][0] == 200 and moved["score"][0] == pytest.approx(0.9)
 
 
-def test_why_pinned_tells_a_split_object_from_a_seen_cover():
-    """bin_picks.why_pinned: a mask whose own edge meets the higher object is 'seen'; a
-    piece of the covered object away from the cover is 'split' (its true mask's edge
-    meets the cover); nothing higher anywhere is 'unseen'."""
+def _bin_picks():
+    """The benchmark module msseg_ros/benchmarks/bin_picks.py (a script, not a package)."""
     import importlib.util
 
     from conftest import ROOT
 
     spec = importlib.util.spec_from_file_location("bin_picks", ROOT / "benchmarks" / "bin_picks.py")
-    bin_picks = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bin_picks)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_why_pinned_tells_a_split_object_from_a_seen_cover():
+    """bin_picks.why_pinned: a mask whose own edge meets the higher object is 'seen'; a
+    piece of the covered object away from the cover is 'split' (its true mask's edge
+    meets the cover); nothing higher anywhere is 'unseen'."""
+    bin_picks = _bin_picks()
     height = np.zeros((20, 30))
     height[5:15, 2:28] = 0.01  # object 1, a bar
     height[2:18, 22:26] = 0.03  # object 2 lies across its right end
@@ -228,3 +234,27 @@ def test_why_pinned_tells_a_split_object_from_a_seen_cover():
     assert bin_picks.why_pinned(2, pieces, 1, truth, height, ranking) == "pinned_seen"
     flat = np.where(truth > 0, 0.01, 0.0)
     assert bin_picks.why_pinned(1, pieces, 1, truth, flat, ranking) == "pinned_unseen"
+
+
+def test_why_no_free_pick_names_what_kept_the_free_object_from_being_picked():
+    """bin_picks.why_no_free_pick: the free object detected but its mask flagged as covered
+    (a higher pixel at its edge), detected but tabu, detected and neither, not detected, or
+    no free object."""
+    from msseg_ros.core import tables
+
+    bin_picks = _bin_picks()
+    truth = np.zeros((20, 40), np.int32)
+    truth[5:15, 5:15] = 1  # the free object
+    height = np.where(truth > 0, 0.01, 0.0)
+    det = tables.empty(tables.DETECTIONS, 1)
+    det[0]["instance"], det[0]["u"], det[0]["v"] = 1, 10.0, 10.0
+    ranking = DepthRanking(step=0.005, reach_px=3, max_covered=0.02)
+    args = (det, truth, [1], truth)
+    assert bin_picks.why_no_free_pick(*args, height, ranking, [], 7.5) == "seen_free_ranked_lower"
+    assert bin_picks.why_no_free_pick(*args, height, ranking, [(12.0, 12.0)], 7.5) == "seen_free_tabu"
+    raised = height.copy()
+    raised[5:15, 15:19] = 0.03  # its raised part, left out of the mask, looks like a cover
+    assert bin_picks.why_no_free_pick(*args, raised, ranking, [], 7.5) == "seen_free_flagged"
+    missed = np.zeros_like(truth)
+    assert bin_picks.why_no_free_pick(det, missed, [1], truth, height, ranking, [], 7.5) == "seen_free_missed"
+    assert bin_picks.why_no_free_pick(det, truth, [], truth, height, ranking, [], 7.5) == "seen_no_free"
