@@ -44,7 +44,7 @@ NODE_EXECUTABLES = (
 #: Per cell: its sensor node, and the default segmenter and robot.
 CELL_DEFAULTS = {
     "sorting_line": {"sensor": "line_scanner", "segmenter": "maskrcnn", "robot": "delta"},
-    "bin_picking": {"sensor": "camera", "segmenter": "bicameral", "robot": "fanuc"},
+    "bin_picking": {"sensor": "camera", "segmenter": "maskrcnn", "robot": "fanuc"},
 }
 
 #: frames a replay's segmenter keeps waiting (its ``input_depth``; live: 1, the newest):

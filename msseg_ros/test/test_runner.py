@@ -56,6 +56,20 @@ def test_set_on_segmenter_reaches_every_shard():
         parse_sets(["segmenter.colour=1"], spec)
 
 
+def test_report_header_names_the_model_type_the_segmenters_ran():
+    """A run's report says which segmenter model type ran: the graph's, or the one a
+    ``--set segmenter.model.type=...`` put over it (on every shard)."""
+    from msseg_ros.cli.graph_commands import _report_header
+
+    spec = describe("bin_picking")
+    assert _report_header(spec, {}, False, {})["segmenter"] == "maskrcnn"
+    header = _report_header(spec, parse_sets(["segmenter.model.type=bicameral"], spec), True, {"camera": 1})
+    assert header["segmenter"] == "bicameral" and header["one_process"] and header["restarts"] == {"camera": 1}
+    sharded = describe("sorting_line", shards=2)
+    assert _report_header(sharded, parse_sets(["segmenter.model.type=classic"], sharded), False, {})[
+        "segmenter"] == "classic"
+
+
 def test_dds_profile_respects_the_users_choice():
     assert dds_environment({"FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"}) == {}
     env = dds_environment({})
@@ -226,7 +240,7 @@ def test_cli_help_and_graph():
 
     g = json.loads(out.stdout)
     assert [n["name"] for n in g["nodes"]] == ["camera", "segmenter", "grasp_selector", "robot_bridge"]
-    assert g["robot"] == "fanuc" and g["segmenter"] == "bicameral"
+    assert g["robot"] == "fanuc" and g["segmenter"] == "maskrcnn"
     assert os.path.basename(g["params_files"][0]) == "bin_picking.yaml"
 
 

@@ -44,7 +44,7 @@ def _graph_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("cell", choices=CELLS)
     p.add_argument("--mode", choices=MODES, default="sim")
     p.add_argument("--segmenter", choices=SEGMENTERS, default=None,
-                   help="model type (default: maskrcnn on the line, bicameral for bins)")
+                   help="model type (default: maskrcnn; bicameral is seed 001's bin model)")
     p.add_argument("--robot", choices=ROBOTS, default=None,
                    help="robot backend (default: delta on the line, fanuc for bins)")
     p.add_argument("--bag", default=None, help="rosbag2 to replay (replay mode)")
@@ -159,9 +159,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         clean_stale_segments()
         console.print(monitor.table())
         if args.report:
-            header = {"cell": spec.cell, "mode": spec.mode, "segmenter": spec.segmenter, "robot": spec.robot,
-                      "one_process": args.one_process, "hosted_nodes": [n.name for n in spec.nodes],
-                      "restarts": runner.restarts, "node_died": {"node": exc.node, "exit_code": exc.code}}
+            header = {**_report_header(spec, sets, args.one_process, runner.restarts),
+                      "node_died": {"node": exc.node, "exit_code": exc.code}}
             files = monitor.write_report(args.report, header)
             print(f"msseg run: report in {args.report}: {', '.join(files)}", file=sys.stderr)
         print(f"msseg run: {exc}; stopped the graph", file=sys.stderr)
@@ -173,9 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if runner.restarts:
         print("msseg run: restarted " + ", ".join(f"{n} x{k}" for n, k in runner.restarts.items()), file=sys.stderr)
     if args.report:
-        header = {"cell": spec.cell, "mode": spec.mode, "segmenter": spec.segmenter, "robot": spec.robot,
-                  "one_process": args.one_process, "hosted_nodes": [n.name for n in spec.nodes],
-                  "restarts": runner.restarts}
+        header = _report_header(spec, sets, args.one_process, runner.restarts)
         files = monitor.write_report(args.report, header)
         print(f"msseg run: report in {args.report}: {', '.join(files)}", file=sys.stderr)
     bad = {n: c for n, c in codes.items() if c != 0}
@@ -185,6 +182,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     print(f"msseg run: stopped {len(codes)} node(s) cleanly", file=sys.stderr)
     return 0
+
+
+def _report_header(spec: GraphSpec, sets: dict[str, dict], one_process: bool, restarts: dict) -> dict:
+    """What a run's report says of its graph. ``segmenter`` is the model type the
+    segmenters ran: the graph's, or a ``--set segmenter.model.type=...`` over it."""
+    types = {v["model.type"] for n, v in sets.items() if n.split("_")[0] == "segmenter" and "model.type" in v}
+    return {"cell": spec.cell, "mode": spec.mode, "segmenter": ",".join(sorted(types)) or spec.segmenter,
+            "robot": spec.robot, "one_process": one_process, "hosted_nodes": [n.name for n in spec.nodes],
+            "restarts": restarts}
 
 
 def preflight(spec: GraphSpec) -> None:

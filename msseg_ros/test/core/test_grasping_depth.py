@@ -203,6 +203,34 @@ def test_apply_depth_stands_the_blobs_in_only_for_an_empty_frame():
     assert len(moved) == 1 and moved["area"][0] == 200 and moved["score"][0] == pytest.approx(0.9)
 
 
+def test_detections_on_the_floor_are_dropped_and_the_blobs_stand_in_when_only_those_are_left():
+    """``min_pick_height``: a detection whose pick pixel lies on the work plane (a model
+    seeing an object in the bin's texture) is dropped and counted; when every detection
+    is such, the depth's blobs stand in (``from_blobs``); 0 keeps them all."""
+    import collections
+
+    height = np.zeros((40, 60))
+    height[10:30, 30:50] = 0.02  # the one object, which the model misses
+    labels = np.zeros((40, 60), np.uint16)
+    labels[5:15, 2:12] = 1  # two detections on the bare floor
+    labels[25:35, 2:12] = 2
+    floor = Instances.from_labels(labels, [1, 1], [0.9, 0.8])
+    rule = DepthRanking(fallback_height=0.005, min_pick_height=0.005)
+    moved, ev = apply_depth(floor.to_table(), floor.labels, height, rule)
+    assert ev.from_blobs and len(moved) == 1 and moved["area"][0] == 400  # the object, from the depth
+    assert height[int(moved["v"][0]), int(moved["u"][0])] == pytest.approx(0.02)
+    labels[10:30, 30:50] = 3  # now the model finds the object too
+    mixed = Instances.from_labels(labels, [1, 1, 1], [0.9, 0.8, 0.5])
+    moved, ev = apply_depth(mixed.to_table(), mixed.labels, height, rule)
+    assert not ev.from_blobs and len(moved) == 3
+    counters: collections.Counter = collections.Counter()
+    kept = ranked(moved, Filters(), counters, depth=(rule, ev))
+    assert list(kept["instance"]) == [3] and counters["below_min_pick_height"] == 2
+    off = DepthRanking(fallback_height=0.005)  # min_pick_height 0: the floor's detections stay, ranked lower
+    moved, ev = apply_depth(mixed.to_table(), mixed.labels, height, off)
+    assert list(ranked(moved, Filters(), depth=(off, ev))["instance"]) == [3, 1, 2]
+
+
 def _bin_picks():
     """The benchmark module msseg_ros/benchmarks/bin_picks.py (a script, not a package)."""
     import importlib.util

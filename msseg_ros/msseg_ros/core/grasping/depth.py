@@ -64,6 +64,8 @@ class DepthRanking:
         fallback_height: m; a frame without detections takes the height map's blobs
             higher than this as detections (:func:`height_blobs`); 0: off.
         fallback_min_area: px; smaller blobs are left out.
+        min_pick_height: m; a candidate whose pick pixel lies lower than this above the
+            work plane is the bin's floor, not an object (:func:`below_floor`); 0: off.
     """
 
     step: float = _SCHEMA.default("depth.step")
@@ -73,21 +75,26 @@ class DepthRanking:
     top_band: float = _SCHEMA.default("depth.top_band")
     fallback_height: float = _SCHEMA.default("depth.fallback_height")
     fallback_min_area: int = _SCHEMA.default("depth.fallback_min_area")
+    min_pick_height: float = _SCHEMA.default("depth.min_pick_height")
 
     @classmethod
     def from_params(cls, depth: Any) -> DepthRanking:
         """From the grasp selector's ``depth`` parameter group."""
         return cls(float(depth.step), int(depth.reach_px), float(depth.max_covered), float(depth.height_weight),
-                   float(depth.top_band), float(depth.fallback_height), int(depth.fallback_min_area))
+                   float(depth.top_band), float(depth.fallback_height), int(depth.fallback_min_area),
+                   float(depth.min_pick_height))
 
 
 @dataclass(frozen=True)
 class DepthEvidence:
     """Per instance of one frame (index = instance id, 0 unused): ``covered`` share and
-    pick ``height`` above the work plane, m (NaN where the depth had no value)."""
+    pick ``height`` above the work plane, m (NaN where the depth had no value).
+    ``from_blobs``: the rows are the depth's own blobs, standing in for the model's
+    detections (:func:`apply_depth`)."""
 
     covered: np.ndarray
     height: np.ndarray
+    from_blobs: bool = False
 
     def for_rows(self, instance_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(covered, height) of the given instance ids; ids the label image lacks get
@@ -266,13 +273,30 @@ def apply_depth(detections: np.ndarray, labels: np.ndarray, height: np.ndarray,
                 ranking: DepthRanking) -> tuple[np.ndarray, DepthEvidence]:
     """One frame's detections with their pick pixels on their masks' tops
     (:func:`top_pick_points`, ``ranking.top_band``) and the depth evidence for them.
-    With no detections and ``ranking.fallback_height`` > 0, the height map's own blobs
-    (:func:`height_blobs`) take their place: then the rows returned are blobs (their
-    ``instance`` a blob id, not a value of ``labels``)."""
-    if len(detections) == 0 and ranking.fallback_height > 0:
-        detections, labels = height_blobs(height, ranking.fallback_height, ranking.fallback_min_area)
+    With ``ranking.fallback_height`` > 0 and no detections, or only detections on the
+    floor (:func:`below_floor`: a model that sees objects in the bin's texture), the
+    height map's own blobs (:func:`height_blobs`) take their place: then the rows returned
+    are blobs (their ``instance`` a blob id, not a value of ``labels``; the evidence's
+    ``from_blobs`` is set)."""
     moved = top_pick_points(detections, labels, height, ranking.top_band)
-    return moved, depth_evidence(moved, labels, height, ranking)
+    evidence = depth_evidence(moved, labels, height, ranking)
+    if ranking.fallback_height > 0 and below_floor(moved, evidence, ranking).all():
+        blobs, blob_labels = height_blobs(height, ranking.fallback_height, ranking.fallback_min_area)
+        moved = top_pick_points(blobs, blob_labels, height, ranking.top_band)
+        evidence = depth_evidence(moved, blob_labels, height, ranking)
+        evidence = DepthEvidence(evidence.covered, evidence.height, from_blobs=True)
+    return moved, evidence
+
+
+def below_floor(rows: np.ndarray, evidence: DepthEvidence, ranking: DepthRanking) -> np.ndarray:
+    """(N,) bool: the rows (``tables.DETECTIONS``) whose pick pixel lies lower than
+    ``ranking.min_pick_height`` above the work plane; all False when that is 0, and False
+    where the depth has no value (no evidence either way)."""
+    if ranking.min_pick_height <= 0:
+        return np.zeros(len(rows), bool)
+    _, pick = evidence.for_rows(rows["instance"])
+    with np.errstate(invalid="ignore"):
+        return pick < ranking.min_pick_height
 
 
 def height_blobs(height: np.ndarray, min_height: float, min_area_px: int,

@@ -43,7 +43,7 @@ import numpy as np
 from msseg_ros.core import tables
 from msseg_ros.core.errors import ConfigError
 from msseg_ros.core.geometry.camera import CameraModel, Plane, Pose, pixels_to_plane
-from msseg_ros.core.grasping.depth import DepthEvidence, DepthRanking
+from msseg_ros.core.grasping.depth import DepthEvidence, DepthRanking, below_floor
 from msseg_ros.core.params.nodes import GRASP_SELECTOR as _SCHEMA
 
 #: a frame's depth evidence and the ranking that uses it
@@ -120,9 +120,15 @@ def ranked(det: np.ndarray, f: Filters, counters: collections.Counter[Any] | Non
            depth: DepthOrder | None = None) -> np.ndarray:
     """The detections (``tables.DETECTIONS`` rows, pixels) the grasp selector keeps, best
     pick first: what a camera cell's candidates are made of, in their order. With
-    ``depth`` (the frame's depth evidence and how to use it): instances something lies on
+    ``depth`` (the frame's depth evidence and how to use it): candidates on the floor dropped
+    (``depth.min_pick_height``, counted: below_min_pick_height), instances something lies on
     last, then by the model's key plus the weighted pick height (core.grasping.depth)."""
-    det = _filter(det, f, collections.Counter() if counters is None else counters)
+    counters = collections.Counter() if counters is None else counters
+    det = _filter(det, f, counters)
+    if depth is not None:
+        floor = below_floor(det, depth[1], depth[0])
+        counters["below_min_pick_height"] += int(floor.sum())
+        det = det[~floor]
     return det[_rank(det, f, depth)]
 
 

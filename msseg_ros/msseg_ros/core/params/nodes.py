@@ -305,6 +305,10 @@ GRASP_SELECTOR = Schema(
               "misses must not stop the cell; the camera must see only the bin). 0: off.", min=0.0, max=1.0),
         Param("depth.fallback_min_area", T.INT, 30, "Depth blobs smaller than this are no candidates, px.",
               min=1, max=10_000_000),
+        Param("depth.min_pick_height", T.FLOAT, 0.0, "Candidates whose pick point lies lower than this above "
+              "the work plane are the floor, not objects: dropped (counted: below_min_pick_height); when "
+              "every detection is, the depth's own blobs stand in (depth.fallback_height), m. 0: off.",
+              min=0.0, max=1.0),
     ],
 )
 

@@ -8,8 +8,10 @@ belt position buffer) or camera/camera_info (camera: detections wait for it up t
 only case that needs the label image): detections wait up to ``depth.wait`` for both of
 their frame (same stamp), then rank by what lies on what and how high
 (core.grasping.depth); those that waited in vain rank without depth and are counted.
-With ``depth.fallback_height`` > 0, a frame without detections takes the depth's blobs
-as candidates (counted: depth_fallback_frames, depth_fallback_candidates).
+With ``depth.min_pick_height`` > 0, candidates on the floor are dropped (counted:
+below_min_pick_height). With ``depth.fallback_height`` > 0, a frame without detections,
+or with only detections on the floor, takes the depth's blobs as candidates (counted:
+depth_fallback_frames, depth_fallback_candidates).
 Publishes grasps/candidates (msseg_interfaces/PickCandidateArray, frame ``world``, the
 input's stamp), grasps/poses (same order, tool z down) and grasps/markers.
 The geometry and ranking live in msseg_ros.core.grasping.select.
@@ -180,7 +182,7 @@ class GraspSelectorNode(MssegNode):
                 self._heights = HeightMapper(self.camera, self.camera_pose, self.plane)
             heights = self._heights(image_to_array(depth_msg))
             moved, evidence = apply_depth(det, image_to_array(label_msg), heights, self.depth_ranking)
-            if len(det) == 0 and len(moved):  # the model saw nothing; the depth's blobs stand in
+            if evidence.from_blobs and len(moved):  # the model saw nothing (or only the floor): blobs stand in
                 self.counters["depth_fallback_frames"] += 1
                 self.counters["depth_fallback_candidates"] += len(moved)
         except (ImageCodecError, DepthImageError) as exc:
