@@ -27,9 +27,11 @@ pack() {
 ( sleep $DEADLINE; log "deadline: packing what exists"; pack ) &
 P_DEADLINE=$!
 
+# test data in the background; the jobs below wait for its marker (a subshell cannot `wait`
+# for a sibling: on 2026-12-05 the evals ran only because the data happened to be done)
 ( $M sim-data bin_picking --out data/bins_test --count $N_BT --seed 97 --split 0,0,1 --workers 2 &&
-  $M sim-data sorting_line --out data/sl_cuda --count $N_SLT --seed 98 --split 0,0,1 --workers 2 ) > $L/data_test.log 2>&1 &
-P_TEST=$!
+  $M sim-data sorting_line --out data/sl_cuda --count $N_SLT --seed 98 --split 0,0,1 --workers 2 &&
+  touch runs/.test_data_ok ) > $L/data_test.log 2>&1 &
 $M sim-data bin_picking --out data/gb5_train --count $N_B --seed 25 --split 0.95,0.05,0 --workers $W > $L/data_bins.log 2>&1 \
   || log "bins data FAILED"
 log "bins data done; two trainings start"
@@ -41,7 +43,7 @@ train_bins() {  # name size seed
       --set train.seed=$3 --set model.score_threshold=0.05 --set model.min_size=$2 --set model.max_size=$2 \
       --set out=runs/$1 > $L/$1.log 2>&1
   log "$1 trained ($?)"
-  wait $P_TEST
+  until [ -e runs/.test_data_ok ]; do sleep 2; done
   $M eval runs/$1/model.safetensors --data data/bins_test/annotations/test.json --device $DEV \
       --out runs/$1/eval_test > $L/$1_eval.log 2>&1
   log "$1 eval done ($?)"
@@ -54,7 +56,7 @@ P_B=$!
 P_MON=$!
 wait $P_A $P_B
 # #15 on CUDA: the shipped line model, torch eager, alone on the GPU
-wait $P_TEST
+until [ -e runs/.test_data_ok ]; do sleep 2; done
 $M eval sorting_line_maskrcnn --data data/sl_cuda/annotations/test.json --device $DEV --out runs/line_cuda \
     > $L/line_cuda.log 2>&1
 log "line CUDA eval done ($?)"

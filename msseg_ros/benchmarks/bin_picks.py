@@ -111,7 +111,6 @@ def run_loop(pile: Pile, predict, rank, heights, noise_rng: np.random.Generator,
                 break
             tabu.clear()  # every candidate failed before: start over
             continue
-        free = _free_visible(pile, view["labels"]) if explain is not None else []
         out = pile.pick(float(fresh[0]["u"]), float(fresh[0]["v"]), cup)
         c["attempts"] += 1
         if out.success:
@@ -124,8 +123,9 @@ def run_loop(pile: Pile, predict, rank, heights, noise_rng: np.random.Generator,
                 why = why_pinned(int(fresh[0]["instance"]), inst.labels, out.instance, view["labels"], height,
                                  explain)
                 c[why] += 1
-                if why == "pinned_seen":
-                    c[why_no_free_pick(det, inst.labels, free, view["labels"], height, explain, tabu, radius_px)] += 1
+                if why == "pinned_seen":  # a failed pick leaves the pile as it was: its free objects still are
+                    c[why_no_free_pick(det, inst.labels, _free_visible(pile, view["labels"]), view["labels"], height,
+                                       explain, tabu, radius_px)] += 1
             tabu.append((float(fresh[0]["u"]), float(fresh[0]["v"])))
             streak += 1
             c["longest_failure_run"] = max(c["longest_failure_run"], streak)
