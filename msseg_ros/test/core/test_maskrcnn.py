@@ -80,5 +80,10 @@ def test_masks_are_pasted_as_torchvision_pastes_them():
     assert out["masks"].shape[1:] == (1, 28, 28) and len(out["masks"]) > 0
     for key in ("boxes", "labels", "scores"):
         assert torch.equal(out[key], expected[key])
-    np.testing.assert_array_equal(paste_masks(out["masks"][:, 0].numpy(), out["boxes"].numpy(), (72, 88), 0.5),
-                                  expected["masks"][:, 0].numpy() > 0.5)
+    # the two forward passes may differ in a logit's last bit: a pixel within 1e-4 of the
+    # threshold may then fall either way (random weights put many there)
+    probs = expected["masks"][:, 0].numpy()
+    clear = np.abs(probs - 0.5) > 1e-4
+    assert clear.mean() > 0.99
+    np.testing.assert_array_equal(paste_masks(out["masks"][:, 0].numpy(), out["boxes"].numpy(), (72, 88), 0.5)[clear],
+                                  (probs > 0.5)[clear])

@@ -58,6 +58,7 @@ from msseg_ros.core.segmentation.torch_base import (
 
 if TYPE_CHECKING:
     from msseg_ros.core.learning.options import Adversarial, TrainingContext
+    from msseg_ros.core.segmentation.maskrcnn_contact import MaskContactLoss
     from msseg_ros.core.segmentation.maskrcnn_gan import MaskRCNNAdversary
 
 #: the score threshold inside the network: low, so that the node (model.score_threshold)
@@ -102,6 +103,10 @@ DEFAULT_CONFIG = {
     # (core/segmentation/inputs.py): null (off), or a mapping of DUAL_ENERGY_DEFAULTS keys
     # ({} = the sorting line's channels 1 and 2)
     "dual_energy_ratio": None,
+    # training only (maskrcnn_contact): mask-loss pixels within mask_contact_px (input px,
+    # after the resize) of where two instances meet count 1 + mask_contact_weight times; 0: off
+    "mask_contact_weight": 0.0,
+    "mask_contact_px": 2,
 }
 
 
@@ -236,11 +241,13 @@ def paste_masks(probs: np.ndarray, boxes: np.ndarray, shape: tuple[int, int], th
 
 class MaskRCNNSegmenter(TorchSegmenter):
     """torchvision's Mask R-CNN for C channels (seed 000). In training the network returns
-    its own losses (RPN objectness and box, RoI classifier, box and mask)."""
+    its own losses (RPN objectness and box, RoI classifier, box and mask; with
+    ``mask_contact_weight`` > 0 also ``loss_mask_contact``, see ``maskrcnn_contact``)."""
 
     type_name = "maskrcnn"
     default_config = DEFAULT_CONFIG
     param_group = "maskrcnn"
+    _contact_loss: MaskContactLoss | None = None  # made on the first training step that needs it
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -257,6 +264,8 @@ class MaskRCNNSegmenter(TorchSegmenter):
         require(cfg, "merge_parts", (int, float), lambda v: 0 <= v <= 1)
         require(cfg, "rpn_pre_nms_top_n_test", int, lambda v: v >= 1)
         require(cfg, "rpn_post_nms_top_n_test", int, lambda v: 1 <= v <= cfg["rpn_pre_nms_top_n_test"])
+        require(cfg, "mask_contact_weight", (int, float), lambda v: 0 <= v <= 100)
+        require(cfg, "mask_contact_px", int, lambda v: 1 <= v <= 16)
         for key in ("fpn_channels", "box_representation", "mask_channels"):
             require(cfg, key, int, lambda v: 8 <= v <= 4096)
         require_normalisation(cfg, c)
@@ -300,7 +309,16 @@ class MaskRCNNSegmenter(TorchSegmenter):
         dev = self._device
         images = [im.to(dev, non_blocking=True) for im in images]
         targets = [{k: v.to(dev, non_blocking=True) for k, v in tg.items()} for tg in targets]
-        return self.net(images, targets)
+        weight = float(self.config["mask_contact_weight"])
+        if weight <= 0:
+            return self.net(images, targets)
+        if self._contact_loss is None:
+            from msseg_ros.core.segmentation.maskrcnn_contact import MaskContactLoss
+
+            self._contact_loss = MaskContactLoss(self.net, weight, int(self.config["mask_contact_px"]))
+        losses = self.net(images, targets)
+        losses["loss_mask_contact"] = self._contact_loss.loss()
+        return losses
 
     def adversary(self, weights: Adversarial, seed: int) -> MaskRCNNAdversary:
         """Box and mask critics (seed 002; see ``maskrcnn_gan``)."""
