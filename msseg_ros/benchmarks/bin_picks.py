@@ -19,9 +19,9 @@ core.grasping.depth) on the camera's depth image with the sim's sensor noise.
 ``--loop N``: the closed loop instead, offline, on the cell's simulated bins (seed
 ``--sim-seed``, the cell's default 0; scenes 0 .. N-1, each full at the start, as
 ``msseg run bin_picking --mode sim`` meets them): frame, segment, rank, skip candidates
-within the FANUC bridge's tabu radius of a failed pick (its rule: every failed spot until
-a pick succeeds, then the last 5; all tabu: start over), pick, until the pile is empty
-or 4 attempts per instance were made. The success rate is picks that lifted over
+within the FANUC bridge's tabu radius of a failed pick (its rule, core.robots.tabu: every
+failed spot until a pick succeeds, then the last 5; all tabu: start over), pick, until the
+pile is empty or 4 attempts per instance were made. The success rate is picks that lifted over
 attempts, as cell_sim scores the run.
 With depth, each failed pick of an object something lies on is
 counted by what the depth showed (``why_pinned``): ``pinned_seen`` (the picked mask's own
@@ -39,7 +39,6 @@ after each pick, the bridge's tabu on failed spots) and its timing.
 """
 import argparse
 import collections
-import math
 
 import numpy as np
 from tqdm import tqdm
@@ -50,6 +49,7 @@ from msseg_ros.core.grasping.depth import DepthRanking, HeightMapper, apply_dept
 from msseg_ros.core.grasping.select import Filters, ranked
 from msseg_ros.core.params.files import node_parameters
 from msseg_ros.core.robots.backends import FanucBackend
+from msseg_ros.core.robots.tabu import TabuSpots
 from msseg_ros.core.segmentation.loading import load_segmenter
 from msseg_ros.core.sensing.sources import SimSource
 from msseg_ros.core.sim.bin_pile import BinPileConfig, BinPileWorld, Pile
@@ -95,8 +95,7 @@ def run_loop(pile: Pile, predict, rank, heights, noise_rng: np.random.Generator,
 
     ``explain``: the depth ranking in use; each pick of an object something lies on is then
     counted by what the depth showed (:func:`why_pinned`)."""
-    radius_px = FanucBackend.TABU_RADIUS_M / pile.config.pixel_size
-    tabu: list[tuple[float, float]] = []
+    tabu = TabuSpots(FanucBackend.TABU_RADIUS_M / pile.config.pixel_size, FanucBackend.TABU_LENGTH)
     c: collections.Counter = collections.Counter()
     streak, limit = 0, 4 * len(pile.instances)
     while pile.instances and c["attempts"] < limit:
@@ -104,7 +103,7 @@ def run_loop(pile: Pile, predict, rank, heights, noise_rng: np.random.Generator,
         height = heights(view["depth"] + noise_rng.normal(0.0, pile.config.depth_noise, view["depth"].shape))
         inst = predict(view["rgb"])
         det = rank(inst, height)
-        fresh = [r for r in det if not any(math.hypot(r["u"] - x, r["v"] - y) < radius_px for x, y in tabu)]
+        fresh = [r for r in det if not tabu.blocks(r["u"], r["v"])]
         if not fresh:
             if not len(det):
                 c["no_candidate"] += 1
@@ -116,7 +115,7 @@ def run_loop(pile: Pile, predict, rank, heights, noise_rng: np.random.Generator,
         if out.success:
             c["lifted"] += 1
             streak = 0
-            del tabu[:-FanucBackend.TABU_LENGTH]
+            tabu.succeeded()
         else:
             c["bin_bottom" if out.instance is None else "pinned" if not out.unoccluded else "poor_contact"] += 1
             if explain is not None and out.instance is not None and not out.unoccluded and len(inst):
@@ -125,8 +124,8 @@ def run_loop(pile: Pile, predict, rank, heights, noise_rng: np.random.Generator,
                 c[why] += 1
                 if why == "pinned_seen":  # a failed pick leaves the pile as it was: its free objects still are
                     c[why_no_free_pick(det, inst.labels, _free_visible(pile, view["labels"]), view["labels"], height,
-                                       explain, tabu, radius_px)] += 1
-            tabu.append((float(fresh[0]["u"]), float(fresh[0]["v"])))
+                                       explain, tabu)] += 1
+            tabu.failed(float(fresh[0]["u"]), float(fresh[0]["v"]))
             streak += 1
             c["longest_failure_run"] = max(c["longest_failure_run"], streak)
     return c
@@ -152,8 +151,7 @@ def _depth_arms(args: argparse.Namespace) -> tuple[bool, ...]:
 
 
 def why_no_free_pick(det: np.ndarray, labels: np.ndarray, free: list[int], true_labels: np.ndarray,
-                     height: np.ndarray, ranking: DepthRanking, tabu: list[tuple[float, float]],
-                     radius_px: float) -> str:
+                     height: np.ndarray, ranking: DepthRanking, tabu: TabuSpots) -> str:
     """A ``pinned_seen`` pick: why no object free of cover was picked instead.
     ``seen_free_flagged``: one was detected (a mask at IoU >= 0.5 with it) but the depth
     flagged that mask as covered; ``seen_free_tabu``: one was detected, not flagged, but its
@@ -176,7 +174,7 @@ def why_no_free_pick(det: np.ndarray, labels: np.ndarray, free: list[int], true_
                 continue
             if own[i] > ranking.max_covered:
                 causes.add("seen_free_flagged")
-            elif any(math.hypot(rows[i]["u"] - x, rows[i]["v"] - y) < radius_px for x, y in tabu):
+            elif tabu.blocks(rows[i]["u"], rows[i]["v"]):
                 causes.add("seen_free_tabu")
             else:
                 causes.add("seen_free_ranked_lower")

@@ -17,6 +17,7 @@ from msseg_ros.core.grasping.depth import (
     pick_heights,
 )
 from msseg_ros.core.grasping.select import Filters, ranked
+from msseg_ros.core.robots.tabu import TabuSpots
 from msseg_ros.core.segmentation.base import Instances
 from msseg_ros.core.sensing.sources import SimSource
 
@@ -278,11 +279,13 @@ def test_why_no_free_pick_names_what_kept_the_free_object_from_being_picked():
     det[0]["instance"], det[0]["u"], det[0]["v"] = 1, 10.0, 10.0
     ranking = DepthRanking(step=0.005, reach_px=3, max_covered=0.02)
     args = (det, truth, [1], truth)
-    assert bin_picks.why_no_free_pick(*args, height, ranking, [], 7.5) == "seen_free_ranked_lower"
-    assert bin_picks.why_no_free_pick(*args, height, ranking, [(12.0, 12.0)], 7.5) == "seen_free_tabu"
+    none = TabuSpots(7.5)
+    assert bin_picks.why_no_free_pick(*args, height, ranking, none) == "seen_free_ranked_lower"
+    failed_here = TabuSpots(7.5, spots=[(12.0, 12.0)])
+    assert bin_picks.why_no_free_pick(*args, height, ranking, failed_here) == "seen_free_tabu"
     raised = height.copy()
     raised[5:15, 15:19] = 0.03  # its raised part, left out of the mask, looks like a cover
-    assert bin_picks.why_no_free_pick(*args, raised, ranking, [], 7.5) == "seen_free_flagged"
+    assert bin_picks.why_no_free_pick(*args, raised, ranking, none) == "seen_free_flagged"
     missed = np.zeros_like(truth)
-    assert bin_picks.why_no_free_pick(det, missed, [1], truth, height, ranking, [], 7.5) == "seen_free_missed"
-    assert bin_picks.why_no_free_pick(det, truth, [], truth, height, ranking, [], 7.5) == "seen_no_free"
+    assert bin_picks.why_no_free_pick(det, missed, [1], truth, height, ranking, none) == "seen_free_missed"
+    assert bin_picks.why_no_free_pick(det, truth, [], truth, height, ranking, none) == "seen_no_free"

@@ -41,6 +41,7 @@ from msseg_ros.core.robots.modbus import DeltaModbusClient
 from msseg_ros.core.robots.rmi import RmiClient, retry_connect
 from msseg_ros.core.robots.scheduler import CLASS_NOT_SORTED, Scheduler
 from msseg_ros.core.robots.status import BackendStatus, LinkState, RobotStatus
+from msseg_ros.core.robots.tabu import TabuSpots
 from msseg_ros.core.robots.tracking import WORKSPACE, BeltState, Target
 
 
@@ -549,7 +550,7 @@ class FanucBackend(BackendBase):
         self.connect_attempts = options.connect_attempts
         self._state = LinkState.DISCONNECTED
         self.last_error = ""
-        self.tabu: list[tuple[float, float]] = []
+        self.tabu = TabuSpots(self.TABU_RADIUS_M, self.TABU_LENGTH)
         self._jobs: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._results: queue.Queue[Any] = queue.Queue()
         self._busy = threading.Event()
@@ -584,13 +585,13 @@ class FanucBackend(BackendBase):
     #: succeeds, so an unchanged scene gets each failed pick once (with only the last 5 kept,
     #: a pile with more pinned candidates ranked first cycled through them for good); after a
     #: success the scene has changed, and the last TABU_LENGTH failed spots stay tabu
+    #: (core/robots/tabu.py)
     TABU_RADIUS_M, TABU_LENGTH = 0.015, 5
 
     def submit(self, targets: Sequence[Target], now: float) -> None:
         if self._busy.is_set() or not targets:
             return
-        fresh = [t for t in targets if not any(math.hypot(t.x - x, t.y - y) < self.TABU_RADIUS_M
-                                               for x, y in self.tabu)]
+        fresh = [t for t in targets if not self.tabu.blocks(t.x, t.y)]
         if len(fresh) < len(targets):
             self.count_error("tabu_skipped", len(targets) - len(fresh))
         if not fresh:
@@ -623,9 +624,9 @@ class FanucBackend(BackendBase):
                 break
             rec = self._finish(pick_id, state, reason, self.robot.index)
             if rec is not None and reason == "nothing_gripped":
-                self.tabu.append((rec.target.x, rec.target.y))
+                self.tabu.failed(rec.target.x, rec.target.y)
             elif rec is not None and state == PickState.DONE:
-                del self.tabu[:-self.TABU_LENGTH]
+                self.tabu.succeeded()
         return self._drain()
 
     # ---- worker ------------------------------------------------------------------
