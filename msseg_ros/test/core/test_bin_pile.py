@@ -30,6 +30,25 @@ def test_gt_consistency():
         assert np.all(r["depth"][~obj] == np.float32(CFG.camera_height))
 
 
+def test_draped_pixels_lie_on_an_instance_dropped_earlier():
+    """A pixel is draped where its instance lies higher than it rests: over something
+    dropped before it. The first instance dropped lies on the floor and drapes nowhere."""
+    seen = 0
+    for k in range(4):
+        pile = BinPileWorld(CFG).scene(k)
+        r = pile.render()
+        draped = r["draped"] > 0
+        assert r["draped"].dtype == np.uint8 and not np.any(draped & (r["labels"] == 0))
+        below = np.zeros(draped.shape, bool)  # footprints of the instances dropped so far
+        for inst in pile.instances:
+            mine = draped & (r["labels"] == inst.id)
+            assert not np.any(mine & ~below), f"scene {k}: instance {inst.id} drapes over nothing"
+            seen += int(mine.sum())
+            below |= inst.footprint
+        assert not np.any(draped & (r["labels"] == pile.instances[0].id))
+    assert seen > 0
+
+
 def test_occlusion_procedure_on_a_known_case():
     labels = np.zeros((12, 12), np.int32)
     z = np.zeros((12, 12))

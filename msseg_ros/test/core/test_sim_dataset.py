@@ -9,6 +9,7 @@ import pytest
 from pycocotools.coco import COCO
 
 from msseg_ros.core.learning.coco import decode_mask
+from msseg_ros.core.sim.bin_pile import BinPileConfig
 from msseg_ros.core.sim.dataset import assign_splits, generate
 from msseg_ros.core.sim.sorting_line import SortingLineConfig, SortingLineWorld
 
@@ -86,6 +87,9 @@ def test_bin_picking_extras(tmp_path):
     assert set(np.unique(Y)) <= {0, 255} and not np.any((Y > 0) & (Z > 0))
     anns = coco.loadAnns(coco.getAnnIds(imgIds=img["id"]))
     assert anns and all("occluded" in a for a in anns)
+    D = cv2.imread(str(tmp_path / img["draped_file"]), cv2.IMREAD_GRAYSCALE)
+    assert D.shape == (64, 64) and set(np.unique(D)) <= {0, 255}
+    assert not np.any((D > 0) & (depth == np.float32(BinPileConfig().camera_height)))  # on objects only
 
 
 def test_tabletop_images_and_masks(tmp_path):

@@ -104,3 +104,21 @@ def boundary_occlusion_maps(ds: Frames, index: int, target: dict[str, Any],
         return Y.astype(np.float32), occlusion_map(labels, height, Y, DEPTH_OCCLUSION_PATCH).astype(np.float32)
     raise DatasetError(f"boundary and occlusion maps are needed; image {im['file_name']!r} has neither "
                        "boundaries_file/occlusions_file nor depth_file")
+
+
+def draped_map(ds: Frames, index: int) -> np.ndarray | None:
+    """(H, W) bool: the pixels of image ``index`` draped over another instance (``msseg
+    sim-data bin_picking`` writes ``draped_file``), or None when the image has none.
+
+    Raises:
+        DatasetError: the file is named but cannot be read.
+    """
+    ds, index = ds.locate(index)
+    im = ds.images[index]
+    if "draped_file" not in im:
+        return None
+    path = ds.root / im["draped_file"]
+    m = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if m is None:
+        raise DatasetError(f"draped_file {str(path)!r} of image {im['file_name']!r} cannot be read")
+    return m > 0

@@ -58,8 +58,8 @@ from msseg_ros.core.segmentation.torch_base import (
 
 if TYPE_CHECKING:
     from msseg_ros.core.learning.options import Adversarial, TrainingContext
-    from msseg_ros.core.segmentation.maskrcnn_contact import MaskContactLoss
     from msseg_ros.core.segmentation.maskrcnn_gan import MaskRCNNAdversary
+    from msseg_ros.core.segmentation.maskrcnn_mask_weights import MaskPixelWeights
 
 #: the score threshold inside the network: low, so that the node (model.score_threshold)
 #: and msseg eval (AP over all scores) filter afterwards
@@ -103,10 +103,13 @@ DEFAULT_CONFIG = {
     # (core/segmentation/inputs.py): null (off), or a mapping of DUAL_ENERGY_DEFAULTS keys
     # ({} = the sorting line's channels 1 and 2)
     "dual_energy_ratio": None,
-    # training only (maskrcnn_contact): mask-loss pixels within mask_contact_px (input px,
-    # after the resize) of where two instances meet count 1 + mask_contact_weight times; 0: off
+    # training only (maskrcnn_mask_weights), 0: off. Mask-loss pixels within mask_contact_px
+    # (input px, after the resize) of where two instances meet count 1 + mask_contact_weight
+    # times; an instance's pixels draped over another (the dataset's draped_file) count
+    # 1 + mask_draped_weight times; where both apply, the weights add
     "mask_contact_weight": 0.0,
     "mask_contact_px": 2,
+    "mask_draped_weight": 0.0,
 }
 
 
@@ -242,12 +245,13 @@ def paste_masks(probs: np.ndarray, boxes: np.ndarray, shape: tuple[int, int], th
 class MaskRCNNSegmenter(TorchSegmenter):
     """torchvision's Mask R-CNN for C channels (seed 000). In training the network returns
     its own losses (RPN objectness and box, RoI classifier, box and mask; with
-    ``mask_contact_weight`` > 0 also ``loss_mask_contact``, see ``maskrcnn_contact``)."""
+    ``mask_contact_weight`` or ``mask_draped_weight`` > 0 also ``loss_mask_weighted``, see
+    ``maskrcnn_mask_weights``)."""
 
     type_name = "maskrcnn"
     default_config = DEFAULT_CONFIG
     param_group = "maskrcnn"
-    _contact_loss: MaskContactLoss | None = None  # made on the first training step that needs it
+    _pixel_weights: MaskPixelWeights | None = None  # made on the first training step that needs it
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -266,6 +270,7 @@ class MaskRCNNSegmenter(TorchSegmenter):
         require(cfg, "rpn_post_nms_top_n_test", int, lambda v: 1 <= v <= cfg["rpn_pre_nms_top_n_test"])
         require(cfg, "mask_contact_weight", (int, float), lambda v: 0 <= v <= 100)
         require(cfg, "mask_contact_px", int, lambda v: 1 <= v <= 16)
+        require(cfg, "mask_draped_weight", (int, float), lambda v: 0 <= v <= 100)
         for key in ("fpn_channels", "box_representation", "mask_channels"):
             require(cfg, key, int, lambda v: 8 <= v <= 4096)
         require_normalisation(cfg, c)
@@ -288,19 +293,33 @@ class MaskRCNNSegmenter(TorchSegmenter):
 
     def training_batch(self, indices: Sequence[int], context: TrainingContext
                        ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
-        """(images (C, H, W) float32, targets {boxes (N, 4), labels (N,), masks (N, H, W) uint8})."""
+        """(images (C, H, W) float32, targets {boxes (N, 4), labels (N,), masks (N, H, W)
+        uint8; with ``mask_draped_weight`` > 0 and a dataset that has them, draped (H, W)
+        uint8: the pixels draped over another instance})."""
         from msseg_ros.core.learning.augment import augment_instances, boxes_from_masks
+        from msseg_ros.core.learning.targets import draped_map
 
         images, targets = [], []
         for i in indices:
             frame, tgt = context.dataset[int(i)]
+            draped = draped_map(context.dataset, int(i)) if self.config["mask_draped_weight"] > 0 else None
+            if draped is not None:  # through the same augmentation, as one more mask of label 0
+                tgt = {**tgt, "masks": np.concatenate([tgt["masks"], draped[None]]),
+                       "labels": np.append(tgt["labels"], 0)}
             frame, masks, labels = augment_instances(frame, tgt, context)
             images.append(channels_first(frame))
-            targets.append({
+            target: dict[str, torch.Tensor] = {}
+            if draped is not None:
+                kept = labels == 0  # gone when augmentation left it under 4 pixels
+                target["draped"] = torch.from_numpy(masks[kept].any(0).astype(np.uint8)) if kept.any() else \
+                    torch.zeros(frame.shape[:2], dtype=torch.uint8)
+                masks, labels = masks[~kept], labels[~kept]
+            target.update({
                 "boxes": torch.from_numpy(boxes_from_masks(masks)).reshape(-1, 4),
                 "labels": torch.from_numpy(labels),
                 "masks": torch.from_numpy(masks.astype(np.uint8)),
             })
+            targets.append(target)
         return images, targets
 
     def training_losses(self, batch: tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]
@@ -309,15 +328,15 @@ class MaskRCNNSegmenter(TorchSegmenter):
         dev = self._device
         images = [im.to(dev, non_blocking=True) for im in images]
         targets = [{k: v.to(dev, non_blocking=True) for k, v in tg.items()} for tg in targets]
-        weight = float(self.config["mask_contact_weight"])
-        if weight <= 0:
+        contact, draped = float(self.config["mask_contact_weight"]), float(self.config["mask_draped_weight"])
+        if contact <= 0 and draped <= 0:
             return self.net(images, targets)
-        if self._contact_loss is None:
-            from msseg_ros.core.segmentation.maskrcnn_contact import MaskContactLoss
+        if self._pixel_weights is None:
+            from msseg_ros.core.segmentation.maskrcnn_mask_weights import MaskPixelWeights
 
-            self._contact_loss = MaskContactLoss(self.net, weight, int(self.config["mask_contact_px"]))
+            self._pixel_weights = MaskPixelWeights(self.net, contact, int(self.config["mask_contact_px"]), draped)
         losses = self.net(images, targets)
-        losses["loss_mask_contact"] = self._contact_loss.loss()
+        losses["loss_mask_weighted"] = self._pixel_weights.loss()
         return losses
 
     def adversary(self, weights: Adversarial, seed: int) -> MaskRCNNAdversary:

@@ -38,6 +38,9 @@ from msseg_ros.core.learning.targets import boundaries, occlusion_map
 from msseg_ros.core.sim import replace_checked
 
 PRODUCTS = ("sachet", "stick", "box")
+#: a visible pixel counts as draped over something where the surface under it lies more
+#: than this above its instance's resting height, m
+DRAPED_RISE = 0.002
 
 
 @dataclass(frozen=True)
@@ -236,7 +239,8 @@ class Pile:
 
         Returns:
             rgb (H, W, 3) uint8; depth (H, W) float32 m; labels (H, W) int32 (instance ids,
-            0 = bin); boundaries (H, W) uint8 {0,1}; occlusions (H, W) uint8 {0,1}.
+            0 = bin); boundaries (H, W) uint8 {0,1}; occlusions (H, W) uint8 {0,1};
+            draped (H, W) uint8 {0,1}: :meth:`draped`.
         """
         cfg = self.config
         labels, z = self.heights()
@@ -244,7 +248,21 @@ class Pile:
         rgb = self._shade(labels, z)
         Y = boundaries(labels)
         Z = occlusion_map(labels, z, Y, cfg.occlusion_patch)
-        return {"rgb": rgb, "depth": depth, "labels": labels, "boundaries": Y, "occlusions": Z}
+        return {"rgb": rgb, "depth": depth, "labels": labels, "boundaries": Y, "occlusions": Z,
+                "draped": self.draped(labels)}
+
+    def draped(self, labels: np.ndarray, rise: float = DRAPED_RISE) -> np.ndarray:
+        """(H, W) uint8 {0,1}: visible pixels where an instance lies draped over something
+        more than ``rise`` m above its resting height (:meth:`settle`): the raised parts
+        that an RGB model's masks tend to leave out (docs/models.md, "A mask loss weighted
+        where instances meet"). ``labels``: the visible instance ids (:meth:`heights`)."""
+        out = np.zeros(labels.shape, np.uint8)
+        for inst in self.instances:
+            if inst.z is None:
+                continue
+            raised = inst.footprint & (inst.z - inst.relief > inst.base + rise) & (labels == inst.id)
+            out[raised] = 1
+        return out
 
     def _shade(self, labels: np.ndarray, z: np.ndarray) -> np.ndarray:
         rng = self.rng

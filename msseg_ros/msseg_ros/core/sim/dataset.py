@@ -9,6 +9,7 @@ Layout of OUT (same seed -> byte-identical files)::
     depth/NNNNNN.npy             bin_picking: (H, W) float32, m along the optical axis
     boundaries/NNNNNN.png        bin_picking: instance boundaries Y, 0/255
     occlusions/NNNNNN.png        bin_picking: occlusion map Z, 0/255
+    draped/NNNNNN.png            bin_picking: pixels draped over another instance, 0/255
     previews/NNNNNN.png          the first few images: false colour / RGB with outlines
     previews/000000_channels.png sorting_line: all 11 channels of the first image
     summary.json                 per-class counts per split, per-channel mean and std
@@ -137,7 +138,7 @@ def generate(cell: str, out: Path, count: int, seed: int, overrides: dict[str, A
     for d in ("images", "annotations", "previews"):
         (out / d).mkdir(parents=True, exist_ok=True)
     if cell == "bin_picking":
-        for d in ("depth", "boundaries", "occlusions"):
+        for d in ("depth", "boundaries", "occlusions", "draped"):
             (out / d).mkdir(exist_ok=True)
     job = partial(_write_image, cell, base, out, seed, single_class, lines, previews)
     next_ann = 1
@@ -219,6 +220,7 @@ def _write_image(cell: str, base: WorldConfig, out: Path, seed: int, single_clas
         np.save(out / "depth" / f"{name}.npy", r["depth"], allow_pickle=False)
         cv2.imwrite(str(out / "boundaries" / f"{name}.png"), r["boundaries"] * 255)
         cv2.imwrite(str(out / "occlusions" / f"{name}.png"), r["occlusions"] * 255)
+        cv2.imwrite(str(out / "draped" / f"{name}.png"), r["draped"] * 255)
         ids = sorted(int(v) for v in np.unique(r["labels"]) if v)
         labels = np.searchsorted(ids, r["labels"]) + 1
         labels[r["labels"] == 0] = 0
@@ -228,7 +230,7 @@ def _write_image(cell: str, base: WorldConfig, out: Path, seed: int, single_clas
         img_entry = {"id": i + 1, "file_name": f"images/{name}.png", "height": int(labels.shape[0]),
                      "width": int(labels.shape[1]), "channels": 3, "product": pile.product,
                      "depth_file": f"depth/{name}.npy", "boundaries_file": f"boundaries/{name}.png",
-                     "occlusions_file": f"occlusions/{name}.png"}
+                     "occlusions_file": f"occlusions/{name}.png", "draped_file": f"draped/{name}.png"}
         pixels = r["rgb"].astype(np.float64) / 255.0
         preview = r["rgb"]
     new = annotations_from_labels(labels, class_ids, i + 1, 1, extra)

@@ -1,11 +1,13 @@
-"""Mask R-CNN's contact-weighted mask loss (maskrcnn_contact): the bands where instances
-meet, the loss's value and gradients, and that it is off unless configured."""
+"""Mask R-CNN's mask loss with weighted pixels (maskrcnn_mask_weights): the bands where
+instances meet, draped pixels, the loss's value and gradients, the training batch's draped
+maps, and that it is off unless configured."""
+import numpy as np
 import pytest
 import torch
 
 from msseg_ros.core.segmentation.base import ModelConfigError
 from msseg_ros.core.segmentation.maskrcnn import MaskRCNNSegmenter
-from msseg_ros.core.segmentation.maskrcnn_contact import MaskContactLoss, contact_bands
+from msseg_ros.core.segmentation.maskrcnn_mask_weights import MaskPixelWeights, contact_bands
 
 SLIM = {"backbone": "resnet18", "fpn_channels": 32, "box_representation": 64, "mask_channels": 16,
         "min_size": 64, "max_size": 64, "score_threshold": 0.0, "in_channels": 3, "classes": ["a"],
@@ -56,8 +58,8 @@ def test_the_loss_is_weighted_reaches_the_mask_head_only_and_is_zero_without_con
         seg = _segmenter(mask_contact_weight=w, mask_contact_px=2)
         torch.manual_seed(1)  # the same proposals sampled for both weights
         losses = seg.training_losses(_batch(touching=True))
-        values[w] = losses["loss_mask_contact"]
-        assert {"loss_mask", "loss_mask_contact"} <= set(losses)
+        values[w] = losses["loss_mask_weighted"]
+        assert {"loss_mask", "loss_mask_weighted"} <= set(losses)
     assert float(values[1.0].detach()) > 0
     assert float(values[3.0].detach()) == pytest.approx(3 * float(values[1.0].detach()), rel=1e-5)
     heads = seg.net.roi_heads
@@ -68,19 +70,58 @@ def test_the_loss_is_weighted_reaches_the_mask_head_only_and_is_zero_without_con
     # w x torchvision's mean over all of them
     assert float(values[3.0].detach()) <= 3 * float(losses["loss_mask"].detach()) + 1e-6
     apart = _segmenter(mask_contact_weight=3.0).training_losses(_batch(touching=False))
-    assert float(apart["loss_mask_contact"].detach()) == 0.0 and float(apart["loss_mask"].detach()) > 0
+    assert float(apart["loss_mask_weighted"].detach()) == 0.0 and float(apart["loss_mask"].detach()) > 0
 
 
 def test_off_by_default_checked_when_set_and_loss_needs_a_forward_pass():
     seg = _segmenter()
     assert seg.config["mask_contact_weight"] == 0.0
-    assert "loss_mask_contact" not in seg.training_losses(_batch(touching=True))
-    for bad in ({"mask_contact_weight": -1.0}, {"mask_contact_px": 0}, {"mask_contact_px": 2.5}):
-        with pytest.raises(ModelConfigError, match="mask_contact"):
+    assert "loss_mask_weighted" not in seg.training_losses(_batch(touching=True))
+    for bad in ({"mask_contact_weight": -1.0}, {"mask_contact_px": 0}, {"mask_contact_px": 2.5},
+                {"mask_draped_weight": -0.5}):
+        with pytest.raises(ModelConfigError, match="mask_"):
             MaskRCNNSegmenter.validate_config({**SLIM, **bad})
-    contact = MaskContactLoss(seg.net, 1.0, 2)
+    weights = MaskPixelWeights(seg.net, 1.0, 2)
     with pytest.raises(RuntimeError, match="before a training forward pass"):
-        contact.loss()
-    contact.close()
-    with pytest.raises(ValueError, match="weight must be > 0"):
-        MaskContactLoss(seg.net, 0.0, 2)
+        weights.loss()
+    weights.close()
+    with pytest.raises(ValueError, match="one > 0"):
+        MaskPixelWeights(seg.net, 0.0, 2, 0.0)
+
+
+def test_draped_pixels_weigh_only_where_the_target_has_them():
+    images, targets = _batch(touching=False)
+    draped = torch.zeros(64, 64, dtype=torch.uint8)
+    draped[10:20, 8:30] = 1  # the top rows of instance 0
+    values = {}
+    for w in (1.0, 2.0):
+        seg = _segmenter(mask_draped_weight=w)
+        torch.manual_seed(1)
+        values[w] = float(seg.training_losses((images, [{**targets[0], "draped": draped}]))["loss_mask_weighted"].detach())
+    assert values[1.0] > 0 and values[2.0] == pytest.approx(2 * values[1.0], rel=1e-5)
+    seg = _segmenter(mask_draped_weight=1.0)
+    assert float(seg.training_losses(_batch(touching=False))["loss_mask_weighted"].detach()) == 0.0  # none given
+    # a draped map at another size than the resized masks is resampled to theirs
+    seg = _segmenter(mask_draped_weight=1.0, min_size=128, max_size=128)
+    torch.manual_seed(1)
+    assert float(seg.training_losses((images, [{**targets[0], "draped": draped}]))["loss_mask_weighted"].detach()) > 0
+
+
+def test_the_training_batch_carries_the_datasets_draped_maps(tmp_path):
+    from msseg_ros.core.learning.data import CocoFrames
+    from msseg_ros.core.learning.options import TrainingContext, TrainOptions
+    from msseg_ros.core.learning.targets import draped_map
+    from msseg_ros.core.sim.dataset import generate
+
+    generate("bin_picking", tmp_path, count=2, seed=5, split=(1.0, 0.0, 0.0))
+    ds = CocoFrames(tmp_path / "annotations" / "learning.json")
+    maps = [draped_map(ds, i) for i in range(len(ds))]
+    assert all(m is not None and m.shape == (256, 256) for m in maps) and any(m.any() for m in maps)
+    seg = _segmenter(mask_draped_weight=2.0)
+    context = TrainingContext(dataset=ds, options=TrainOptions.from_mapping({"augment": {"hflip": 0.0, "vflip": 0.0}}),
+                              rng=np.random.default_rng(0), fill=np.zeros(3, np.float32))
+    _, targets = seg.training_batch([0, 1], context)
+    for t, m, i in zip(targets, maps, range(2), strict=True):
+        assert torch.equal(t["draped"], torch.from_numpy(m.astype("uint8")))
+        assert len(t["masks"]) == len(ds[i][1]["masks"]) and int(t["labels"].min()) >= 1
+    assert "draped" not in _segmenter().training_batch([0], context)[1][0]
