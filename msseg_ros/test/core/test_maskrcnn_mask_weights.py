@@ -89,6 +89,18 @@ def test_off_by_default_checked_when_set_and_loss_needs_a_forward_pass():
         MaskPixelWeights(seg.net, 0.0, 2, 0.0)
 
 
+def test_end_training_removes_the_hooks_and_training_can_start_again():
+    seg = _segmenter(mask_contact_weight=2.0)
+    hooked = (seg.net.transform, seg.net.roi_heads.mask_roi_pool, seg.net.roi_heads.mask_predictor)
+    assert [len(m._forward_hooks) for m in hooked] == [0, 0, 0]
+    seg.training_losses(_batch(touching=True))
+    assert [len(m._forward_hooks) for m in hooked] == [1, 1, 1]
+    seg.end_training()
+    assert [len(m._forward_hooks) for m in hooked] == [0, 0, 0]
+    seg.end_training()  # twice is harmless
+    assert float(seg.training_losses(_batch(touching=True))["loss_mask_weighted"].detach()) > 0
+
+
 def test_draped_pixels_weigh_only_where_the_target_has_them():
     images, targets = _batch(touching=False)
     draped = torch.zeros(64, 64, dtype=torch.uint8)

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from msseg_ros.core.learning.data import DatasetError, Frames
+from msseg_ros.core.learning.data import CocoFrames, DatasetError, Frames
 
 #: the patch of the occlusion map computed from a depth file (seed 001 uses P = 5)
 DEPTH_OCCLUSION_PATCH = 5
@@ -89,14 +89,8 @@ def boundary_occlusion_maps(ds: Frames, index: int, target: dict[str, Any],
     ds, index = ds.locate(index)
     im = ds.images[index]
     if "boundaries_file" in im and "occlusions_file" in im:
-        maps = []
-        for key in ("boundaries_file", "occlusions_file"):
-            path = ds.root / im[key]
-            m = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-            if m is None:
-                raise DatasetError(f"{key} {str(path)!r} of image {im['file_name']!r} cannot be read")
-            maps.append((m > 0).astype(np.float32))
-        return maps[0], maps[1]
+        return (_binary_map(ds, im, "boundaries_file").astype(np.float32),
+                _binary_map(ds, im, "occlusions_file").astype(np.float32))
     if "depth_file" in im:
         labels = labels_from_masks(target["masks"], shape)
         height = -np.load(ds.root / im["depth_file"], allow_pickle=False)
@@ -117,8 +111,17 @@ def draped_map(ds: Frames, index: int) -> np.ndarray | None:
     im = ds.images[index]
     if "draped_file" not in im:
         return None
-    path = ds.root / im["draped_file"]
+    return _binary_map(ds, im, "draped_file")
+
+
+def _binary_map(ds: CocoFrames, im: dict[str, Any], key: str) -> np.ndarray:
+    """(H, W) bool: the grey image file that ``im[key]`` names, nonzero pixels set.
+
+    Raises:
+        DatasetError: the file cannot be read.
+    """
+    path = ds.root / im[key]
     m = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if m is None:
-        raise DatasetError(f"draped_file {str(path)!r} of image {im['file_name']!r} cannot be read")
+        raise DatasetError(f"{key} {str(path)!r} of image {im['file_name']!r} cannot be read")
     return m > 0

@@ -448,6 +448,7 @@ def _train_gradient(cls: type[Segmenter], model_cfg: dict[str, Any], cfg: TrainC
             break
     if adversary is not None:
         adversary.close()
+    seg.end_training()
     if not (out / "model.safetensors").exists():
         _save_model(out, seg, model_cfg, t)
     _plot_history(out, state["history"])

@@ -339,6 +339,11 @@ class MaskRCNNSegmenter(TorchSegmenter):
         losses["loss_mask_weighted"] = self._pixel_weights.loss()
         return losses
 
+    def end_training(self) -> None:
+        if self._pixel_weights is not None:
+            self._pixel_weights.close()
+            self._pixel_weights = None
+
     def adversary(self, weights: Adversarial, seed: int) -> MaskRCNNAdversary:
         """Box and mask critics (seed 002; see ``maskrcnn_gan``)."""
         from msseg_ros.core.segmentation.maskrcnn_gan import MaskRCNNAdversary

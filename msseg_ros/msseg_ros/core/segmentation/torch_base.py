@@ -247,6 +247,10 @@ class TorchSegmenter(Segmenter):
     def training_losses(self, batch: Any) -> dict[str, torch.Tensor]:
         """Named scalar losses of ``batch`` (moved to the model's device here)."""
 
+    def end_training(self) -> None:
+        """Undo what ``training_losses`` attached to the network (hooks); the trainer
+        calls it once training stops. Training may start again after it."""
+
     def adversary(self, weights: Adversarial, seed: int) -> Adversary:
         """Critics for adversarial training with loss ``weights``, initialised from
         ``seed`` (not from torch's global generator, so that the model's own draws are
