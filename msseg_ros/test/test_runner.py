@@ -205,6 +205,7 @@ def test_runner_names_a_node_that_ignores_the_stop(tmp_path):
     codes = runner.stop(grace=0.5)
     assert codes == {"hung": -9}
     assert ("hung", "did not stop within 0.5 s (running; last log line: 'busy with frame 7'); killed") in lines
+    assert runner.killed == {"hung": "killed after 0.5 s, running; last log line: 'busy with frame 7'"}
 
 
 def test_cli_run_node_dies_exit_1_naming_it(tmp_path):

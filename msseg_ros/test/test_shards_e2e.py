@@ -45,8 +45,13 @@ def test_two_shards_give_the_candidates_of_one_segmenter(tmp_path):
     ids: dict[int, int] = {}  # live pick_id -> sharded pick_id: one object, one id, in both runs
     for stamp in both:
         a, b = cand_live[stamp], cand_sharded[stamp]
-        for name in ("x", "y", "z", "class_id", "belt_position"):
+        for name in ("x", "y", "z", "class_id"):
             np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-6, err_msg=f"{name} at {stamp}")
+        # the belt's travel at the frame's stamp, interpolated in the encoder samples the
+        # selector got: they are best-effort, and a loaded machine once lost the one at the
+        # stamp in the live run (2.039991 against 2.04 m): within 0.1 mm, not bit-equal
+        np.testing.assert_allclose(a["belt_position"], b["belt_position"], rtol=0, atol=1e-4,
+                                   err_msg=f"belt_position at {stamp}")
         for pa, pb in zip(a["pick_id"], b["pick_id"], strict=True):
             assert ids.setdefault(int(pa), int(pb)) == int(pb), f"object {pa} got two ids in the sharded run"
     assert len(set(ids.values())) == len(ids), "two objects share an id in the sharded run"

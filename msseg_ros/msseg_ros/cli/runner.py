@@ -6,7 +6,7 @@ generated file with the graph's and the user's overrides (so values keep their e
 ROS types). Their output is forwarded line by line, prefixed with the node name.
 
 The runner stops every node with SIGTERM on Ctrl-C, SIGTERM or ``duration`` and waits
-for them for a grace period (``STOP_GRACE_S``, 5 s); a node still running then is killed
+for them for a grace period (``STOP_GRACE_S``, 10 s); a node still running then is killed
 (SIGKILL) and named with what it was doing (starting or running, and its last log line).
 A node stops within a fraction of a second in any phase (see ``node_base.run_node``), so
 the grace period is only reached by a hung node. SIGTERM, not SIGINT: a node signalled
@@ -142,8 +142,10 @@ def node_command(node: NodeSpec, spec: GraphSpec, overrides_file: str | None) ->
 #: The name ``msseg run --one-process`` gives its one process (in logs and restarts).
 ONE_PROCESS = "one_process"
 
-#: Seconds a node is given to stop before it is killed.
-STOP_GRACE_S = 5.0
+#: Seconds a node is given to stop before it is killed. A node stops within a second when
+#: it gets a core; 5 s was once too short for a starved one (the line scanner, the suite
+#: run beside a training and an evaluation on 2 cores), so the margin is wide.
+STOP_GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,8 @@ class GraphRunner:
         self.env = {**os.environ, **dds_environment(), "PYTHONUNBUFFERED": "1",
                     "RCUTILS_COLORIZED_OUTPUT": "0", "MSSEG_NODE_PROCESS": "1", **(env or {})}
         self.nodes: list[RunningNode] = []
+        #: nodes killed by :meth:`stop` -> what each was doing (shown even when ``log`` is silent)
+        self.killed: dict[str, str] = {}
         self._stop = threading.Event()
         self._tmp = tempfile.TemporaryDirectory(prefix="msseg_run_")
 
@@ -318,6 +322,7 @@ class GraphRunner:
                 doing = rn.doing()
                 rn.process.kill()
                 codes[rn.spec.name] = rn.process.wait()
+                self.killed[rn.spec.name] = f"killed after {grace:g} s, {doing}"
                 self.log(rn.spec.name, f"did not stop within {grace:g} s ({doing}); killed")
             for t in rn.threads:
                 t.join(timeout=1.0)
