@@ -177,7 +177,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"msseg run: report in {args.report}: {', '.join(files)}", file=sys.stderr)
     bad = {n: c for n, c in codes.items() if c != 0}
     if bad:
-        detail = ", ".join(f"{n} (exit {c}" + (f": {runner.killed[n]})" if n in runner.killed else ")")
+        detail = ", ".join(f"{n} (exit {c}: {runner.killed[n]})" if n in runner.killed else f"{n} (exit {c})"
                            for n, c in bad.items())
         print(f"msseg run: nodes did not stop cleanly: {detail}", file=sys.stderr)
         return 1
